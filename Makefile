@@ -1,0 +1,59 @@
+# sliceai developer tasks. Everything runs from .venv, created on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JOBS   ?= auto
+
+.PHONY: all venv test lint typecheck unit demo bench protos protos-check model e2e clean constraints
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,controller]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sliceai tests sims
+	$(VENV)/bin/ruff format --check sliceai tests sims
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -n $(JOBS) -m "not ovs"
+
+test: lint typecheck protos-check unit
+
+demo: $(STAMP)
+	$(VENV)/bin/sliceai demo
+
+bench: $(STAMP)
+	$(VENV)/bin/sliceai bench --markdown BENCHMARKS.md
+
+# gRPC / protobuf code generated from proto/sliceai/v1/*.proto into sliceai/v1/.
+PROTOS := $(wildcard proto/sliceai/v1/*.proto)
+protos: $(STAMP)
+	@if [ -n "$(PROTOS)" ]; then \
+	  $(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS) && \
+	  echo "regenerated $(PROTOS)"; \
+	else echo "no protos yet"; fi
+
+protos-check: $(STAMP)
+	@if [ -n "$(PROTOS)" ]; then \
+	  tmp=$$(mktemp -d) && \
+	  $(PY) -m grpc_tools.protoc -Iproto --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	  diff -r -x __init__.py -x __pycache__ -x '*.pyc' $$tmp/sliceai/v1 sliceai/v1 >/dev/null \
+	    || { echo "generated protobuf code is stale: run 'make protos'"; rm -rf $$tmp; exit 1; }; \
+	  rm -rf $$tmp; echo "protobuf code matches proto/"; \
+	fi
+
+constraints: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from sliceai.cli import main
+
+sys.exit(main())
