@@ -19,9 +19,16 @@ def register(subparsers: Any) -> None:
         description="Run benchmarks. Each figure may carry a peer measured in the same run; "
         "ratio = value / peer_value.",
     )
-    p.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
-    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller cases (for smoke tests)")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer repeats and smaller cases (for smoke tests)"
+    )
     p.add_argument(
         "--markdown",
         metavar="FILE",
@@ -37,14 +44,20 @@ def _run(args: argparse.Namespace) -> int:
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        raise UsageError(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        raise UsageError(
+            f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
     figures: list[Figure] = []
     for fig in iter_benchmarks(names, args.quick):
         figures.append(fig)
         if args.json:
             print(json.dumps(fig.as_json()), flush=True)
         else:
-            print(f"  {fig.bench}/{fig.case} {fig.metric}: {fig.value:.4g} {fig.unit}", file=sys.stderr, flush=True)
+            print(
+                f"  {fig.bench}/{fig.case} {fig.metric}: {fig.value:.4g} {fig.unit}",
+                file=sys.stderr,
+                flush=True,
+            )
     if not args.json:
         print(render_table(figures))
     if args.markdown is not None:

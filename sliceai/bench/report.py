@@ -35,7 +35,17 @@ def _fmt(x: float | None) -> str:
 
 def render_table(figures: Sequence[Figure], tablefmt: str = "simple") -> str:
     rows = [
-        [f.bench, f.case, f.metric, _fmt(f.value), f.unit, f.peer or "", _fmt(f.peer_value), _fmt(f.ratio), f.note or ""]
+        [
+            f.bench,
+            f.case,
+            f.metric,
+            _fmt(f.value),
+            f.unit,
+            f.peer or "",
+            _fmt(f.peer_value),
+            _fmt(f.ratio),
+            f.note or "",
+        ]
         for f in figures
     ]
     return tabulate(
@@ -56,7 +66,8 @@ def machine_description() -> str:
     except OSError:
         pass
     cores = os.cpu_count() or 0
-    return f"{model}, {cores} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{model}, {cores} cores, {system}, Python {platform.python_version()}"
 
 
 def section(name: str, figures: Sequence[Figure], command: str) -> str:
@@ -69,13 +80,19 @@ def section(name: str, figures: Sequence[Figure], command: str) -> str:
     )
 
 
-def update_markdown(path: Path, names: Sequence[str], figures: Sequence[Figure], command: str) -> None:
+def update_markdown(
+    path: Path, names: Sequence[str], figures: Sequence[Figure], command: str
+) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
     for name in names:
         new = section(name, figures, command)
-        pattern = re.compile(rf"<!-- bench:{re.escape(name)}:start -->.*?<!-- bench:{re.escape(name)}:end -->\n?", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _m, new=new: new, text)
+        pattern = re.compile(
+            rf"<!-- bench:{re.escape(name)}:start -->.*?<!-- bench:{re.escape(name)}:end -->\n?",
+            re.S,
+        )
+        match = pattern.search(text)
+        if match is not None:
+            text = text[: match.start()] + new + text[match.end() :]
         else:
             text = text.rstrip("\n") + "\n\n" + new
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
     check = subparsers.add_parser(
         "check-policy",
         help="validate slice policy files (exit 0 valid, 1 invalid, 2 unreadable)",
-        description="Validate slice policy YAML files; every problem is reported with file, line and field.",
+        description="Validate slice policy YAML files; every problem is reported "
+        "with file, line and field.",
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.add_argument("-q", "--quiet", action="store_true", help="print only problems")
@@ -27,7 +28,9 @@ def register(subparsers: Any) -> None:
 
     policy = subparsers.add_parser("policy", help="inspect slice policies")
     sub = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
-    show = sub.add_parser("show", help="a table of slices, their 5QI characteristics, guarantees and links")
+    show = sub.add_parser(
+        "show", help="a table of slices, their 5QI characteristics, guarantees and links"
+    )
     show.add_argument("file", type=Path, metavar="FILE")
     show.set_defaults(func=_show)
 
@@ -36,7 +39,11 @@ def _check(args: argparse.Namespace) -> int:
     worst = 0
     for path in args.files:
         if not path.is_file():
-            print(f"{path}: cannot read file: {'is a directory' if path.is_dir() else 'no such file'}", file=sys.stderr)
+            reason = "is a directory" if path.is_dir() else "no such file"
+            print(
+                f"{path}: cannot read file: {reason}",
+                file=sys.stderr,
+            )
             worst = 2
             continue
         try:
@@ -45,7 +52,10 @@ def _check(args: argparse.Namespace) -> int:
             unreadable = any(i.message.startswith("cannot read file") for i in exc.issues)
             for issue in exc.issues:
                 print(issue, file=sys.stderr)
-            print(f"{path}: invalid ({len(exc.issues)} problem{'s' if len(exc.issues) != 1 else ''})", file=sys.stderr)
+            print(
+                f"{path}: invalid ({len(exc.issues)} problem{'s' if len(exc.issues) != 1 else ''})",
+                file=sys.stderr,
+            )
             worst = max(worst, 2 if unreadable else 1)
             continue
         if not args.quiet:
@@ -72,7 +82,9 @@ def _rate(x: float) -> str:
 
 
 def render_policy(policy: Policy) -> str:
-    head = f"policy {policy.name}: {len(policy.slices)} slices on {len(policy.topology.links)} links"
+    head = (
+        f"policy {policy.name}: {len(policy.slices)} slices on {len(policy.topology.links)} links"
+    )
     if policy.description:
         head += f"\n{policy.description}"
     rows = []
@@ -94,7 +106,18 @@ def render_policy(policy: Policy) -> str:
         )
     slices = tabulate(
         rows,
-        headers=["slice", "S-NSSAI", "5QI", "prio", "latency budget", "PER", "guaranteed DL/UL", "maximum DL/UL", "risk", "links"],
+        headers=[
+            "slice",
+            "S-NSSAI",
+            "5QI",
+            "prio",
+            "latency budget",
+            "PER",
+            "guaranteed DL/UL",
+            "maximum DL/UL",
+            "risk",
+            "links",
+        ],
         disable_numparse=True,
     )
     link_rows = []
@@ -108,5 +131,7 @@ def render_policy(policy: Policy) -> str:
                 len(members),
             ]
         )
-    links = tabulate(link_rows, headers=["link", "capacity", "guaranteed DL/UL", "slices"], disable_numparse=True)
+    links = tabulate(
+        link_rows, headers=["link", "capacity", "guaranteed DL/UL", "slices"], disable_numparse=True
+    )
     return f"{head}\n\n{slices}\n\n{links}"

@@ -138,8 +138,10 @@ class FiveQI(_Frozen):
 
     @property
     def characteristics(self) -> FiveQICharacteristics:
-        assert self.resource_type is not None and self.priority_level is not None  # noqa: S101
-        assert self.pdb is not None and self.per is not None  # noqa: S101
+        assert self.resource_type is not None
+        assert self.priority_level is not None
+        assert self.pdb is not None
+        assert self.per is not None
         return FiveQICharacteristics(
             self.value,
             self.resource_type,
@@ -179,7 +181,9 @@ class PortRange(_Frozen):
                 first = int(lo)
                 last = int(hi) if sep else first
             except ValueError:
-                raise ValueError(f"port {data!r}: write a number or a range like '5000-5010'") from None
+                raise ValueError(
+                    f"port {data!r}: write a number or a range like '5000-5010'"
+                ) from None
             return {"first": first, "last": last}
         return data
 
@@ -221,7 +225,9 @@ class MatchRule(_Frozen):
     flow land in the slice while other flows between the same hosts do not.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
+    )
 
     dscp: tuple[int, ...] = Field(default=(), description="DSCP code points 0..63")
     vlan: int | None = Field(default=None, ge=0, le=4095)
@@ -262,7 +268,7 @@ class MatchRule(_Frozen):
             self.ip_prefixes
             and other.ip_prefixes
             and not any(
-                a.version == b.version and a.overlaps(b)  # type: ignore[arg-type]
+                a.version == b.version and a.overlaps(b)
                 for a in self.ip_prefixes
                 for b in other.ip_prefixes
             )
@@ -325,18 +331,18 @@ class Slice(_Frozen):
 
     @property
     def priority_level(self) -> int:
-        assert self.priority is not None  # noqa: S101 - filled in by the validator
+        assert self.priority is not None
         return self.priority
 
     @property
     def latency_budget_ms(self) -> float:
-        assert self.latency_budget is not None  # noqa: S101 - filled in by the validator
+        assert self.latency_budget is not None
         return self.latency_budget
 
     @property
     def is_guaranteed(self) -> bool:
         """GBR-type 5QI or any guaranteed rate: the solver protects its (1 - risk) quantile."""
-        assert self.five_qi.resource_type is not None  # noqa: S101
+        assert self.five_qi.resource_type is not None
         return self.five_qi.resource_type.is_gbr or any(
             self.guaranteed_bps(d) > 0 for d in DIRECTIONS
         )

@@ -36,9 +36,7 @@ class UnitError(ValueError):
 
 def _split(text: object, kind: str, units: dict[str, float]) -> tuple[float, float]:
     if isinstance(text, bool) or not isinstance(text, str):
-        raise UnitError(
-            f"expected a {kind} with a unit such as {_examples(units)}, got {text!r}"
-        )
+        raise UnitError(f"expected a {kind} with a unit such as {_examples(units)}, got {text!r}")
     match = _QUANTITY.match(text)
     if match is None:
         raise UnitError(f"cannot read {text!r} as a {kind}; write e.g. {_examples(units)}")

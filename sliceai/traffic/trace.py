@@ -11,7 +11,7 @@ trace bigger than memory can stream through the replay.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -28,6 +28,21 @@ class TraceError(ValueError):
     """A trace that is malformed: bad shape, interval or values; ``str`` says where."""
 
 
+class TraceReadError(TraceError):
+    """A trace file that cannot be read: malformed, truncated or inconsistent.
+
+    ``path`` is the file and ``position`` where in it the problem is ("line 12",
+    "packet 7 at byte 4242", "byte 96"); both appear in ``str(error)``.
+    """
+
+    def __init__(self, path: object, position: str | None, message: str) -> None:
+        self.path = str(path)
+        self.position = position
+        self.reason = message
+        where = self.path if position is None else f"{self.path}: {position}"
+        super().__init__(f"{where}: {message}")
+
+
 @dataclass(frozen=True)
 class Trace:
     start: float
@@ -39,7 +54,8 @@ class Trace:
     def __post_init__(self) -> None:
         if not MIN_INTERVAL_S <= self.interval_s <= MAX_INTERVAL_S:
             raise TraceError(
-                f"interval {self.interval_s:g} s outside {MIN_INTERVAL_S:g} s .. {MAX_INTERVAL_S:g} s"
+                f"interval {self.interval_s:g} s outside "
+                f"{MIN_INTERVAL_S:g} s .. {MAX_INTERVAL_S:g} s"
             )
         load = np.asarray(self.load_bps, dtype=np.float64)
         if load.ndim != 3 or load.shape[1] != len(self.slices) or load.shape[2] != 2:
@@ -75,6 +91,43 @@ class Trace:
 
     def slice_index(self, name: str) -> int:
         return self.slices.index(name)
+
+    @classmethod
+    def concat(cls, chunks: Iterable[Trace]) -> Trace:
+        """Join chunks of consecutive intervals (as readers yield them) into one trace.
+
+        Every chunk must have the same slices, interval and extras, and start
+        where the previous one ended; meant for traces that fit in memory.
+        """
+        parts = list(chunks)
+        if not parts:
+            raise TraceError("no chunks to concatenate: the trace is empty")
+        first = parts[0]
+        end = first.start
+        for i, part in enumerate(parts):
+            if part.slices != first.slices or part.interval_s != first.interval_s:
+                raise TraceError(f"chunk {i} has other slices or another interval than chunk 0")
+            if set(part.extras) != set(first.extras):
+                raise TraceError(f"chunk {i} has other extras than chunk 0")
+            if abs(part.start - end) > 1e-6 * first.interval_s + 1e-9 * abs(end):
+                raise TraceError(f"chunk {i} starts at {part.start:.6f}, expected {end:.6f}")
+            end = part.start + part.duration_s
+        if len(parts) == 1:
+            return first
+        return cls(
+            first.start,
+            first.interval_s,
+            first.slices,
+            np.concatenate([p.load_bps for p in parts]),
+            {k: np.concatenate([p.extras[k] for p in parts]) for k in first.extras},
+        )
+
+    def chunks(self, n_intervals: int) -> Iterator[Trace]:
+        """This trace as consecutive chunks of at most ``n_intervals`` intervals."""
+        if n_intervals < 1:
+            raise TraceError(f"chunk length must be at least 1 interval, got {n_intervals}")
+        for first in range(0, max(self.n_intervals, 1), n_intervals):
+            yield self.window(first, min(first + n_intervals, self.n_intervals))
 
     def window(self, first: int, stop: int) -> Trace:
         """Intervals ``[first, stop)`` as a trace of their own."""
