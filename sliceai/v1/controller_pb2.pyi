@@ -18,7 +18,7 @@ class Hello(_message.Message):
     def __init__(self, source_id: _Optional[str] = ..., datapath_ids: _Optional[_Iterable[int]] = ..., software: _Optional[str] = ...) -> None: ...
 
 class TelemetryBatch(_message.Message):
-    __slots__ = ("datapath_id", "timestamp_unix_s", "period_s", "slices", "dl_bps", "ul_bps", "dl_dropped_bytes", "ul_dropped_bytes")
+    __slots__ = ("datapath_id", "timestamp_unix_s", "period_s", "slices", "dl_bps", "ul_bps", "dl_dropped_bytes", "ul_dropped_bytes", "end_of_period")
     DATAPATH_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     PERIOD_S_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class TelemetryBatch(_message.Message):
     UL_BPS_FIELD_NUMBER: _ClassVar[int]
     DL_DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
     UL_DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    END_OF_PERIOD_FIELD_NUMBER: _ClassVar[int]
     datapath_id: int
     timestamp_unix_s: float
     period_s: float
@@ -35,7 +36,8 @@ class TelemetryBatch(_message.Message):
     ul_bps: _containers.RepeatedScalarFieldContainer[float]
     dl_dropped_bytes: _containers.RepeatedScalarFieldContainer[int]
     ul_dropped_bytes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, datapath_id: _Optional[int] = ..., timestamp_unix_s: _Optional[float] = ..., period_s: _Optional[float] = ..., slices: _Optional[_Iterable[str]] = ..., dl_bps: _Optional[_Iterable[float]] = ..., ul_bps: _Optional[_Iterable[float]] = ..., dl_dropped_bytes: _Optional[_Iterable[int]] = ..., ul_dropped_bytes: _Optional[_Iterable[int]] = ...) -> None: ...
+    end_of_period: bool
+    def __init__(self, datapath_id: _Optional[int] = ..., timestamp_unix_s: _Optional[float] = ..., period_s: _Optional[float] = ..., slices: _Optional[_Iterable[str]] = ..., dl_bps: _Optional[_Iterable[float]] = ..., ul_bps: _Optional[_Iterable[float]] = ..., dl_dropped_bytes: _Optional[_Iterable[int]] = ..., ul_dropped_bytes: _Optional[_Iterable[int]] = ..., end_of_period: _Optional[bool] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
     __slots__ = ("hello", "telemetry")
