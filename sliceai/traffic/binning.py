@@ -107,7 +107,7 @@ class IntervalBinner:
         time: npt.NDArray[np.float64] | None = None,
         extras: npt.NDArray[np.float64] | None = None,
     ) -> Iterator[Trace]:
-        """Take one block of rows (all arrays ``(n,)``, extras ``(n_extras, n)``); yield finished chunks.
+        """Take one block of rows (arrays ``(n,)``, extras ``(n_extras, n)``); yield done chunks.
 
         Raises :class:`RowProblem` naming the tag of the first bad row.
         """
@@ -190,18 +190,18 @@ class IntervalBinner:
                 arr[flat] = rows.extras[k]
                 extras[name] = arr.reshape(n_int, -1, 2)
         else:
-            load = np.bincount(flat, weights=rows.value, minlength=size)
+            sums = np.bincount(flat, weights=rows.value, minlength=size).reshape(n_int, -1)
             if self.mode == "rate":
                 # average over the distinct report times of each interval
                 pairs = np.unique(np.stack([rows.index, rows.time.view(np.int64)]), axis=1)
                 n_times = np.bincount(pairs[0] - first, minlength=n_int).astype(np.float64)
-                load = load.reshape(n_int, -1) / np.maximum(n_times, 1.0)[:, None]
+                sums /= np.maximum(n_times, 1.0)[:, None]
             else:
-                load = load / self.interval_s
+                sums /= self.interval_s
             if self.mode != "packets":
                 has_rows = np.bincount(rows.index - first, minlength=n_int) > 0
-                load = load.reshape(n_int, -1)
-                load[~has_rows] = np.nan
+                sums[~has_rows] = np.nan
+            load = sums.reshape(-1)
         load3 = load.reshape(n_int, len(self.slices), 2)
         for d, present in enumerate(self.directions_present):
             if not present:

@@ -144,7 +144,7 @@ class CsvBlockReader:
     def floats(
         self, block: CsvBlock, col: int, what: str, *, empty_is_nan: bool = False
     ) -> npt.NDArray[np.float64]:
-        """Column ``col`` of ``block`` as float64 ``(n_rows,)``; the error names the first bad line."""
+        """Column ``col`` of ``block`` as float64 ``(n_rows,)``; errors name the first bad line."""
         values = block.columns[col]
         try:
             return np.fromiter(map(float, values), np.float64, count=len(values))
