@@ -190,7 +190,11 @@ class IntervalBinner:
                 arr[flat] = rows.extras[k]
                 extras[name] = arr.reshape(n_int, -1, 2)
         else:
-            sums = np.bincount(flat, weights=rows.value, minlength=size).reshape(n_int, -1)
+            sums: npt.NDArray[np.float64] = (
+                np.bincount(flat, weights=rows.value, minlength=size)
+                .astype(np.float64, copy=False)
+                .reshape(n_int, -1)
+            )
             if self.mode == "rate":
                 # average over the distinct report times of each interval
                 pairs = np.unique(np.stack([rows.index, rows.time.view(np.int64)]), axis=1)
