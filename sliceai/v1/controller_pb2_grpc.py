@@ -48,10 +48,11 @@ class ControllerServiceServicer:
         """Bidirectional stream. The first client message must be a Hello.
         The server answers with a PolicyUpdate, then sends a Plan after every
         control interval and a new PolicyUpdate whenever the policy changes.
-        Errors: INVALID_ARGUMENT (malformed batch: unknown slice, negative, NaN or
-        over-limit rate, timestamp more than 300 s off the server clock, columns of
-        different lengths), RESOURCE_EXHAUSTED (over the per-client rate limit or
-        the per-batch sample limit), PERMISSION_DENIED (wrong role).
+        Errors: INVALID_ARGUMENT (malformed batch: negative, NaN or over-limit
+        rate, timestamp more than 300 s off the server clock, columns of different
+        lengths, no Hello first), NOT_FOUND (unknown slice), RESOURCE_EXHAUSTED
+        (over the per-client rate limit or more than 4096 slices in a batch),
+        PERMISSION_DENIED (wrong role).
         A rejected batch ends the stream with that status and changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

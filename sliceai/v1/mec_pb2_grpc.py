@@ -77,8 +77,8 @@ class MecServiceServicer:
 
     def PushTelemetry(self, request, context):
         """Push one KPM report (a granularity period of measurements).
-        Errors: INVALID_ARGUMENT (unknown measurement name or slice, negative /
-        NaN / huge value, timestamp more than 300 s off), RESOURCE_EXHAUSTED
+        Errors: INVALID_ARGUMENT (unknown measurement name, negative / NaN / huge
+        value, timestamp more than 300 s off), NOT_FOUND (unknown slice), RESOURCE_EXHAUSTED
         (more than 4096 records, or over the per-client rate limit).
         A rejected report changes nothing.
         """
