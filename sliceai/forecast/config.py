@@ -1,0 +1,78 @@
+"""Hyper-parameters of the forecast model, stored next to the weights as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sliceai.forecast.errors import ForecastError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Shape of a :class:`~sliceai.forecast.model.ForecastModel`.
+
+    ``context_length`` intervals of history go in (shorter histories are left-padded
+    and masked, longer ones cropped to the most recent); up to ``max_horizon`` steps
+    come out in one forward pass (longer horizons are generated block by block).
+    ``rank`` is the number of latent factors of the Gaussian copula over the horizon;
+    ``min_sigma`` floors the per-step standard deviation in the model's log space.
+    """
+
+    context_length: int = 256
+    max_horizon: int = 32
+    hidden_size: int = 128
+    step_embed_size: int = 32
+    decoder_hidden_size: int = 64
+    rank: int = 8
+    dropout: float = 0.1
+    min_sigma: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in (
+            "context_length",
+            "max_horizon",
+            "hidden_size",
+            "step_embed_size",
+            "decoder_hidden_size",
+            "rank",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ForecastError(
+                    f"config field {name!r} must be a positive integer, got {value!r}"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 < self.min_sigma < 1.0:
+            raise ForecastError(
+                f"config field 'min_sigma' must be in (0, 1), got {self.min_sigma!r}"
+            )
+
+    def to_json(self, **extra: Any) -> str:
+        """JSON text with the fields, the format version and any ``extra`` metadata."""
+        return json.dumps({"format_version": FORMAT_VERSION, **asdict(self), **extra}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> ForecastConfig:
+        """Parse :meth:`to_json` output; unknown keys other than metadata are rejected."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ForecastError(f"{source}: not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ForecastError(f"{source}: expected a JSON object")
+        version = raw.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ForecastError(
+                f"{source}: format_version {version!r}, this sliceai reads {FORMAT_VERSION}"
+            )
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in raw.items() if k in names}
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ForecastError(f"{source}: {exc}") from None

@@ -1,0 +1,55 @@
+"""Scores for probabilistic forecasts (numpy only): CRPS, pinball loss, coverage.
+
+All functions take the ensemble / quantiles on the last axis and broadcast over
+the leading ones; they ignore positions where the truth is NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def crps_ensemble(samples: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
+    """CRPS of an ensemble: ``E|X - y| - 0.5 E|X - X'|`` (the "fair" n(n-1) form).
+
+    ``samples``: ``(..., n)``; ``truth``: ``(...)``. Returns ``(...)`` in the units of
+    the data (bit/s here); NaN where ``truth`` is NaN.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64), axis=-1)
+    y = np.asarray(truth, dtype=np.float64)
+    n = x.shape[-1]
+    term1: FloatArray = np.mean(np.abs(x - y[..., None]), axis=-1)
+    if n < 2:
+        return term1
+    weights = 2.0 * np.arange(1, n + 1) - n - 1  # sum_i (2i - n - 1) x_(i) = sum_{i<j} (x_j - x_i)
+    pair_mean = 2.0 * np.sum(weights * x, axis=-1) / (n * (n - 1))  # E|X - X'|
+    crps: FloatArray = term1 - 0.5 * pair_mean
+    return crps
+
+
+def pinball_loss(
+    quantiles: npt.ArrayLike, truth: npt.ArrayLike, levels: npt.ArrayLike
+) -> FloatArray:
+    """Pinball loss ``(..., Q)`` of ``quantiles`` ``(..., Q)`` at ``levels`` ``(Q,)``."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)[..., None]
+    tau = np.asarray(levels, dtype=np.float64)
+    diff = y - q
+    return np.maximum(tau * diff, (tau - 1.0) * diff)
+
+
+def covered(
+    lower: npt.ArrayLike, upper: npt.ArrayLike, truth: npt.ArrayLike
+) -> npt.NDArray[np.bool_]:
+    """Whether ``truth`` lies in ``[lower, upper]`` (inclusive; ties at zero count as covered)."""
+    y = np.asarray(truth, dtype=np.float64)
+    return (y >= np.asarray(lower)) & (y <= np.asarray(upper))
+
+
+def interval_levels(coverage: float) -> tuple[float, float]:
+    """Quantile levels of the central interval with the given coverage (0.95 -> 0.025, 0.975)."""
+    tail = (1.0 - coverage) / 2.0
+    return tail, 1.0 - tail

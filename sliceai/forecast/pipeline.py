@@ -1,0 +1,332 @@
+"""The forecast pipeline: numpy in, numpy out; loads checkpoints and runs batches.
+
+Checkpoint layout (a directory): ``config.json`` (:class:`ForecastConfig` plus
+metadata) and ``model.safetensors`` (the weights). The bundled default lives in
+``sliceai/data/model/`` and is used when no path is given, so everything works offline.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from scipy.special import ndtri
+
+from sliceai.forecast.config import ForecastConfig
+from sliceai.forecast.errors import ForecastError
+from sliceai.forecast.features import as_context, prepare
+from sliceai.forecast.model import ForecastModel, HorizonDistribution
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+#: Series per forward pass; bounds memory at ``BATCH * n_samples * horizon`` floats.
+MAX_BATCH = 4096
+#: Sample paths drawn to read quantiles off when the horizon exceeds ``max_horizon``.
+QUANTILE_SAMPLES = 500
+
+
+def default_checkpoint() -> Path:
+    """Directory of the checkpoint bundled with the package."""
+    return Path(str(resources.files("sliceai").joinpath("data", "model")))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU raises ForecastError."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ForecastError("device 'cuda' requested but no CUDA device is available")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ForecastError(f"unknown device {name!r}; use auto, cpu or cuda")
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of the Linear layers (CPU inference only)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao but still works.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quantized: torch.nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return quantized
+
+
+class ForecastPipeline:
+    """A loaded model on a device.
+
+    Output contract: :meth:`sample` returns ``(batch, n_samples, horizon)`` and
+    :meth:`quantiles` ``(batch, horizon, n_quantiles)``, both float32 numpy arrays
+    on the CPU, in bit/s, never negative.
+    """
+
+    def __init__(
+        self,
+        model: ForecastModel,
+        device: str | torch.device = "cpu",
+        quantize: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = model.config
+        self.device = resolve_device(device)
+        self.metadata = dict(metadata or {})
+        model = model.eval()
+        if quantize not in (None, "int8"):
+            raise ForecastError(f"unknown quantization {quantize!r}; use int8 or none")
+        if quantize == "int8":
+            if self.device.type != "cpu":
+                raise ForecastError(
+                    "int8 dynamic quantization runs on the CPU only; use --device cpu"
+                )
+            model = quantize_int8(model)  # type: ignore[assignment]
+        self.quantize = quantize
+        self.model: ForecastModel = model.to(self.device)
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "auto",
+        quantize: str | None = None,
+    ) -> ForecastPipeline:
+        """Load a checkpoint directory (or its ``model.safetensors``); None = bundled default.
+
+        Raises :class:`ForecastError` for a missing, corrupt or mismatched checkpoint.
+        """
+        model, metadata = load_model(path)
+        return cls(model, device=device, quantize=quantize, metadata=metadata)
+
+    def save(self, directory: str | Path, **metadata: Any) -> None:
+        if self.quantize is not None:
+            raise ForecastError("a quantized pipeline cannot be saved; save the fp32 model")
+        save_model(self.model, directory, **{**self.metadata, **metadata})
+
+    # ------------------------------------------------------------ inference
+    def distribution(
+        self,
+        context: npt.ArrayLike,
+        horizon: int,
+        start_time: npt.ArrayLike | None = None,
+        interval_s: float = 60.0,
+    ) -> tuple[HorizonDistribution, npt.NDArray[np.float64]]:
+        """Log-space distribution (on the CPU) and ``(batch,)`` scale, horizon <= max_horizon."""
+        ctx = as_context(context)
+        _check_horizon(horizon, self.config.max_horizon)
+        starts = _as_starts(start_time, ctx.shape[0])
+        locs, sigmas, factors, scales = [], [], [], []
+        for first in range(0, ctx.shape[0], MAX_BATCH):
+            part = slice(first, first + MAX_BATCH)
+            dist, scale = self._forward(
+                ctx[part], horizon, None if starts is None else starts[part], interval_s
+            )
+            locs.append(dist.loc.float().cpu())
+            sigmas.append(dist.sigma.float().cpu())
+            factors.append(dist.factors.float().cpu())
+            scales.append(scale)
+        out = HorizonDistribution(torch.cat(locs), torch.cat(sigmas), torch.cat(factors))
+        return out, np.concatenate(scales)
+
+    def sample(
+        self,
+        context: npt.ArrayLike,
+        horizon: int,
+        n_samples: int = 100,
+        start_time: npt.ArrayLike | None = None,
+        interval_s: float = 60.0,
+        seed: int | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Joint sample paths ``(batch, n_samples, horizon)`` float32 bit/s on the CPU.
+
+        ``context``: ``(batch, context_len)`` bit/s, NaN where missing (any length, even 0).
+        ``start_time``: ``(batch,)`` or scalar epoch s of the first context interval,
+        None when unknown (the model then forecasts without calendar features).
+        Horizons beyond ``config.max_horizon`` are generated block by block, each block
+        conditioned on the sampled path so far.
+        """
+        ctx = as_context(context)
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ForecastError(f"horizon must be a positive integer, got {horizon!r}")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ForecastError(f"n_samples must be a positive integer, got {n_samples!r}")
+        starts = _as_starts(start_time, ctx.shape[0])
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        out = np.empty((ctx.shape[0], n_samples, horizon), dtype=np.float32)
+        rows = max(1, MAX_BATCH // max(1, n_samples // 8))
+        for first in range(0, ctx.shape[0], rows):
+            part = slice(first, first + rows)
+            out[part] = self._sample_block_chain(
+                ctx[part],
+                horizon,
+                n_samples,
+                None if starts is None else starts[part],
+                interval_s,
+                generator,
+            )
+        return out
+
+    def quantiles(
+        self,
+        context: npt.ArrayLike,
+        horizon: int,
+        levels: npt.ArrayLike = (0.1, 0.5, 0.9),
+        start_time: npt.ArrayLike | None = None,
+        interval_s: float = 60.0,
+        seed: int | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Marginal quantiles ``(batch, horizon, n_quantiles)`` float32 bit/s on the CPU.
+
+        Exact (from the Gaussian marginals) up to ``max_horizon``; read off
+        :data:`QUANTILE_SAMPLES` sample paths beyond it.
+        """
+        lv = np.asarray(levels, dtype=np.float64).reshape(-1)
+        if lv.size == 0 or np.any(~(lv > 0) | ~(lv < 1)):
+            raise ForecastError(
+                f"quantile levels must lie strictly between 0 and 1, got {lv.tolist()}"
+            )
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ForecastError(f"horizon must be a positive integer, got {horizon!r}")
+        if horizon > self.config.max_horizon:
+            paths = self.sample(context, horizon, QUANTILE_SAMPLES, start_time, interval_s, seed)
+            read_off: npt.NDArray[np.float32] = np.moveaxis(np.quantile(paths, lv, axis=1), 0, -1)
+            return read_off.astype(np.float32)
+        dist, scale = self.distribution(context, horizon, start_time, interval_s)
+        z = torch.as_tensor(ndtri(lv), dtype=torch.float32)
+        y = dist.loc.unsqueeze(-1) + dist.marginal_std().unsqueeze(-1) * z  # (batch, horizon, Q)
+        values = np.expm1(y.double().numpy()) * scale[:, None, None]
+        result: npt.NDArray[np.float32] = np.maximum(values, 0.0).astype(np.float32)
+        return result
+
+    # -------------------------------------------------------------- helpers
+    def _forward(
+        self,
+        ctx: npt.NDArray[np.float64],
+        horizon: int,
+        starts: npt.NDArray[np.float64] | None,
+        interval_s: float,
+    ) -> tuple[HorizonDistribution, npt.NDArray[np.float64]]:
+        prep = prepare(ctx, self.config.context_length, horizon, interval_s, starts)
+        dev = self.device
+        with torch.inference_mode():
+            dist: HorizonDistribution = self.model(
+                torch.from_numpy(prep.values).to(dev),
+                torch.from_numpy(prep.mask).to(dev),
+                torch.from_numpy(prep.series_features).to(dev),
+                torch.from_numpy(prep.step_calendar).to(dev),
+            )
+        return dist, prep.scale
+
+    def _sample_block_chain(
+        self,
+        ctx: npt.NDArray[np.float64],
+        horizon: int,
+        n_samples: int,
+        starts: npt.NDArray[np.float64] | None,
+        interval_s: float,
+        generator: torch.Generator,
+    ) -> npt.NDArray[np.float32]:
+        block = self.config.max_horizon
+        if horizon <= block:
+            dist, scale = self._forward(ctx, horizon, starts, interval_s)
+            with torch.inference_mode():
+                y = dist.sample(n_samples, generator).double().cpu().numpy()
+            return _from_log(y, scale)
+        # Longer horizons: one row per sample path, extended block by block.
+        batch = ctx.shape[0]
+        history = np.repeat(ctx, n_samples, axis=0)
+        path_starts = None if starts is None else np.repeat(starts, n_samples)
+        pieces: list[npt.NDArray[np.float32]] = []
+        done = 0
+        while done < horizon:
+            step = min(block, horizon - done)
+            piece = self._sample_block_chain(history, step, 1, path_starts, interval_s, generator)[
+                :, 0, :
+            ]
+            pieces.append(piece)
+            done += step
+            history = np.concatenate([history, piece.astype(np.float64)], axis=1)
+            drop = history.shape[1] - self.config.context_length
+            if drop > 0:
+                history = history[:, drop:]
+                if path_starts is not None:
+                    path_starts = path_starts + drop * interval_s
+        paths = np.concatenate(pieces, axis=1)
+        return paths.reshape(batch, n_samples, horizon)
+
+
+def _from_log(
+    y: npt.NDArray[np.float64], scale: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    s = scale.reshape(scale.shape + (1,) * (y.ndim - 1))
+    return np.maximum(np.expm1(np.minimum(y, 60.0)) * s, 0.0).astype(np.float32)
+
+
+def _check_horizon(horizon: int, max_horizon: int) -> None:
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= max_horizon:
+        raise ForecastError(f"horizon must be an integer in 1..{max_horizon}, got {horizon!r}")
+
+
+def _as_starts(start_time: npt.ArrayLike | None, batch: int) -> npt.NDArray[np.float64] | None:
+    if start_time is None:
+        return None
+    try:
+        starts = np.broadcast_to(np.asarray(start_time, dtype=np.float64), (batch,)).copy()
+    except ValueError:
+        raise ForecastError(f"start_time must be a scalar or have shape ({batch},)") from None
+    if not np.all(np.isfinite(starts)):
+        raise ForecastError("start_time must be finite epoch seconds")
+    return starts
+
+
+def save_model(model: ForecastModel, directory: str | Path, **metadata: Any) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(out / WEIGHTS_FILE)
+    (out / CONFIG_FILE).write_text(model.config.to_json(**metadata) + "\n")
+
+
+def load_model(path: str | Path | None = None) -> tuple[ForecastModel, dict[str, Any]]:
+    """Read a checkpoint (see :func:`save_model`): the fp32 model on the CPU and its metadata."""
+    base = default_checkpoint() if path is None else Path(path)
+    directory = base.parent if base.suffix == ".safetensors" else base
+    weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file() or not weights.is_file():
+        raise ForecastError(
+            f"{directory}: not a forecast checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    text = config_path.read_text()
+    config = ForecastConfig.from_json(text, source=str(config_path))
+    known = set(ForecastConfig.__dataclass_fields__) | {"format_version"}
+    metadata = {k: v for k, v in json.loads(text).items() if k not in known}
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ForecastError(f"{weights}: corrupt weights file ({exc})") from None
+    model = ForecastModel(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise ForecastError(
+            f"{weights}: weights do not match {config_path}: {' '.join(first)}"
+        ) from None
+    return model.eval(), metadata
