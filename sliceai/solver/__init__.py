@@ -1,0 +1,19 @@
+"""Allocation solver and admission control (pure: no torch, grpc or os-ken).
+
+See :mod:`sliceai.solver.solver` for the formulation.
+"""
+
+from sliceai.solver.demand import DEFAULT_LEVELS, DemandForecast, SolverError
+from sliceai.solver.plan import DirectionExplanation, Plan, SliceExplanation
+from sliceai.solver.solver import SliceSolver, allocate
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "DemandForecast",
+    "DirectionExplanation",
+    "Plan",
+    "SliceExplanation",
+    "SliceSolver",
+    "SolverError",
+    "allocate",
+]
