@@ -74,7 +74,7 @@ class Split(_Settings):
 
 
 class When(_Settings):
-    """A weekly schedule: ``days`` (mon..sun), ``hours`` windows ``[start, end)`` (end may be > 24)."""
+    """Weekly schedule: ``days`` (mon..sun), ``hours`` windows ``[start, end)``, end may be > 24."""
 
     days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = WEEKDAYS  # type: ignore[assignment]
     hours: tuple[tuple[float, float], ...] = ((0.0, 24.0),)
