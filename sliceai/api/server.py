@@ -1,0 +1,220 @@
+"""Build and run the sliceai gRPC server: services, health, reflection, TLS, limits.
+
+:func:`build_server` registers the three sliceai.v1 services plus
+``grpc.health.v1.Health`` and server reflection on one ``grpc.server``.
+Health is NOT_SERVING until the engine has loaded its model and computed its
+first plan (solver warm), SERVING after, and NOT_SERVING again during shutdown.
+
+Plaintext is only allowed on loopback addresses; anything else needs TLS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sliceai.api.auth import Authorizer, RateLimiter
+from sliceai.api.servicers import (
+    AdminServicer,
+    ControllerServicer,
+    MecServicer,
+    PlanCache,
+    StreamLimiter,
+)
+from sliceai.engine import Engine
+from sliceai.v1 import admin_pb2, controller_pb2, mec_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 2 << 20  # a 1 MiB policy text plus framing; telemetry batches are far smaller
+SERVICE_NAMES = (
+    controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
+    mec_pb2.DESCRIPTOR.services_by_name["MecService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class ServerConfigError(ValueError):
+    """Unusable listen address or TLS files; ``str`` says which."""
+
+
+@dataclass
+class TlsFiles:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None  # set: mutual TLS, client certificates required
+
+
+@dataclass
+class ServerSettings:
+    listen: str = "127.0.0.1:50051"
+    tls: TlsFiles | None = None
+    max_workers: int = 96
+    max_streams: int = 64  # long-lived streams; the rest of the workers stay free for unary calls
+    rate_per_s: float = 2000.0  # per client: messages (RPCs or telemetry batches) per second
+    burst: float = 4000.0
+
+
+def host_of(listen: str) -> str:
+    host = listen.rsplit(":", 1)[0] if ":" in listen else listen
+    return host.strip("[]")
+
+
+def is_loopback(listen: str) -> bool:
+    host = host_of(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _passthrough(message: Any) -> bytes:
+    if isinstance(message, bytes):
+        return message
+    out: bytes = message.SerializeToString()
+    return out
+
+
+def _handlers(
+    controller: ControllerServicer, mec: MecServicer, admin: AdminServicer
+) -> list[grpc.GenericRpcHandler[Any, Any]]:
+    c, m, a = controller_pb2, mec_pb2, admin_pb2
+    unary = grpc.unary_unary_rpc_method_handler
+    return [
+        grpc.method_handlers_generic_handler(
+            SERVICE_NAMES[0],
+            {
+                "Connect": grpc.stream_stream_rpc_method_handler(
+                    controller.Connect,
+                    request_deserializer=c.ControllerMessage.FromString,
+                    response_serializer=_passthrough,
+                )
+            },
+        ),
+        grpc.method_handlers_generic_handler(
+            SERVICE_NAMES[1],
+            {
+                "PushTelemetry": unary(mec.PushTelemetry, m.KpmReport.FromString, _passthrough),
+                "GetForecast": unary(mec.GetForecast, m.ForecastRequest.FromString, _passthrough),
+                "RequestBandwidth": unary(mec.RequestBandwidth, m.BwInfo.FromString, _passthrough),
+                "ModifyBandwidth": unary(
+                    mec.ModifyBandwidth, m.ModifyBandwidthRequest.FromString, _passthrough
+                ),
+                "ReleaseBandwidth": unary(
+                    mec.ReleaseBandwidth, m.ReleaseBandwidthRequest.FromString, _passthrough
+                ),
+                "ListBandwidth": unary(
+                    mec.ListBandwidth, m.ListBandwidthRequest.FromString, _passthrough
+                ),
+                "WatchAllocations": grpc.unary_stream_rpc_method_handler(
+                    mec.WatchAllocations,
+                    request_deserializer=m.WatchAllocationsRequest.FromString,
+                    response_serializer=_passthrough,
+                ),
+            },
+        ),
+        grpc.method_handlers_generic_handler(
+            SERVICE_NAMES[2],
+            {
+                "GetPolicy": unary(admin.GetPolicy, a.GetPolicyRequest.FromString, _passthrough),
+                "ApplyPolicy": unary(
+                    admin.ApplyPolicy, a.ApplyPolicyRequest.FromString, _passthrough
+                ),
+                "ListPolicyVersions": unary(
+                    admin.ListPolicyVersions, a.ListPolicyVersionsRequest.FromString, _passthrough
+                ),
+            },
+        ),
+    ]
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ServerConfigError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+class SliceaiServer:
+    """A built server; :meth:`start` binds and serves, :meth:`stop` drains and stops."""
+
+    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        loopback = is_loopback(settings.listen)
+        if settings.tls is None and not loopback:
+            raise ServerConfigError(
+                f"refusing plaintext on {settings.listen}: not a loopback address; "
+                "give --tls-cert and --tls-key"
+            )
+        mutual = settings.tls is not None and settings.tls.client_ca is not None
+        self.auth = Authorizer(mutual, loopback, RateLimiter(settings.rate_per_s, settings.burst))
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", 16 << 20),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=settings.max_workers,
+        )
+        streams = StreamLimiter(settings.max_streams)
+        cache = PlanCache()
+        self.server.add_generic_rpc_handlers(
+            _handlers(
+                ControllerServicer(engine, self.auth, streams, cache),
+                MecServicer(engine, self.auth, streams, cache),
+                AdminServicer(engine, self.auth),
+            )
+        )
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        if settings.tls is None:
+            port = self.server.add_insecure_port(settings.listen)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(_read(settings.tls.key, "TLS key"), _read(settings.tls.cert, "TLS certificate"))],
+                root_certificates=_read(settings.tls.client_ca, "client CA")
+                if settings.tls.client_ca
+                else None,
+                require_client_auth=mutual,
+            )
+            port = self.server.add_secure_port(settings.listen, creds)
+        if port == 0:
+            raise ServerConfigError(f"cannot listen on {settings.listen}")
+        self.port = port
+
+    def _set_health(self, status: Any) -> None:
+        self.health.set("", status)
+        for name in SERVICE_NAMES:
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        """Serve; health turns SERVING once the engine is warm (model loaded, first plan solved)."""
+        self.server.start()
+        if not self.engine.ready.is_set():
+            self.engine.start()
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        """NOT_SERVING, stop the loop (ends streams), let in-flight calls finish for ``grace_s``."""
+        self.health.enter_graceful_shutdown()
+        self.engine.stop()
+        self.server.stop(grace_s).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self.server.wait_for_termination(timeout))

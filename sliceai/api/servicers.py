@@ -1,0 +1,368 @@
+"""gRPC servicers: check the caller, convert messages, call the engine, map errors.
+
+Engine errors map one to one onto status codes (:data:`STATUS_OF`); anything
+unexpected becomes INTERNAL with the error logged, and never reaches the
+engine's state half-done (the engine validates before it changes anything).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import numpy as np
+
+from sliceai.api import convert
+from sliceai.api.auth import Authorizer
+from sliceai.engine import (
+    Conflict,
+    Engine,
+    EngineError,
+    Exhausted,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PlanRecord,
+    Precondition,
+    Unavailable,
+)
+from sliceai.engine.grants import IDENTIFIER
+from sliceai.v1 import admin_pb2, controller_pb2, mec_pb2
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[EngineError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    Exhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Conflict: grpc.StatusCode.ALREADY_EXISTS,
+    Precondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+POLL_S = 0.05  # how often a stream handler checks for cancellation / errors
+T = TypeVar("T")
+
+
+def status_of(exc: EngineError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
+    if isinstance(exc, EngineError):
+        context.abort(status_of(exc), str(exc)[:4000] or type(exc).__name__)
+    log.exception("internal error", exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def guarded(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+    """Run ``fn``; engine errors become their status, others INTERNAL."""
+    try:
+        return fn()
+    except EngineError as exc:
+        abort(context, exc)
+    except (ValueError, TypeError, OverflowError) as exc:
+        abort(context, InvalidInput(str(exc)))
+
+
+class StreamLimiter:
+    """Caps concurrent long-lived streams so unary calls always find a worker thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def enter(self, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            if self.active >= self.limit:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.limit} concurrent streams"
+                )
+            self.active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+class PlanCache:
+    """Serialised plan messages, built once per (plan, view) and shared by every stream."""
+
+    def __init__(self) -> None:
+        self._version = -1
+        self._items: dict[Any, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, plan: PlanRecord, key: Any, build: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            if plan.version != self._version:
+                self._version, self._items = plan.version, {}
+            hit = self._items.get(key)
+        if hit is None:
+            hit = build()
+            with self._lock:
+                if plan.version == self._version and len(self._items) < 1024:
+                    self._items[key] = hit
+        return hit
+
+
+class ControllerServicer:
+    """sliceai.v1.ControllerService."""
+
+    def __init__(
+        self, engine: Engine, auth: Authorizer, streams: StreamLimiter, cache: PlanCache
+    ) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.streams = streams
+        self.cache = cache
+
+    def Connect(
+        self,
+        request_iterator: Iterator[controller_pb2.ControllerMessage],
+        context: grpc.ServicerContext,
+    ) -> Iterator[bytes]:
+        caller = self.auth.check(context, "ControllerService.Connect")
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
+        source = first.hello.source_id
+        if not IDENTIFIER.match(source):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello.source_id: 1..128 characters of [A-Za-z0-9._:-]",
+            )
+        self.streams.enter(context)
+        try:
+            yield from self._serve(source, caller, request_iterator, context)
+        finally:
+            self.streams.leave()
+
+    def _serve(
+        self,
+        source: str,
+        caller: Any,
+        requests: Iterator[controller_pb2.ControllerMessage],
+        context: grpc.ServicerContext,
+    ) -> Iterator[bytes]:
+        failure: list[BaseException] = []
+        done = threading.Event()
+        limiter = self.auth.limiter
+        key = self.auth.rate_key(caller, context)
+        engine = self.engine
+
+        def read() -> None:
+            try:
+                for msg in requests:
+                    if msg.WhichOneof("kind") != "telemetry":
+                        raise InvalidInput("only telemetry may follow the Hello")
+                    if not limiter.allow(key):
+                        raise Exhausted("rate limit exceeded; send fewer, larger batches")
+                    t = msg.telemetry
+                    dl = np.array(t.dl_bps, dtype=np.float64)
+                    ul = np.array(t.ul_bps, dtype=np.float64)
+                    n = len(dl)
+                    if t.dl_dropped_bytes or t.ul_dropped_bytes:
+                        if len(t.dl_dropped_bytes) != n or len(t.ul_dropped_bytes) != n:
+                            raise InvalidInput(
+                                "dropped-bytes columns must be empty or one per slice"
+                            )
+                        if t.period_s > 0:
+                            dl = (
+                                dl
+                                + 8.0 * np.array(t.dl_dropped_bytes, dtype=np.float64) / t.period_s
+                            )
+                            ul = (
+                                ul
+                                + 8.0 * np.array(t.ul_dropped_bytes, dtype=np.float64) / t.period_s
+                            )
+                    engine.ingest(
+                        source, t.timestamp_unix_s, t.period_s, t.slices, dl, ul, t.end_of_period
+                    )
+            except grpc.RpcError:
+                pass  # the client went away
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        reader = threading.Thread(target=read, name=f"ingest-{source}", daemon=True)
+        reader.start()
+        sent_policy = engine.policy_record
+        yield convert.policy_update(sent_policy).SerializeToString()
+        seen = 0
+        while context.is_active() and not done.is_set():
+            plan = engine.hub.wait_newer(seen, POLL_S)
+            if engine.hub.closed:
+                break
+            if plan is None:
+                continue
+            seen = plan.version
+            record = engine.policy_record
+            if record.version != sent_policy.version and plan.policy_version == record.version:
+                sent_policy = record
+                yield convert.policy_update(record).SerializeToString()
+            yield self.cache.get(plan, "controller", functools.partial(_plan_message, plan))
+        if failure:
+            exc = failure[0]
+            if isinstance(exc, (ValueError, TypeError, OverflowError)) and not isinstance(
+                exc, EngineError
+            ):
+                exc = InvalidInput(str(exc))
+            abort(context, exc)
+
+
+def _watch_message(plan: PlanRecord, wanted: tuple[str, ...], own: str | None) -> bytes:
+    return convert.plan_to_proto(plan, wanted or None, own).SerializeToString()
+
+
+def _plan_message(plan: PlanRecord) -> bytes:
+    return controller_pb2.ServerMessage(plan=convert.plan_to_proto(plan)).SerializeToString()
+
+
+class MecServicer:
+    """sliceai.v1.MecService."""
+
+    def __init__(
+        self, engine: Engine, auth: Authorizer, streams: StreamLimiter, cache: PlanCache
+    ) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.streams = streams
+        self.cache = cache
+
+    def PushTelemetry(
+        self, request: mec_pb2.KpmReport, context: grpc.ServicerContext
+    ) -> mec_pb2.PushTelemetryResponse:
+        self.auth.check(context, "MecService.PushTelemetry")
+        if not IDENTIFIER.match(request.source_id):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "source_id: 1..128 characters of [A-Za-z0-9._:-]"
+            )
+        records = [(r.name, r.slice, r.value) for r in request.records]
+        n = guarded(
+            context,
+            lambda: self.engine.ingest_kpm(
+                request.source_id, request.timestamp_unix_s, request.granularity_period_s, records
+            ),
+        )
+        return mec_pb2.PushTelemetryResponse(accepted=n)
+
+    def GetForecast(
+        self, request: mec_pb2.ForecastRequest, context: grpc.ServicerContext
+    ) -> mec_pb2.ForecastResponse:
+        self.auth.check(context, "MecService.GetForecast")
+        result = guarded(
+            context,
+            lambda: self.engine.forecast(
+                list(request.slices), request.horizon, list(request.levels)
+            ),
+        )
+        return convert.forecast_response(result)
+
+    def RequestBandwidth(
+        self, request: mec_pb2.BwInfo, context: grpc.ServicerContext
+    ) -> mec_pb2.BwAllocation:
+        caller = self.auth.check(context, "MecService.RequestBandwidth")
+        grant = guarded(
+            context, lambda: self.engine.request_grant(caller, convert.bw_request(request))
+        )
+        return convert.bw_allocation(grant)
+
+    def ModifyBandwidth(
+        self, request: mec_pb2.ModifyBandwidthRequest, context: grpc.ServicerContext
+    ) -> mec_pb2.BwAllocation:
+        caller = self.auth.check(context, "MecService.ModifyBandwidth")
+        grant = guarded(
+            context,
+            lambda: self.engine.modify_grant(
+                caller, request.allocation_id, convert.bw_request(request.bw_info)
+            ),
+        )
+        return convert.bw_allocation(grant)
+
+    def ReleaseBandwidth(
+        self, request: mec_pb2.ReleaseBandwidthRequest, context: grpc.ServicerContext
+    ) -> mec_pb2.ReleaseBandwidthResponse:
+        caller = self.auth.check(context, "MecService.ReleaseBandwidth")
+        grant = guarded(context, lambda: self.engine.release_grant(caller, request.allocation_id))
+        return mec_pb2.ReleaseBandwidthResponse(released=convert.bw_allocation(grant))
+
+    def ListBandwidth(
+        self, request: mec_pb2.ListBandwidthRequest, context: grpc.ServicerContext
+    ) -> mec_pb2.ListBandwidthResponse:
+        caller = self.auth.check(context, "MecService.ListBandwidth")
+        grants = guarded(
+            context, lambda: self.engine.grants(caller, request.app_ins_id, request.slice)
+        )
+        return mec_pb2.ListBandwidthResponse(allocations=[convert.bw_allocation(g) for g in grants])
+
+    def WatchAllocations(
+        self, request: mec_pb2.WatchAllocationsRequest, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        caller = self.auth.check(context, "MecService.WatchAllocations")
+        wanted = tuple(request.slices)
+        policy = self.engine.policy
+        unknown = [s for s in wanted if s not in policy.slice_names]
+        if unknown:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown slice {unknown[0][:64]!r}")
+        own = None if caller.role in ("admin", "controller") else caller.identity
+        self.streams.enter(context)
+        try:
+            seen = 0
+            hub = self.engine.hub
+            while context.is_active() and not hub.closed:
+                plan = hub.wait_newer(seen, POLL_S)
+                if plan is None:
+                    continue
+                seen = plan.version
+                key = ("watch", wanted, own)
+                yield self.cache.get(
+                    plan, key, functools.partial(_watch_message, plan, wanted, own)
+                )
+        finally:
+            self.streams.leave()
+
+
+class AdminServicer:
+    """sliceai.v1.AdminService."""
+
+    def __init__(self, engine: Engine, auth: Authorizer) -> None:
+        self.engine = engine
+        self.auth = auth
+
+    def GetPolicy(
+        self, request: admin_pb2.GetPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.PolicyVersion:
+        self.auth.check(context, "AdminService.GetPolicy")
+        return convert.policy_version(self.engine.policy_record)
+
+    def ApplyPolicy(
+        self, request: admin_pb2.ApplyPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.PolicyVersion:
+        caller = self.auth.check(context, "AdminService.ApplyPolicy")
+        record = guarded(
+            context,
+            lambda: self.engine.apply_policy(
+                request.yaml, caller, request.expected_version, request.dry_run
+            ),
+        )
+        return convert.policy_version(record)
+
+    def ListPolicyVersions(
+        self, request: admin_pb2.ListPolicyVersionsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListPolicyVersionsResponse:
+        self.auth.check(context, "AdminService.ListPolicyVersions")
+        limit = min(int(request.limit) or 100, 1000)
+        records = self.engine.store.list_policies(limit)
+        return admin_pb2.ListPolicyVersionsResponse(
+            versions=[convert.policy_version(r, False) for r in records]
+        )

@@ -1,0 +1,424 @@
+"""The engine: running policy, grants, telemetry buffer and control loop in one object.
+
+The API layer (:mod:`sliceai.api`) only converts messages and calls these
+methods; everything here is testable without gRPC. Every method that refuses
+a request raises an :class:`~sliceai.engine.errors.EngineError` subclass and
+leaves the state unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from sliceai.engine.errors import (
+    Conflict,
+    Exhausted,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Precondition,
+    Unavailable,
+)
+from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster
+from sliceai.engine.grants import (
+    BwRequest,
+    Grant,
+    check_admission,
+    reserved_bps,
+    resolve_slice,
+    validate_request,
+)
+from sliceai.engine.loop import (
+    ControlLoop,
+    LoopSettings,
+    PlanHub,
+    PlanRecord,
+    PolicyState,
+    quantile_levels,
+)
+from sliceai.engine.solving import SolverFactory, default_solver_factory
+from sliceai.engine.store import PolicyRecord, StateStore
+from sliceai.engine.telemetry import (
+    MAX_BATCH_SLICES,
+    CollectedTelemetry,
+    TelemetryBuffer,
+    check_rates,
+    check_time,
+)
+from sliceai.policy import Policy, PolicyError, loads_policy
+
+MAX_POLICY_BYTES = 1 << 20
+KPM_NAMES = {
+    # name -> (direction index, kind); see proto/sliceai/v1/mec.proto KpmRecord
+    "DRB.UEThpDl": (0, "thp"),
+    "DRB.UEThpUl": (1, "thp"),
+    "DRB.PdcpSduVolumeDL": (0, "vol"),
+    "DRB.PdcpSduVolumeUL": (1, "vol"),
+    "RRU.PrbUsedDl": (0, "prb"),
+    "RRU.PrbUsedUl": (1, "prb"),
+}
+MAX_FORECAST_HORIZON = 64
+MAX_FORECAST_LEVELS = 32
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: ``role`` is "controller", "mec-app", "admin" or "anonymous"."""
+
+    role: str
+    identity: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+LOCAL_ADMIN = Caller("admin", "local")
+
+
+@dataclass
+class EngineSettings:
+    interval_s: float = 1.0
+    stale_after_intervals: float = 3.0
+    loop: LoopSettings = field(default_factory=LoopSettings)
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """Quantiles ``values`` ``(n_selected, 2, horizon, Q)`` bit/s for ``slices`` at ``levels``."""
+
+    slices: tuple[str, ...]
+    levels: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+    start: float
+    interval_s: float
+    fallback: bool
+
+
+class Engine:
+    """Owns the state of one sliceai service."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        initial_policy_yaml: str | None = None,
+        forecaster: Forecaster | None = None,
+        solver_factory: SolverFactory = default_solver_factory,
+        settings: EngineSettings | None = None,
+        policy_source: str = "<policy>",
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        self.settings.loop.interval_s = self.settings.interval_s
+        self.store = store
+        self.solver_factory = solver_factory
+        self.forecaster: Forecaster = forecaster or EmpiricalForecaster()
+        self._policy_lock = threading.Lock()  # serialises apply_policy
+        self._grant_lock = threading.Lock()  # serialises grant changes
+        record = store.latest_policy()
+        if initial_policy_yaml is not None and (
+            record is None or record.yaml != initial_policy_yaml
+        ):
+            policy = self._parse(initial_policy_yaml, policy_source)
+            state = self._build_state(0, policy, initial_policy_yaml)
+            record = store.add_policy(policy.name, initial_policy_yaml, "startup")
+            self._state = replace(state, version=record.version)
+        elif record is not None:
+            self._state = self._build_state(
+                record.version, self._parse(record.yaml, f"<stored v{record.version}>"), record.yaml
+            )
+        else:
+            raise InvalidInput("no policy: give one (--policy) or a database holding one")
+        self._policy_record: PolicyRecord = record
+        grants = store.load_grants()
+        self._grants: dict[str, Grant] = {g.allocation_id: g for g in grants}
+        self._grants_tuple = tuple(self._grants.values())
+        self.hub = PlanHub()
+        self.buffer = TelemetryBuffer(
+            self._state.policy.slice_names,
+            self.settings.stale_after_intervals * self.settings.interval_s,
+        )
+        self.loop = ControlLoop(
+            lambda: self._state,
+            lambda: self._grants_tuple,
+            self.buffer,
+            self.hub,
+            self.forecaster,
+            self.settings.loop,
+            on_plan=self._on_plan,
+        )
+        self.on_plan_callbacks: list[Callable[[PlanRecord, CollectedTelemetry], None]] = []
+        self.ready = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Warm up (one plan from whatever is known), start the loop, then mark ready."""
+        self.loop.step()
+        self.loop.start()
+        self.ready.set()
+
+    def stop(self) -> None:
+        self.ready.clear()
+        self.loop.stop()
+        self.hub.close()
+
+    def _on_plan(self, plan: PlanRecord, tel: CollectedTelemetry) -> None:
+        for cb in list(self.on_plan_callbacks):
+            cb(plan, tel)
+
+    # -- policy ----------------------------------------------------------------
+    @property
+    def state(self) -> PolicyState:
+        return self._state
+
+    @property
+    def policy(self) -> Policy:
+        return self._state.policy
+
+    @property
+    def policy_record(self) -> PolicyRecord:
+        return self._policy_record
+
+    @staticmethod
+    def _parse(text: str, source: str) -> Policy:
+        try:
+            return loads_policy(text, source=source)
+        except PolicyError as exc:
+            raise InvalidInput("\n".join(str(i) for i in exc.issues)) from None
+
+    def _build_state(self, version: int, policy: Policy, text: str) -> PolicyState:
+        return PolicyState(
+            version, policy, text, self.solver_factory(policy), quantile_levels(policy)
+        )
+
+    def apply_policy(
+        self, text: str, caller: Caller, expected_version: int = 0, dry_run: bool = False
+    ) -> PolicyRecord:
+        """Validate, build the solver, check grants, store, swap; all or nothing."""
+        if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+            raise Exhausted(f"policy text over {MAX_POLICY_BYTES} bytes")
+        with self._policy_lock:
+            current = self._policy_record
+            if expected_version and expected_version != current.version:
+                raise Precondition(
+                    f"running policy is version {current.version}, not {expected_version}"
+                )
+            policy = self._parse(text, "<applied policy>")
+            try:
+                state = self._build_state(current.version + 1, policy, text)
+            except Exception as exc:
+                raise InvalidInput(f"the solver rejected the policy: {exc}") from None
+            with self._grant_lock:
+                grants = [g for g in self._grants.values() if g.request.slice in policy.slice_names]
+                orphans = [
+                    g.allocation_id
+                    for g in self._grants.values()
+                    if g.request.slice not in policy.slice_names
+                ]
+                if orphans:
+                    raise Precondition(
+                        f"standing grants in slices the policy drops: {', '.join(orphans[:10])}"
+                    )
+                try:
+                    check_admission(policy, reserved_bps(policy, grants))
+                except Exhausted as exc:
+                    raise Precondition(f"standing grants would not fit: {exc}") from None
+                if dry_run:
+                    return PolicyRecord(
+                        current.version + 1, policy.name, text, "", time.time(), caller.identity
+                    )
+                record = self.store.add_policy(policy.name, text, caller.identity)
+                self.buffer.rebind(policy.slice_names)
+                self._state = replace(state, version=record.version)
+                self._policy_record = record
+        self.loop.wake()
+        return record
+
+    # -- telemetry ---------------------------------------------------------------
+    def ingest(
+        self,
+        source_id: str,
+        timestamp_unix_s: float,
+        period_s: float,
+        slices: Sequence[str],
+        dl_bps: npt.NDArray[np.float64],
+        ul_bps: npt.NDArray[np.float64],
+        end_of_period: bool = True,
+    ) -> int:
+        """One controller telemetry batch; returns the slice samples accepted."""
+        check_time(timestamp_unix_s, period_s)
+        return self.buffer.ingest(source_id, slices, dl_bps, ul_bps, end_of_period)
+
+    def ingest_kpm(
+        self,
+        source_id: str,
+        timestamp_unix_s: float,
+        period_s: float,
+        records: Sequence[tuple[str, str, float]],
+    ) -> int:
+        """One E2SM-KPM report of ``(name, slice label, value)`` records; returns samples stored."""
+        check_time(timestamp_unix_s, period_s)
+        if len(records) > MAX_BATCH_SLICES:
+            raise Exhausted(f"{len(records)} records; at most {MAX_BATCH_SLICES}")
+        policy = self.policy
+        thp: dict[tuple[str, int], float] = {}
+        vol: dict[tuple[str, int], float] = {}
+        values = np.array([r[2] for r in records], dtype=np.float64)
+        check_rates("value", values)
+        for name, label, value in records:
+            kind = KPM_NAMES.get(name)
+            if kind is None:
+                raise InvalidInput(
+                    f"unknown measurement {name[:64]!r}; supported: {', '.join(KPM_NAMES)}"
+                )
+            slice_name = resolve_slice(policy, label)
+            d, what = kind
+            if what == "thp":
+                thp[(slice_name, d)] = (
+                    thp.get((slice_name, d), 0.0) + value * 1e3
+                )  # kbit/s -> bit/s
+            elif what == "vol":
+                vol[(slice_name, d)] = (
+                    vol.get((slice_name, d), 0.0) + value * 1e6 / period_s
+                )  # Mbit -> bit/s
+        rates = {**vol, **thp}  # throughput wins over volume where both are given
+        if not rates:
+            return 0
+        names = sorted({k[0] for k in rates})
+        dl = np.array([rates.get((n, 0), np.nan) for n in names])
+        ul = np.array([rates.get((n, 1), np.nan) for n in names])
+        return self._ingest_partial(source_id, names, dl, ul)
+
+    def _ingest_partial(
+        self,
+        source_id: str,
+        names: list[str],
+        dl: npt.NDArray[np.float64],
+        ul: npt.NDArray[np.float64],
+    ) -> int:
+        # A KPM report may carry one direction only: keep the other from the source's last report.
+        known = self.buffer.latest(source_id, names)
+        dl = np.where(np.isnan(dl), known[:, 0], dl)
+        ul = np.where(np.isnan(ul), known[:, 1], ul)
+        return self.buffer.ingest(source_id, names, np.nan_to_num(dl), np.nan_to_num(ul), True)
+
+    # -- grants ------------------------------------------------------------------
+    def grants(self, caller: Caller, app_ins_id: str = "", slice_label: str = "") -> list[Grant]:
+        out = list(self._grants_tuple)
+        if not caller.is_admin:
+            out = [g for g in out if g.app_ins_id == caller.identity]
+        if app_ins_id:
+            out = [g for g in out if g.app_ins_id == app_ins_id]
+        if slice_label:
+            name = resolve_slice(self.policy, slice_label)
+            out = [g for g in out if g.request.slice == name]
+        return out
+
+    def _own(self, caller: Caller, app_ins_id: str) -> None:
+        if not caller.is_admin and app_ins_id != caller.identity:
+            raise Forbidden(
+                f"app_ins_id {app_ins_id[:64]!r} is not the caller's identity {caller.identity!r}"
+            )
+
+    def request_grant(self, caller: Caller, request: BwRequest) -> Grant:
+        """Admit and durably store a grant (committed before this returns)."""
+        self._own(caller, request.app_ins_id)
+        with self._grant_lock:
+            policy = self.policy
+            req = validate_request(policy, request)
+            if any(g.request.same_target(req) for g in self._grants.values()):
+                raise Conflict(
+                    "an identical grant (app, slice, type, direction, filters) already exists"
+                )
+            check_admission(policy, reserved_bps(policy, [*self._grants.values(), _as_grant(req)]))
+            now = time.time()
+            grant = Grant(str(uuid.uuid4()), req, now, now)
+            self.store.put_grant(grant)
+            self._grants[grant.allocation_id] = grant
+            self._grants_tuple = tuple(self._grants.values())
+        self.loop.wake()
+        return grant
+
+    def _find(self, caller: Caller, allocation_id: str) -> Grant:
+        grant = self._grants.get(allocation_id)
+        if grant is None or (not caller.is_admin and grant.app_ins_id != caller.identity):
+            raise NotFound(f"no grant {allocation_id[:64]!r}")
+        return grant
+
+    def modify_grant(self, caller: Caller, allocation_id: str, request: BwRequest) -> Grant:
+        with self._grant_lock:
+            old = self._find(caller, allocation_id)
+            if request.app_ins_id != old.app_ins_id:
+                raise InvalidInput("app_ins_id of a grant cannot change")
+            policy = self.policy
+            req = validate_request(policy, request)
+            others = [g for g in self._grants.values() if g.allocation_id != allocation_id]
+            check_admission(policy, reserved_bps(policy, [*others, _as_grant(req)]))
+            grant = Grant(allocation_id, req, old.created_unix_s, time.time())
+            self.store.put_grant(grant)
+            self._grants[allocation_id] = grant
+            self._grants_tuple = tuple(self._grants.values())
+        self.loop.wake()
+        return grant
+
+    def release_grant(self, caller: Caller, allocation_id: str) -> Grant:
+        with self._grant_lock:
+            grant = self._find(caller, allocation_id)
+            self.store.delete_grant(allocation_id)
+            del self._grants[allocation_id]
+            self._grants_tuple = tuple(self._grants.values())
+        self.loop.wake()
+        return grant
+
+    # -- forecast ------------------------------------------------------------------
+    def forecast(
+        self, slices: Sequence[str], horizon: int, levels: Sequence[float]
+    ) -> ForecastResult:
+        """Quantiles of the coming ``horizon`` intervals from the last loop step's history."""
+        horizon = horizon or 1
+        if not 1 <= horizon <= MAX_FORECAST_HORIZON:
+            raise InvalidInput(f"horizon {horizon} outside 1..{MAX_FORECAST_HORIZON}")
+        lv = np.asarray(list(levels) or [0.1, 0.5, 0.9], dtype=np.float64)
+        if len(lv) > MAX_FORECAST_LEVELS or not ((lv > 0) & (lv < 1)).all():
+            raise InvalidInput(
+                f"levels must be 1..{MAX_FORECAST_LEVELS} values strictly between 0 and 1"
+            )
+        lv = np.sort(lv)
+        policy = self.policy
+        names = tuple(resolve_slice(policy, s) for s in slices) or policy.slice_names
+        history = self.loop._history
+        if history is None or history.slice_names != policy.slice_names:
+            raise Unavailable("no forecast yet: the loop has not run on this policy")
+        idx = np.array([policy.slice_index(n) for n in names])
+        series = history.data[idx][:, :, history.capacity - history.count :].reshape(
+            len(idx) * 2, history.count
+        )
+        interval = self.settings.interval_s
+        start = time.time() - interval * history.count
+        fallback = False
+        try:
+            if hasattr(self.forecaster, "pipeline") and horizon > 1:
+                pipe = self.forecaster.pipeline
+                q = np.asarray(
+                    pipe.quantiles(series[:, -256:], horizon, lv, interval_s=interval),
+                    dtype=np.float64,
+                )
+            else:
+                one = self.forecaster.quantiles(series, lv, start, interval)
+                q = np.repeat(one[:, None, :], horizon, axis=1)
+        except Exception:
+            fallback = True
+            one = EmpiricalForecaster().quantiles(series, lv, start, interval)
+            q = np.repeat(one[:, None, :], horizon, axis=1)
+        values = q.reshape(len(idx), 2, horizon, len(lv))
+        return ForecastResult(names, lv, values, time.time(), interval, fallback)
+
+
+def _as_grant(req: BwRequest) -> Grant:
+    return Grant("", req, 0.0, 0.0)

@@ -1,0 +1,114 @@
+"""Demand forecasters the live loop can use, behind one small protocol.
+
+The loop asks for quantiles of next-interval demand of every series (a series
+is one slice in one direction: row ``2 * slice + direction``). The generative
+model (:class:`sliceai.forecast.ForecastPipeline`) is wrapped by
+:class:`PipelineForecaster`; :class:`EmpiricalForecaster` (rolling empirical
+quantiles of the recent history) is the fail-safe when the model fails, and a
+handy fake in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+DEFAULT_CONTEXT = 256
+"""Intervals of history handed to the model."""
+
+
+class Forecaster(Protocol):
+    """Next-interval demand quantiles."""
+
+    name: str
+
+    def quantiles(
+        self,
+        history: npt.NDArray[np.float64],
+        levels: npt.NDArray[np.float64],
+        start_time: float,
+        interval_s: float,
+    ) -> npt.NDArray[np.float64]:
+        """Quantiles of the next interval's demand.
+
+        ``history``: ``(n_series, T)`` bit/s, oldest first, NaN where missing.
+        ``levels``: ``(Q,)`` increasing, in (0, 1).
+        ``start_time``: epoch s of the first history interval.
+        Returns ``(n_series, Q)`` float64 bit/s, finite and >= 0, non-decreasing along Q.
+        Raises anything on failure; the loop then falls back.
+        """
+        ...
+
+
+class EmpiricalForecaster:
+    """Rolling empirical quantiles of the last ``window`` intervals of each series.
+
+    A series with no measurement in the window forecasts 0 bit/s (the solver
+    still gives the slice its guaranteed floor).
+    """
+
+    name = "rolling-quantile"
+
+    def __init__(self, window: int = 64) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+
+    def quantiles(
+        self,
+        history: npt.NDArray[np.float64],
+        levels: npt.NDArray[np.float64],
+        start_time: float,
+        interval_s: float,
+    ) -> npt.NDArray[np.float64]:
+        recent = np.asarray(history, dtype=np.float64)[:, -self.window :]
+        n_series = recent.shape[0]
+        out = np.zeros((n_series, len(levels)))
+        if recent.shape[1] == 0:
+            return out
+        seen = ~np.isnan(recent)
+        full = seen.all(axis=1)
+        if full.any():
+            out[full] = np.quantile(recent[full], levels, axis=1).T
+        partial = seen.any(axis=1) & ~full
+        if partial.any():
+            out[partial] = np.nanquantile(recent[partial], levels, axis=1).T
+        return np.maximum(out, 0.0)
+
+
+class PipelineForecaster:
+    """The generative model: ``ForecastPipeline.quantiles`` at horizon 1.
+
+    ``pipeline`` is a :class:`sliceai.forecast.ForecastPipeline` (typed loosely so
+    this module does not import torch).
+    """
+
+    name = "model"
+
+    def __init__(self, pipeline: Any, context: int = DEFAULT_CONTEXT) -> None:
+        self.pipeline = pipeline
+        self.context = context
+
+    @classmethod
+    def load(cls, path: str | None = None, device: str = "auto") -> PipelineForecaster:
+        """Load a checkpoint (None = the bundled default); raises on a bad checkpoint."""
+        from sliceai.forecast.pipeline import ForecastPipeline
+
+        return cls(ForecastPipeline.load(path, device=device))
+
+    def quantiles(
+        self,
+        history: npt.NDArray[np.float64],
+        levels: npt.NDArray[np.float64],
+        start_time: float,
+        interval_s: float,
+    ) -> npt.NDArray[np.float64]:
+        ctx = history[:, -self.context :]
+        first = start_time + interval_s * (history.shape[1] - ctx.shape[1])
+        q = self.pipeline.quantiles(ctx, 1, levels, start_time=first, interval_s=interval_s)
+        out = np.asarray(q, dtype=np.float64)[:, 0, :]
+        if out.shape != (history.shape[0], len(levels)) or not np.isfinite(out).all():
+            raise ValueError(f"model returned {out.shape} with non-finite values or wrong shape")
+        return np.maximum.accumulate(np.maximum(out, 0.0), axis=1)

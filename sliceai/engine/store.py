@@ -1,0 +1,180 @@
+"""Durable state of the live service: accepted bandwidth grants and policy versions.
+
+One SQLite file (stdlib :mod:`sqlite3`) in WAL mode with ``synchronous=FULL``:
+every write method commits before it returns, so a caller that acknowledges
+a grant only after the method returned never loses an acknowledged grant, even
+to ``kill -9`` or a power cut (WAL + FULL syncs the log on every commit).
+
+The store is thread-safe: one connection, used under a lock. It knows nothing
+about gRPC; grants are :class:`~sliceai.engine.grants.Grant` values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sliceai.engine.grants import Grant
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policy_versions (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    yaml TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    applied_unix_s REAL NOT NULL,
+    applied_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    allocation_id TEXT PRIMARY KEY,
+    app_ins_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_unix_s REAL NOT NULL,
+    modified_unix_s REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_by_app ON grants (app_ins_id);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database file is unusable (wrong schema, corrupt, not writable)."""
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """One applied policy version."""
+
+    version: int
+    name: str
+    yaml: str
+    sha256: str
+    applied_unix_s: float
+    applied_by: str
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class StateStore:
+    """Grants and policy versions in one SQLite file (``":memory:"`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open state database: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- policy versions ---------------------------------------------------
+    def latest_policy(self) -> PolicyRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version, name, yaml, sha256, applied_unix_s, applied_by "
+                "FROM policy_versions ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+        return PolicyRecord(*row) if row else None
+
+    def list_policies(self, limit: int = 100) -> list[PolicyRecord]:
+        """Newest first; ``yaml`` is included."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT version, name, yaml, sha256, applied_unix_s, applied_by "
+                "FROM policy_versions ORDER BY version DESC LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        return [PolicyRecord(*r) for r in rows]
+
+    def add_policy(self, name: str, yaml_text: str, applied_by: str) -> PolicyRecord:
+        """Store a new version (previous version + 1) and commit it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = self._db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM policy_versions"
+                ).fetchone()
+                record = PolicyRecord(
+                    int(last) + 1, name, yaml_text, sha256_text(yaml_text), time.time(), applied_by
+                )
+                self._db.execute(
+                    "INSERT INTO policy_versions VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record.version,
+                        record.name,
+                        record.yaml,
+                        record.sha256,
+                        record.applied_unix_s,
+                        record.applied_by,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return record
+
+    # -- grants ------------------------------------------------------------
+    def load_grants(self) -> list[Grant]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT allocation_id, body, created_unix_s, modified_unix_s FROM grants "
+                "ORDER BY created_unix_s, allocation_id"
+            ).fetchall()
+        return [Grant.from_json(json.loads(body), aid, c, m) for aid, body, c, m in rows]
+
+    def put_grant(self, grant: Grant) -> None:
+        """Insert or replace one grant and commit."""
+        body = json.dumps(grant.to_json(), sort_keys=True)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO grants VALUES (?, ?, ?, ?, ?)",
+                    (
+                        grant.allocation_id,
+                        grant.app_ins_id,
+                        body,
+                        grant.created_unix_s,
+                        grant.modified_unix_s,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete_grant(self, allocation_id: str) -> bool:
+        """Delete and commit; False when there was no such grant."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "DELETE FROM grants WHERE allocation_id = ?", (allocation_id,)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cur.rowcount > 0

@@ -1,0 +1,239 @@
+"""Telemetry ingestion: validate, index and buffer per-source slice rates.
+
+The ingest path never waits for a decision: it validates a batch (vectorised,
+outside any lock), then writes the rates into the source's row under one short
+lock. The control loop calls :meth:`TelemetryBuffer.collect` once per interval
+and merges the latest rates of every live source (max over sources, so a
+slice seen by two switches is not counted twice).
+
+A source is *stale* when it has been silent for ``stale_after_s``; a slice is
+stale when every source that ever reported it is stale. Stale rates are not
+merged; such slices are planned from the forecast alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from sliceai.engine.errors import Exhausted, InvalidInput, NotFound
+
+MAX_BATCH_SLICES = 4096
+MAX_RATE_BPS = 1e13
+MAX_CLOCK_SKEW_S = 300.0
+MAX_PERIOD_S = 900.0
+_INDEX_CACHE_SIZE = 256
+
+
+class SliceIndexer:
+    """Maps a batch's slice names to policy indices, caching whole name lists.
+
+    Controllers send the same list of names in every batch, so the common
+    case is one dict lookup of a tuple.
+    """
+
+    def __init__(self, slice_names: Sequence[str]) -> None:
+        self.slice_names = tuple(slice_names)
+        self._index = {name: i for i, name in enumerate(self.slice_names)}
+        self._cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], bool]] = {}
+
+    def indices(self, names: Sequence[str]) -> tuple[npt.NDArray[np.intp], bool]:
+        """``(indices (n,), has_duplicates)``; NotFound for an unknown name."""
+        key = tuple(names)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            idx = np.fromiter((self._index[n] for n in key), dtype=np.intp, count=len(key))
+        except KeyError as exc:
+            raise NotFound(f"unknown slice {str(exc.args[0])[:64]!r}") from None
+        result = (idx, len(set(key)) != len(key))
+        if len(self._cache) >= _INDEX_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+
+def check_time(timestamp_unix_s: float, period_s: float, now: float | None = None) -> None:
+    """InvalidInput unless the timestamp is within 300 s of ``now`` and 0 < period <= 900 s."""
+    now = time.time() if now is None else now
+    if not np.isfinite(timestamp_unix_s) or abs(timestamp_unix_s - now) > MAX_CLOCK_SKEW_S:
+        raise InvalidInput(
+            f"timestamp {timestamp_unix_s!r} is more than {MAX_CLOCK_SKEW_S:g} s off "
+            f"the server clock ({now:.3f})"
+        )
+    if not (0 < period_s <= MAX_PERIOD_S):
+        raise InvalidInput(f"period {period_s!r} s outside (0, {MAX_PERIOD_S:g}] s")
+
+
+def check_rates(name: str, values: npt.NDArray[np.float64]) -> None:
+    """InvalidInput unless every value is finite, >= 0 and <= 1e13."""
+    if values.size and not (
+        np.isfinite(values).all() and values.min() >= 0 and values.max() <= MAX_RATE_BPS
+    ):
+        bad = values[~(np.isfinite(values) & (values >= 0) & (values <= MAX_RATE_BPS))]
+        raise InvalidInput(
+            f"{name}: value {bad[0]!r} is not a finite rate in 0 .. {MAX_RATE_BPS:.0e}"
+        )
+
+
+@dataclass
+class _Source:
+    rates: npt.NDArray[np.float64]  # (n_slices, 2) latest bit/s, NaN = never reported
+    last_seen: float  # monotonic s
+    ended: bool = False  # sent end_of_period since the last collect
+
+
+@dataclass(frozen=True)
+class CollectedTelemetry:
+    """Merged telemetry of one interval.
+
+    ``measured_bps``: ``(n_slices, 2)`` bit/s, NaN where no live source reported.
+    ``stale_slices``: ``(n_slices,)`` bool. ``trigger_time``: perf_counter s of the
+    ingest that completed the period (None when the timer fired).
+    """
+
+    measured_bps: npt.NDArray[np.float64]
+    stale_slices: npt.NDArray[np.bool_]
+    stale_sources: tuple[str, ...]
+    live_sources: int
+    trigger_time: float | None = None
+    samples: int = field(default=0)
+
+
+class TelemetryBuffer:
+    """Latest per-source slice rates; thread-safe."""
+
+    def __init__(self, slice_names: Sequence[str], stale_after_s: float) -> None:
+        self.stale_after_s = stale_after_s
+        self._lock = threading.Lock()
+        self._sources: dict[str, _Source] = {}
+        self._indexer = SliceIndexer(slice_names)
+        self.period_complete = threading.Event()
+        self._trigger_time: float | None = None
+        self._samples = 0
+
+    @property
+    def slice_names(self) -> tuple[str, ...]:
+        return self._indexer.slice_names
+
+    def rebind(self, slice_names: Sequence[str]) -> None:
+        """Switch to a new policy's slices, keeping the rates of slices that stay."""
+        new = SliceIndexer(slice_names)
+        with self._lock:
+            old = self._indexer.slice_names
+            keep = [(i, old.index(n)) for i, n in enumerate(new.slice_names) if n in old]
+            for src in self._sources.values():
+                rates = np.full((len(new.slice_names), 2), np.nan)
+                for i, j in keep:
+                    rates[i] = src.rates[j]
+                src.rates = rates
+            self._indexer = new
+
+    def ingest(
+        self,
+        source_id: str,
+        slices: Sequence[str],
+        dl_bps: npt.NDArray[np.float64],
+        ul_bps: npt.NDArray[np.float64],
+        end_of_period: bool = True,
+    ) -> int:
+        """Validate and store one batch; returns the number of slice samples.
+
+        Raises InvalidInput / NotFound / Exhausted and then stores nothing.
+        """
+        n = len(slices)
+        if n > MAX_BATCH_SLICES:
+            raise Exhausted(f"batch of {n} slices; at most {MAX_BATCH_SLICES}")
+        if len(dl_bps) != n or len(ul_bps) != n:
+            raise InvalidInput(
+                f"columns differ in length: {n} slices, {len(dl_bps)} dl_bps, {len(ul_bps)} ul_bps"
+            )
+        check_rates("dl_bps", dl_bps)
+        check_rates("ul_bps", ul_bps)
+        for _ in range(2):  # retry once if the policy changed between indexing and locking
+            indexer = self._indexer
+            idx, dups = indexer.indices(slices)
+            with self._lock:
+                if indexer is not self._indexer:
+                    continue
+                src = self._sources.get(source_id)
+                if src is None:
+                    src = self._sources[source_id] = _Source(
+                        np.full((len(indexer.slice_names), 2), np.nan), 0.0
+                    )
+                if dups:
+                    summed = np.zeros((len(indexer.slice_names), 2))
+                    np.add.at(summed[:, 0], idx, dl_bps)
+                    np.add.at(summed[:, 1], idx, ul_bps)
+                    src.rates[idx] = summed[idx]
+                else:
+                    src.rates[idx, 0] = dl_bps
+                    src.rates[idx, 1] = ul_bps
+                now = time.monotonic()
+                src.last_seen = now
+                self._samples += n
+                if end_of_period:
+                    src.ended = True
+                    if all(
+                        s.ended or now - s.last_seen > self.stale_after_s
+                        for s in self._sources.values()
+                    ):
+                        self._trigger_time = time.perf_counter()
+                        self.period_complete.set()
+                return n
+        raise InvalidInput("policy changed during ingestion; resend the batch")
+
+    def collect(self) -> CollectedTelemetry:
+        """Merge live sources' latest rates and start a new period."""
+        with self._lock:
+            now = time.monotonic()
+            n_slices = len(self._indexer.slice_names)
+            live = [s for s in self._sources.values() if now - s.last_seen <= self.stale_after_s]
+            stale_names = tuple(
+                k for k, s in self._sources.items() if now - s.last_seen > self.stale_after_s
+            )
+            stale_rates = [
+                s.rates for s in self._sources.values() if now - s.last_seen > self.stale_after_s
+            ]
+            live_rates = (
+                np.stack([s.rates for s in live]) if live else np.full((1, n_slices, 2), np.nan)
+            )
+            stale_seen = (
+                np.stack([~np.isnan(r).all(axis=1) for r in stale_rates]).any(axis=0)
+                if stale_rates
+                else np.zeros(n_slices, dtype=bool)
+            )
+            for s in self._sources.values():
+                s.ended = False
+            trigger, self._trigger_time = self._trigger_time, None
+            samples, self._samples = self._samples, 0
+            self.period_complete.clear()
+        seen = ~np.isnan(live_rates)
+        measured = np.where(
+            seen.any(axis=0), np.max(np.where(seen, live_rates, -np.inf), axis=0), np.nan
+        )
+        live_seen = seen.any(axis=(0, 2))
+        return CollectedTelemetry(
+            measured, stale_seen & ~live_seen, stale_names, len(live), trigger, samples
+        )
+
+    def latest(self, source_id: str, slices: Sequence[str]) -> npt.NDArray[np.float64]:
+        """The source's latest ``(len(slices), 2)`` bit/s for these slices, NaN where none."""
+        idx, _ = self._indexer.indices(slices)
+        with self._lock:
+            src = self._sources.get(source_id)
+            if src is None or src.rates.shape[0] != len(self._indexer.slice_names):
+                return np.full((len(idx), 2), np.nan)
+            return src.rates[idx].copy()
+
+    def sources(self) -> dict[str, float]:
+        """Source id -> seconds since it was last heard."""
+        now = time.monotonic()
+        with self._lock:
+            return {k: now - s.last_seen for k, s in self._sources.items()}
