@@ -134,7 +134,5 @@ def build_segments(
     slope += guarantee_bonus[:, None] * (mid < (target / scale)[:, None])
     if previous is not None:
         slope += np.where(mid < (previous / scale)[:, None], CHURN_COST, -CHURN_COST)
-    useless = (slope <= 0) | (lengths <= 0)
-    lengths = np.where(useless, 0.0, lengths)
-    slope = np.where(useless, 0.0, slope)
+    lengths = np.where(slope > 0, lengths, 0.0)
     return Segments(lengths, slope, scale)

@@ -34,6 +34,15 @@ BoolArray = npt.NDArray[np.bool_]
 #: Relative slack when deciding that a link cannot bind or a price proof holds.
 TOLERANCE = 1e-9
 
+#: Segments each side of the guessed price kept free in the reduced LP.
+WINDOW = 3
+
+#: Rounds of widening before the full LP is solved instead.
+MAX_ROUNDS = 6
+
+#: Relative tolerance of the optimality proof (HiGHS duals are feasible to 1e-7).
+PROOF_TOLERANCE = 1e-7
+
 
 @dataclass(frozen=True)
 class DirectionResult:
@@ -126,34 +135,158 @@ def _screened_lp(
     capacity: FloatArray,
     price_guess: FloatArray | None,
 ) -> tuple[FloatArray, FloatArray, int]:
-    """The LP over segments that could matter, proven exact by its duals (see module doc)."""
+    """The LP over segments that could matter, proven exact by its duals (see module doc).
+
+    Per slice the segments ``[0, lo)`` are merged into one prefix column (slope:
+    their smallest), ``[lo, hi)`` are free columns and ``[hi, K)`` are left
+    out. At the reduced optimum, a full prefix and left-out segments no steeper
+    than the slice's path price prove the full LP optimal; otherwise the window
+    widens where the proof failed and HiGHS continues from its last basis.
+    """
     n, k = lengths.shape
     inc = incidence.astype(np.float64)
     if price_guess is None:
         price_guess = _isolated_prices(lengths, slopes, incidence, capacity)
-    path = inc.T @ price_guess  # (n,) guessed path price per slice
-    # Window around the guess: free segments within a factor of the guess.
     used = lengths > 0
-    free = (
-        used
-        & (slopes <= 2.0 * path[:, None] + TOLERANCE)
-        & (slopes >= 0.25 * path[:, None] - TOLERANCE)
-    )
-    full = used & ~free & (slopes > 2.0 * path[:, None])
-    for _ in range(6):
-        fixed_load = inc @ (lengths * full).sum(axis=1)
-        y, prices = _highs(lengths, slopes, free, inc, capacity - fixed_load)
+    cut = _cut(used, slopes, inc.T @ price_guess)
+    lo = np.maximum(cut - WINDOW, 0)
+    hi = np.minimum(cut + WINDOW, k)
+    model = _ReducedLP(lengths, slopes, used, sp.csc_matrix(inc), capacity, lo, hi)
+    idx = np.arange(k)
+    for _ in range(MAX_ROUNDS):
+        x, y_pre, prices = model.run()
         path = inc.T @ prices
-        bad_full = full & (slopes < path[:, None] * (1 - 1e-7) - 1e-9)
-        bad_empty = used & ~full & ~free & (slopes > path[:, None] * (1 + 1e-7) + 1e-9)
-        if not (bad_full.any() or bad_empty.any()):
-            x = (lengths * full).sum(axis=1) + y
-            return x, prices, int(free.sum())
-        free |= bad_full | bad_empty
-        full &= ~bad_full
-    free = used.copy()
-    y, prices = _highs(lengths, slopes, free, inc, capacity)
-    return y, prices, int(free.sum())
+        tol = PROOF_TOLERANCE * np.maximum(1.0, path)
+        pre_len = model.prefix_len
+        bad_pre = (pre_len > 0) & (y_pre < pre_len * (1 - 1e-9) - 1e-12)
+        left_out = used & (idx[None, :] >= hi[:, None])
+        bad_out = (left_out & (slopes > (path + tol)[:, None])).any(axis=1)
+        if not (bad_pre.any() or bad_out.any()):
+            return x, prices, model.n_columns
+        new_lo = np.where(bad_pre, 0, lo)
+        new_hi = np.where(bad_out, k, hi)
+        model.widen(new_lo, new_hi)
+        lo, hi = new_lo, new_hi
+    model = _ReducedLP(
+        lengths, slopes, used, sp.csc_matrix(inc), capacity, np.zeros(n, np.intp), np.full(n, k)
+    )
+    x, _, prices = model.run()
+    return x, prices, model.n_columns
+
+
+class _ReducedLP:
+    """A HiGHS model over prefix columns and free segments that can grow and re-solve warm."""
+
+    def __init__(
+        self,
+        lengths: FloatArray,
+        slopes: FloatArray,
+        used: BoolArray,
+        inc: sp.csc_matrix,
+        capacity: FloatArray,
+        lo: npt.NDArray[np.intp],
+        hi: npt.NDArray[np.intp],
+    ) -> None:
+        n, k = lengths.shape
+        self.lengths, self.slopes, self.used, self.inc = lengths, slopes, used, inc
+        self.idx = np.arange(k)
+        self.lo, self.hi = lo, hi
+        prefix = self.idx[None, :] < lo[:, None]
+        self.prefix_len = (lengths * prefix).sum(axis=1)
+        pre = np.flatnonzero(self.prefix_len > 0)
+        self.prefix_col = np.full(n, -1)
+        self.prefix_col[pre] = np.arange(pre.size)
+        free = used & ~prefix & (self.idx[None, :] < hi[:, None])
+        seg_slice, seg_k = np.nonzero(free)
+        self.col_slice = np.concatenate([pre, seg_slice])
+        self.col_is_segment = np.concatenate(
+            [np.zeros(pre.size, bool), np.ones(seg_slice.size, bool)]
+        )
+        cost = np.concatenate([self._prefix_slope(pre), slopes[seg_slice, seg_k]])
+        upper = np.concatenate([self.prefix_len[pre], lengths[seg_slice, seg_k]])
+        a = inc[:, self.col_slice]
+        m = inc.shape[0]
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("presolve", "off")
+        lp = highspy.HighsLp()
+        lp.num_col_ = cost.size
+        lp.num_row_ = m
+        lp.sense_ = highspy.ObjSense.kMaximize
+        lp.col_cost_ = cost
+        lp.col_lower_ = np.zeros(cost.size)
+        lp.col_upper_ = upper
+        lp.row_lower_ = np.full(m, -highspy.kHighsInf)
+        lp.row_upper_ = capacity
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        lp.a_matrix_.num_col_ = cost.size
+        lp.a_matrix_.num_row_ = m
+        self.h.passModel(lp)
+
+    @property
+    def n_columns(self) -> int:
+        return int(self.col_slice.size)
+
+    def _prefix_slope(self, slices: npt.NDArray[np.intp]) -> FloatArray:
+        prefix = self.used[slices] & (self.idx[None, :] < self.lo[slices, None])
+        smallest = np.where(prefix, self.slopes[slices], np.inf).min(axis=1)
+        return np.where(np.isfinite(smallest), smallest, 0.0)
+
+    def widen(self, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp]) -> None:
+        """Free segments ``[lo, old lo)`` (shrinking prefixes) and ``[old hi, hi)``."""
+        i = self.idx[None, :]
+        new = self.used & (
+            ((i >= lo[:, None]) & (i < self.lo[:, None]))
+            | ((i >= self.hi[:, None]) & (i < hi[:, None]))
+        )
+        shrunk = np.flatnonzero((lo < self.lo) & (self.prefix_col >= 0))
+        self.lo, self.hi = lo, hi
+        if shrunk.size:
+            self.prefix_len[shrunk] = (self.lengths[shrunk] * (i < lo[shrunk, None])).sum(axis=1)
+            cols = self.prefix_col[shrunk].astype(np.int32)
+            self.h.changeColsBounds(cols.size, cols, np.zeros(cols.size), self.prefix_len[shrunk])
+            self.h.changeColsCost(cols.size, cols, self._prefix_slope(shrunk))
+        seg_slice, seg_k = np.nonzero(new)
+        if seg_slice.size:
+            a = self.inc[:, seg_slice]
+            self.h.addCols(
+                seg_slice.size,
+                self.slopes[seg_slice, seg_k],
+                np.zeros(seg_slice.size),
+                self.lengths[seg_slice, seg_k],
+                a.nnz,
+                a.indptr.astype(np.int32),
+                a.indices.astype(np.int32),
+                a.data,
+            )
+            self.col_slice = np.concatenate([self.col_slice, seg_slice])
+            self.col_is_segment = np.concatenate(
+                [self.col_is_segment, np.ones(seg_slice.size, bool)]
+            )
+
+    def run(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Solve; returns per-slice rates ``(n,)``, prefix fill ``(n,)``, row duals >= 0."""
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS stopped: {self.h.modelStatusToString(status)}")
+        sol = self.h.getSolution()
+        y = np.asarray(sol.col_value)
+        n = self.lengths.shape[0]
+        x = np.bincount(self.col_slice, weights=y, minlength=n)
+        y_pre = np.zeros(n)
+        has = self.prefix_col >= 0
+        y_pre[has] = y[self.prefix_col[has]]
+        return x, y_pre, np.abs(np.asarray(sol.row_dual))
+
+
+def _cut(used: BoolArray, slopes: FloatArray, path: FloatArray) -> npt.NDArray[np.intp]:
+    """Per slice, the index of the first used segment no steeper than its path price (K if none)."""
+    below = used & (slopes <= path[:, None])
+    return np.where(below.any(axis=1), below.argmax(axis=1), slopes.shape[1])
 
 
 def _isolated_prices(
@@ -164,39 +297,3 @@ def _isolated_prices(
     link_idx, slice_idx = np.nonzero(incidence)
     _, prices = _greedy(lengths[slice_idx], slopes[slice_idx], link_idx, capacity)
     return prices[:n_links]
-
-
-def _highs(
-    lengths: FloatArray, slopes: FloatArray, free: BoolArray, inc: FloatArray, capacity: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Solve the LP over the ``free`` segments; returns per-slice rates and row duals >= 0."""
-    n, _ = lengths.shape
-    slice_of, seg_of = np.nonzero(free)
-    m = inc.shape[0]
-    a = sp.csc_matrix(inc)[:, slice_of]
-    ncol = slice_of.size
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("presolve", "off")
-    lp = highspy.HighsLp()
-    lp.num_col_ = ncol
-    lp.num_row_ = m
-    lp.sense_ = highspy.ObjSense.kMaximize
-    lp.col_cost_ = slopes[slice_of, seg_of]
-    lp.col_lower_ = np.zeros(ncol)
-    lp.col_upper_ = lengths[slice_of, seg_of]
-    lp.row_lower_ = np.full(m, -highspy.kHighsInf)
-    lp.row_upper_ = capacity
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr
-    lp.a_matrix_.index_ = a.indices
-    lp.a_matrix_.value_ = a.data
-    lp.a_matrix_.num_col_ = ncol
-    lp.a_matrix_.num_row_ = m
-    h.passModel(lp)
-    h.run()
-    sol = h.getSolution()
-    y = np.asarray(sol.col_value)
-    duals = np.abs(np.asarray(sol.row_dual))
-    x = np.bincount(slice_of, weights=y, minlength=n)
-    return x, duals
