@@ -1,0 +1,273 @@
+"""Record-level reading of pcap and pcapng capture files, with exact positions for errors.
+
+Both yield :class:`PacketBatch` es: up to ``batch`` packets as a fixed-width
+header matrix (the first :data:`HEADER_BYTES` captured bytes of each packet,
+zero-padded) plus timestamps, on-wire lengths and link types, so the
+classifier can decode every header field with numpy at once. Only the
+container is parsed here (the global header and per-record headers of
+libpcap; section, interface and packet blocks of pcapng). Timestamps honour
+the microsecond/nanosecond pcap magic and the pcapng ``if_tsresol`` option.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from sliceai.traffic.trace import TraceReadError
+
+HEADER_BYTES = 96
+MAX_CAPLEN = 262144  # the largest snap length libpcap writes
+DEFAULT_BATCH = 65536
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+SUPPORTED_LINKTYPES = (LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6)
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+
+
+@dataclass
+class PacketBatch:
+    """``n`` packets: ``headers (n, HEADER_BYTES) uint8``, ``time (n,)`` epoch s,
+    ``length (n,)`` on-wire bytes, ``linktype (n,)``, ``number (n,)`` 1-based packet numbers."""
+
+    headers: npt.NDArray[np.uint8]
+    time: npt.NDArray[np.float64]
+    length: npt.NDArray[np.int64]
+    linktype: npt.NDArray[np.int64]
+    number: npt.NDArray[np.int64]
+
+
+class _Collector:
+    """Packets gathered for the next batch (plain lists: the per-packet path stays cheap)."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.first_number = 1
+        self.data: list[bytes] = []  # the first HEADER_BYTES captured bytes of each packet
+        self.time: list[float] = []
+        self.length: list[int] = []
+        self.linktype: list[int] = []
+
+    def take(self) -> PacketBatch:
+        n = len(self.time)
+        sizes = np.fromiter(map(len, self.data), np.int64, count=n)
+        flat = np.frombuffer(b"".join(self.data), dtype=np.uint8)
+        headers = np.zeros((n, HEADER_BYTES), dtype=np.uint8)
+        row = np.repeat(np.arange(n), sizes)
+        col = np.arange(len(flat)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        headers[row, col] = flat
+        out = PacketBatch(
+            headers,
+            np.asarray(self.time, dtype=np.float64),
+            np.asarray(self.length, dtype=np.int64),
+            np.asarray(self.linktype, dtype=np.int64),
+            np.arange(self.first_number, self.first_number + n, dtype=np.int64),
+        )
+        self.first_number += n
+        self.data, self.time, self.length, self.linktype = [], [], [], []
+        return out
+
+
+def read_packets(path: Path, batch: int = DEFAULT_BATCH) -> Iterator[PacketBatch]:
+    """Packets of a pcap or pcapng file in batches; :class:`TraceReadError` on bad input."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise TraceReadError(path, None, f"cannot read file: {exc.strerror}") from None
+    with handle:
+        magic = handle.read(4)
+        if magic in _PCAP_MAGIC:
+            yield from _pcap(path, handle, magic, batch)
+        elif len(magic) == 4 and struct.unpack("<I", magic)[0] == _PCAPNG_SHB:
+            yield from _pcapng(path, handle, batch)
+        elif not magic:
+            raise TraceReadError(path, None, "empty file: not a pcap or pcapng capture")
+        else:
+            raise TraceReadError(path, "byte 0", f"not a pcap or pcapng file (magic {magic.hex()})")
+
+
+def _pcap(path: Path, f: BinaryIO, magic: bytes, batch: int) -> Iterator[PacketBatch]:
+    order, tick = _PCAP_MAGIC[magic]
+    rest = f.read(20)
+    if len(rest) < 20:
+        raise TraceReadError(path, "byte 4", "truncated pcap global header")
+    _, _, _, _, _, linktype = struct.unpack(order + "HHiIII", rest)
+    linktype &= 0x0FFFFFFF
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise TraceReadError(
+            path, "byte 20", f"unsupported link type {linktype} (Ethernet or raw IP)"
+        )
+    caplen_at = struct.Struct(order + "I").unpack_from
+    dtype = np.dtype(order + "u4")
+    number = 1
+    base = 24  # file offset of the first unread byte
+    rest = b""
+    while True:
+        more = f.read(4 << 20)
+        buf = rest + more
+        size = len(buf)
+        if not size:
+            break
+        # walk the record headers (the only sequential part), then gather with numpy
+        starts: list[int] = []
+        pos = 0
+        while pos + 16 <= size:
+            end = pos + 16 + caplen_at(buf, pos + 8)[0]
+            if end > size:
+                break
+            starts.append(pos)
+            pos = end
+        if not more and pos < size:
+            where = f"packet {number + len(starts)} at byte {base + pos}"
+            if size - pos < 16:
+                raise TraceReadError(path, where, "truncated record header")
+            caplen = caplen_at(buf, pos + 8)[0]
+            raise TraceReadError(
+                path,
+                where,
+                f"truncated packet: {caplen} bytes announced, {size - pos - 16} present",
+            )
+        if pos + 16 <= size and caplen_at(buf, pos + 8)[0] > MAX_CAPLEN:
+            raise TraceReadError(
+                path,
+                f"packet {number + len(starts)} at byte {base + pos}",
+                f"corrupt record: captured length {caplen_at(buf, pos + 8)[0]}",
+            )
+        if not starts:
+            rest = buf
+            continue
+        view = np.frombuffer(buf, dtype=np.uint8)
+        at = np.asarray(starts, dtype=np.int64)
+        fields = view[at[:, None] + np.arange(16)].copy().view(dtype).astype(np.int64)
+        caplen = fields[:, 2]
+        take = np.minimum(caplen, HEADER_BYTES)
+        cols = np.arange(HEADER_BYTES)
+        idx = np.minimum(at[:, None] + 16 + cols, size - 1)
+        headers = np.where(cols < take[:, None], view[idx], 0).astype(np.uint8)
+        n = len(starts)
+        for first in range(0, n, batch):
+            sl = slice(first, min(first + batch, n))
+            yield PacketBatch(
+                headers[sl],
+                fields[sl, 0] + fields[sl, 1] * tick,
+                fields[sl, 3],
+                np.full(sl.stop - sl.start, linktype, dtype=np.int64),
+                np.arange(number + first, number + sl.stop, dtype=np.int64),
+            )
+        number += n
+        base += pos
+        rest = buf[pos:]
+
+
+class _Buffer:
+    """Buffered reads over a file with the file offset of the next unread byte."""
+
+    def __init__(self, f: BinaryIO, offset: int) -> None:
+        self.f = f
+        self.buf = b""
+        self.pos = 0
+        self.offset = offset
+
+    def ensure(self, n: int) -> bool:
+        """Make ``n`` bytes available at ``pos``; False when the file ends first."""
+        while len(self.buf) - self.pos < n:
+            more = self.f.read(max(1 << 20, n))
+            if not more:
+                return False
+            self.buf = self.buf[self.pos :] + more
+            self.pos = 0
+        return True
+
+    def at_end(self) -> bool:
+        return not self.ensure(1)
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+        self.offset += n
+
+
+def _pcapng(path: Path, f: BinaryIO, batch: int) -> Iterator[PacketBatch]:
+    src = _Buffer(f, 0)
+    src.buf, src.pos = b"\x0a\x0d\x0d\x0a", 0
+    order = "<"
+    interfaces: list[tuple[int, float]] = []
+    out = _Collector(batch)
+    number = 0
+    while not src.at_end():
+        where = f"byte {src.offset}"
+        if not src.ensure(12):
+            raise TraceReadError(path, where, "truncated block header")
+        data, base = src.buf, src.pos
+        if data[base : base + 4] == b"\x0a\x0d\x0d\x0a":
+            bom = data[base + 8 : base + 12]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                order = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                order = ">"
+            else:
+                raise TraceReadError(path, where, "bad pcapng byte-order magic")
+            interfaces = []
+        btype, blen = struct.unpack_from(order + "II", data, base)
+        if blen < 12 or blen % 4 or blen > 1 << 26:
+            raise TraceReadError(path, where, f"corrupt block (length {blen})")
+        if not src.ensure(blen):
+            raise TraceReadError(path, where, f"truncated block: {blen} bytes announced")
+        data, base = src.buf, src.pos
+        (trailer,) = struct.unpack_from(order + "I", data, base + blen - 4)
+        if trailer != blen:
+            raise TraceReadError(path, where, "corrupt block: trailing length differs")
+        body = base + 8
+        if btype == 1:  # interface description
+            linktype, _, _ = struct.unpack_from(order + "HHI", data, body)
+            interfaces.append((linktype, _tsresol(data, order, body + 8, base + blen - 4)))
+        elif btype in (6, 2):  # enhanced / obsolete packet block
+            if btype == 6:
+                iface, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", data, body)
+            else:
+                iface, _, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", data, body)
+            number += 1
+            here = f"packet {number} at {where}"
+            if iface >= len(interfaces):
+                raise TraceReadError(path, here, f"unknown interface {iface}")
+            if 32 + caplen > blen:
+                raise TraceReadError(path, here, "corrupt packet length")
+            linktype, tick = interfaces[iface]
+            if linktype not in SUPPORTED_LINKTYPES:
+                raise TraceReadError(path, here, f"unsupported link type {linktype}")
+            start = body + 20
+            out.data.append(data[start : start + min(caplen, HEADER_BYTES)])
+            out.time.append(((hi << 32) | lo) * tick)
+            out.length.append(wirelen)
+            out.linktype.append(linktype)
+            if len(out.time) >= batch:
+                yield out.take()
+        src.advance(blen)
+    if out.time:
+        yield out.take()
+
+
+def _tsresol(data: bytes, order: str, pos: int, end: int) -> float:
+    """Seconds per timestamp tick from an interface block's options (default microseconds)."""
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", data, pos)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = data[pos + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
+        pos += 4 + ((length + 3) & ~3)
+    return 1e-6
