@@ -23,6 +23,11 @@ from sliceai import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "sliceai.policy.commands",
     "sliceai.bench.commands",
+    "sliceai.controller.commands",
+    "sliceai.replay.commands",
+    "sliceai.forecast.commands",
+    "sliceai.api.commands",
+    "sliceai.demo",
 )
 
 

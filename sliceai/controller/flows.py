@@ -28,7 +28,7 @@ Meters: one per slice per direction per switch, id ``1 + 2 * slice_index +
 direction_index`` (DL 0, UL 1), a single drop band in kbit/s with a burst of
 ``burst_s`` seconds of traffic (never below ``min_burst_kbits``): without a
 burst the switch lets through about twice the rate during the first second,
-while a tiny burst starves TCP.
+while a burst of 0.1 s halved a 10 Mbit/s TCP flow on the testbed (0.5 s: 9.4 Mbit/s).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class EnforcementConfig:
     """
 
     core_ports: tuple[int, ...]
-    burst_s: float = 0.1
+    burst_s: float = 0.5
     min_burst_kbits: int = 64
     min_rate_kbps: int = 1
 

@@ -153,9 +153,10 @@ def test_policy_without_default_slice_forwards_unmatched_unmetered(
 
 def test_meter_rounding_burst_and_floor() -> None:
     assert meter_for(5, 20e6, CONFIG).rate_kbps == 20000
-    assert meter_for(5, 20e6, CONFIG).burst_kbits == 2000
+    assert meter_for(5, 20e6, CONFIG).burst_kbits == 10000
     assert meter_for(5, 0.0, CONFIG).rate_kbps == 1
     assert meter_for(5, 100e3, CONFIG).burst_kbits == 64
+    assert meter_for(5, 10e3, CONFIG).burst_kbits == 64
     with pytest.raises(ControllerConfigError, match="not a rate"):
         meter_for(5, float("nan"), CONFIG)
 
