@@ -1,0 +1,92 @@
+"""Checkpoints: save/load round trip, corrupt and mismatched files, int8, devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, resolve_device
+from sliceai.forecast.pipeline import CONFIG_FILE, WEIGHTS_FILE, default_checkpoint
+
+
+def _ctx() -> np.ndarray:
+    return np.random.default_rng(0).lognormal(12.0, 0.4, size=(3, 32))
+
+
+def test_round_trip_gives_identical_forecasts(
+    tiny_pipeline: ForecastPipeline, tiny_checkpoint: Path
+) -> None:
+    loaded = ForecastPipeline.load(tiny_checkpoint, device="cpu")
+    assert loaded.config == tiny_pipeline.config
+    assert loaded.metadata["note"] == "test"
+    np.testing.assert_array_equal(
+        loaded.sample(_ctx(), 5, 7, seed=3), tiny_pipeline.sample(_ctx(), 5, 7, seed=3)
+    )
+    # The weights file alone also names the checkpoint.
+    again = ForecastPipeline.load(tiny_checkpoint / WEIGHTS_FILE, device="cpu")
+    np.testing.assert_array_equal(again.quantiles(_ctx(), 3), loaded.quantiles(_ctx(), 3))
+
+
+def test_corrupt_weights(tiny_checkpoint: Path) -> None:
+    path = tiny_checkpoint / WEIGHTS_FILE
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ForecastError, match="corrupt"):
+        ForecastPipeline.load(tiny_checkpoint, device="cpu")
+
+
+def test_garbage_config(tiny_checkpoint: Path) -> None:
+    (tiny_checkpoint / CONFIG_FILE).write_text("{not json")
+    with pytest.raises(ForecastError, match="JSON"):
+        ForecastPipeline.load(tiny_checkpoint, device="cpu")
+
+
+def test_config_that_does_not_match_weights(tiny_checkpoint: Path) -> None:
+    (tiny_checkpoint / CONFIG_FILE).write_text(ForecastConfig(hidden_size=24).to_json())
+    with pytest.raises(ForecastError, match="do not match"):
+        ForecastPipeline.load(tiny_checkpoint, device="cpu")
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(ForecastError, match="not a forecast checkpoint"):
+        ForecastPipeline.load(tmp_path / "nowhere", device="cpu")
+
+
+def test_bad_config_values() -> None:
+    with pytest.raises(ForecastError, match="rank"):
+        ForecastConfig(rank=0)
+    with pytest.raises(ForecastError, match="format_version"):
+        ForecastConfig.from_json('{"format_version": 99}')
+
+
+def test_int8_quantized_model_loads_and_predicts(tiny_checkpoint: Path) -> None:
+    fp32 = ForecastPipeline.load(tiny_checkpoint, device="cpu")
+    int8 = ForecastPipeline.load(tiny_checkpoint, device="cpu", quantize="int8")
+    q8, q32 = int8.quantiles(_ctx(), 4, (0.1, 0.5, 0.9)), fp32.quantiles(_ctx(), 4, (0.1, 0.5, 0.9))
+    assert q8.shape == q32.shape
+    assert q8.dtype == np.float32
+    np.testing.assert_allclose(q8, q32, rtol=0.1)
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8.model.modules())
+    with pytest.raises(ForecastError, match="cannot be saved"):
+        int8.save(tiny_checkpoint / "again")
+    with pytest.raises(ForecastError, match="unknown quantization"):
+        ForecastPipeline.load(tiny_checkpoint, device="cpu", quantize="int4")
+
+
+def test_device_auto_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ForecastError, match="no CUDA"):
+        resolve_device("cuda")
+    with pytest.raises(ForecastError, match="unknown device"):
+        resolve_device("tpu")
+
+
+def test_bundled_default_loads_offline() -> None:
+    pipe = ForecastPipeline.load(device="cpu")
+    assert (default_checkpoint() / WEIGHTS_FILE).stat().st_size < 1_000_000
+    q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=60.0)
+    assert q.shape == (3, 16, 2)
+    assert np.all(q[..., 1] >= q[..., 0])
