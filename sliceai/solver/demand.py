@@ -92,7 +92,7 @@ class DemandForecast:
     def from_samples(
         cls, samples: object, levels: tuple[float, ...] = DEFAULT_LEVELS
     ) -> DemandForecast:
-        """Empirical quantiles of ``samples`` ``(n_slices, 2, n_samples)`` bit/s (n_samples >= 2)."""
+        """Empirical quantiles of ``samples`` ``(n_slices, 2, n_samples >= 2)`` bit/s."""
         x = _as_float("samples", samples)
         if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] < 2:
             raise SolverError(
@@ -167,10 +167,10 @@ class DemandForecast:
         lv, q = self.levels, self.quantiles
         if lv.size < 2:
             return np.zeros(q.shape[:2])
-        return (q[:, :, -1] - q[:, :, -2]) / np.log((1 - lv[-2]) / (1 - lv[-1]))
+        return np.asarray((q[:, :, -1] - q[:, :, -2]) / np.log((1 - lv[-2]) / (1 - lv[-1])))
 
     def quantile(self, level: FloatArray | float) -> FloatArray:
-        """Quantile at ``level`` (scalar or ``(n_slices,)``, same for DL and UL) -> ``(n_slices, 2)``."""
+        """Quantile at ``level`` (scalar or ``(n_slices,)``) for DL and UL -> ``(n_slices, 2)``."""
         lv, q = self.levels, self.quantiles
         p = np.broadcast_to(np.asarray(level, dtype=np.float64), (self.n_slices,))
         out = np.empty(q.shape[:2])

@@ -67,7 +67,7 @@ def solve_direction(
     normalised; ``price_guess``: ``(n_links,)`` or None.
     """
     lengths, slopes = segments.lengths, segments.slopes
-    n_links, n_slices = incidence.shape
+    n_links = incidence.shape[0]
     desire = segments.desire
     inc = incidence.astype(np.float64)
     load = inc @ desire
@@ -206,7 +206,7 @@ class _ReducedLP:
         upper = np.concatenate([self.prefix_len[pre], lengths[seg_slice, seg_k]])
         a = inc[:, self.col_slice]
         m = inc.shape[0]
-        self.h = highspy.Highs()
+        self.h = highspy.Highs()  # type: ignore[no-untyped-call]
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("presolve", "off")
         lp = highspy.HighsLp()
@@ -276,7 +276,7 @@ class _ReducedLP:
         sol = self.h.getSolution()
         y = np.asarray(sol.col_value)
         n = self.lengths.shape[0]
-        x = np.bincount(self.col_slice, weights=y, minlength=n)
+        x = np.bincount(self.col_slice, weights=y, minlength=n).astype(np.float64)
         y_pre = np.zeros(n)
         has = self.prefix_col >= 0
         y_pre[has] = y[self.prefix_col[has]]
@@ -286,7 +286,8 @@ class _ReducedLP:
 def _cut(used: BoolArray, slopes: FloatArray, path: FloatArray) -> npt.NDArray[np.intp]:
     """Per slice, the index of the first used segment no steeper than its path price (K if none)."""
     below = used & (slopes <= path[:, None])
-    return np.where(below.any(axis=1), below.argmax(axis=1), slopes.shape[1])
+    first = np.where(below.any(axis=1), below.argmax(axis=1), slopes.shape[1])
+    return np.asarray(first, dtype=np.intp)
 
 
 def _isolated_prices(

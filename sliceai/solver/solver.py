@@ -68,7 +68,10 @@ class SliceSolver:
         previous: Plan | None = None,
         reserved_bps: object = None,
     ) -> tuple[list[Segments], FloatArray, FloatArray, FloatArray]:
-        """The LP of each direction: ``([dl, ul] segments, floor, target, reserved)`` (bit/s arrays ``(n_slices, 2)``)."""
+        """Each direction's LP: ``([dl, ul] segments, floor, target, reserved)``.
+
+        ``floor``, ``target``, ``reserved``: ``(n_slices, 2)`` bit/s.
+        """
         a = self.arrays
         demand.check_policy(self.policy)
         reserved = a.check_reserved(reserved_bps)

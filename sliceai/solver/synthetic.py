@@ -71,7 +71,7 @@ def random_policy(
 def random_demand(
     rng: np.random.Generator, median: np.ndarray, n_levels: int = 16
 ) -> DemandForecast:
-    """Log-normal forecasts around ``median`` ``(n_slices, 2)`` at ``n_levels`` levels in (0.02, 0.98)."""
+    """Log-normal forecasts around ``median`` ``(n_slices, 2)`` bit/s, levels in [0.02, 0.98]."""
     levels = np.linspace(0.02, 0.98, n_levels)
     sigma = rng.uniform(0.1, 0.6, size=median.shape)
     center = median * rng.lognormal(0.0, 0.2, size=median.shape)
