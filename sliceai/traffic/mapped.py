@@ -1,0 +1,288 @@
+"""Column-mapped CSV: exports of RAN, xApp and E2SM-KPM tools read through a column mapping.
+
+The user says which column holds what (by flags or a small YAML file)::
+
+    time_column: timestamp        # time of the report
+    time_unit: ms                 # s | ms (epoch) | iso (ISO 8601; no offset = UTC)
+    slice_column: snssai          # slice name, or a value mapped by slice_names / the policy
+    slice_names: {"1-0000B1": consults}
+    ue_column: imsi               # optional: rows of all UEs of a slice are summed
+    dl_column: DRB.UEThpDl        # either dl_column and/or ul_column ...
+    ul_column: DRB.UEThpUl
+    # value_column: bytes         # ... or one value column with direction_column or direction
+    value_unit: kbps              # bps | kbps | Mbps | Gbps | bytes (volume per report)
+
+Rows are binned into intervals of ``interval_s`` (aligned to multiples of it
+in epoch time). Rates of the rows of one slice and report time are summed
+(all UEs, cells) and averaged over the report times of the interval; volumes
+are summed and divided by the interval. A slice with no row in an interval
+that has rows is 0; an interval without rows is missing (NaN). UE
+identifiers are personal data: they are dropped as the file is parsed and
+never stored or written. A directory is read file by file (``pattern``,
+recursively, in path order); together they must be in time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from sliceai.policy.model import Policy
+from sliceai.traffic.binning import (
+    DEFAULT_CHUNK_INTERVALS,
+    BinMode,
+    IntervalBinner,
+    RowProblem,
+)
+from sliceai.traffic.csvblocks import CsvBlock, CsvBlockReader
+from sliceai.traffic.longcsv import DIRECTION_CODES
+from sliceai.traffic.trace import Trace, TraceError, TraceReadError
+
+RATE_SCALE = {"bps": 1.0, "kbps": 1e3, "Mbps": 1e6, "Gbps": 1e9}
+
+
+class ColumnMapping(BaseModel):
+    """Which CSV column holds what; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_column: str
+    time_unit: Literal["s", "ms", "iso"] = "s"
+    slice_column: str
+    slice_names: dict[str, str] = {}
+    ue_column: str | None = None
+    value_column: str | None = None
+    dl_column: str | None = None
+    ul_column: str | None = None
+    direction_column: str | None = None
+    direction: Literal["dl", "ul"] | None = None
+    value_unit: Literal["bps", "kbps", "Mbps", "Gbps", "bytes"] = "bps"
+    delimiter: str = ","
+    pattern: str = "*.csv"
+
+    @model_validator(mode="after")
+    def _one_value_source(self) -> ColumnMapping:
+        per_direction = self.dl_column is not None or self.ul_column is not None
+        if per_direction == (self.value_column is not None):
+            raise ValueError("give either value_column or dl_column/ul_column")
+        if self.value_column is not None and (self.direction_column is None) == (
+            self.direction is None
+        ):
+            raise ValueError("with value_column give exactly one of direction_column or direction")
+        if len(self.delimiter) != 1:
+            raise ValueError("delimiter must be one character")
+        return self
+
+
+def load_mapping(path: str | Path) -> ColumnMapping:
+    """A :class:`ColumnMapping` from a YAML file; :class:`TraceError` naming the file if invalid."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return ColumnMapping.model_validate(data)
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read mapping: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise TraceError(f"{path}: mapping is not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        issues = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'mapping'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise TraceError(f"{path}: {issues}") from None
+
+
+def mapped_files(path: Path, mapping: ColumnMapping) -> list[Path]:
+    """The file itself, or the files under a directory matching ``mapping.pattern``, sorted."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob(mapping.pattern) if p.is_file())
+        if not files:
+            raise TraceReadError(path, None, f"no files matching {mapping.pattern!r}")
+        return files
+    return [path]
+
+
+def read_mapped_csv(
+    path: str | Path,
+    mapping: ColumnMapping,
+    *,
+    interval_s: float,
+    policy: Policy | None = None,
+    slices: Iterable[str] | None = None,
+    start: float | None = None,
+    chunk_intervals: int = DEFAULT_CHUNK_INTERVALS,
+) -> Iterator[Trace]:
+    """Stream a mapped CSV file or directory tree as trace chunks (bit/s per slice and direction).
+
+    The trace's slices are ``slices``, else the policy's, else those seen in the
+    first block of the first file. With a policy, slice values may also be the
+    slices' S-NSSAI (``"1-0000B1"``). Raises :class:`TraceReadError` with the
+    file and line.
+    """
+    known = tuple(slices) if slices is not None else (policy.slice_names if policy else None)
+    aliases = dict(mapping.slice_names)
+    if policy is not None:
+        for s in policy.slices:
+            aliases.setdefault(str(s.snssai), s.name)
+            aliases.setdefault(str(s.snssai).lower(), s.name)
+    state = _State(mapping, interval_s, known, aliases, start, chunk_intervals)
+    for file in mapped_files(Path(path), mapping):
+        reader = CsvBlockReader(file, delimiter=mapping.delimiter)
+        try:
+            for block in reader:
+                yield from state.feed(reader, block)
+        except RowProblem as exc:
+            raise reader.error(exc.row_tag, exc.message) from None
+        except TraceError as exc:
+            if isinstance(exc, TraceReadError):
+                raise
+            raise TraceReadError(file, None, str(exc)) from None
+    if state.binner is not None:
+        yield from state.binner.finish()
+
+
+class _State:
+    def __init__(
+        self,
+        mapping: ColumnMapping,
+        interval_s: float,
+        slices: tuple[str, ...] | None,
+        aliases: dict[str, str],
+        start: float | None,
+        chunk_intervals: int,
+    ) -> None:
+        self.mapping = mapping
+        self.interval_s = interval_s
+        self.slices = slices
+        self.aliases = aliases
+        self.start = start
+        self.chunk_intervals = chunk_intervals
+        self.binner: IntervalBinner | None = None
+        self.codes: dict[str, int] = {}
+
+    def feed(self, reader: CsvBlockReader, block: CsvBlock) -> Iterator[Trace]:
+        m = self.mapping
+        times = _times(reader, block, reader.column(m.time_column), m.time_unit)
+        raw_slices = block.columns[reader.column(m.slice_column)]
+        if m.ue_column is not None:
+            reader.column(m.ue_column)  # must exist; its values are never kept
+        binner = self.binner if self.binner is not None else self._start(times, raw_slices)
+        slice_idx = self._slice_codes(reader, block, raw_slices)
+        index = binner.interval_index(times)
+        if (index < 0).any():
+            k = int(np.argmax(index < 0))
+            raise RowProblem(block.first_line + k, "row is before the trace start")
+        scale = 8.0 if m.value_unit == "bytes" else RATE_SCALE[m.value_unit]
+        sources: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = []
+        n = block.n_rows
+        if m.value_column is not None:
+            values = reader.floats(block, reader.column(m.value_column), m.value_column)
+            if m.direction_column is not None:
+                direction = _directions(reader, block, reader.column(m.direction_column))
+            else:
+                direction = np.full(n, DIRECTION_CODES[m.direction or "dl"], dtype=np.int64)
+            sources.append((values, direction))
+        for d, col in enumerate((m.dl_column, m.ul_column)):
+            if col is not None:
+                values = reader.floats(block, reader.column(col), col, empty_is_nan=True)
+                sources.append((values, np.full(n, d, dtype=np.int64)))
+        tags = block.tags()
+        for values, direction in sources:
+            ok = np.isnan(values) | ((values >= 0) & np.isfinite(values))
+            if not ok.all():
+                k = int(np.argmax(~ok))
+                raise RowProblem(int(tags[k]), f"value {values[k]!r} is negative or infinite")
+            present = ~np.isnan(values)
+            yield from binner.add(
+                index[present],
+                slice_idx[present],
+                direction[present],
+                values[present] * scale,
+                tags[present],
+                time=times[present],
+            )
+
+    def _start(self, times: npt.NDArray[np.float64], raw_slices: list[str]) -> IntervalBinner:
+        m = self.mapping
+        if self.slices is None:
+            seen = dict.fromkeys(self.aliases.get(v, v) for v in raw_slices)
+            self.slices = tuple(seen)
+        self.codes = {name: i for i, name in enumerate(self.slices)}
+        origin = self.start
+        if origin is None:
+            origin = float(np.floor(times.min() / self.interval_s) * self.interval_s)
+        present = (True, True)
+        if m.value_column is None:
+            present = (m.dl_column is not None, m.ul_column is not None)
+        mode: BinMode = "volume" if m.value_unit == "bytes" else "rate"
+        self.binner = IntervalBinner(
+            origin,
+            self.interval_s,
+            self.slices,
+            mode,
+            chunk_intervals=self.chunk_intervals,
+            directions_present=present,
+        )
+        return self.binner
+
+    def _slice_codes(
+        self, reader: CsvBlockReader, block: CsvBlock, raw: list[str]
+    ) -> npt.NDArray[np.int64]:
+        lookup = dict(self.codes)
+        for alias, name in self.aliases.items():
+            if name in self.codes:
+                lookup[alias] = self.codes[name]
+        try:
+            return np.fromiter(map(lookup.__getitem__, raw), np.int64, count=len(raw))
+        except KeyError:
+            for k, value in enumerate(raw):
+                if value not in lookup:
+                    raise reader.error(
+                        block.first_line + k,
+                        f"unknown slice {value!r}: map it with slice_names or list the slices "
+                        f"(known: {', '.join(self.codes)})",
+                    ) from None
+            raise
+
+
+def _directions(reader: CsvBlockReader, block: CsvBlock, col: int) -> npt.NDArray[np.int64]:
+    values = block.columns[col]
+    try:
+        return np.fromiter(
+            (DIRECTION_CODES[v.strip()] for v in values), np.int64, count=len(values)
+        )
+    except KeyError:
+        for k, v in enumerate(values):
+            if v.strip() not in DIRECTION_CODES:
+                raise reader.error(
+                    block.first_line + k, f"unknown direction {v!r} (use dl or ul)"
+                ) from None
+        raise
+
+
+def _times(reader: CsvBlockReader, block: CsvBlock, col: int, unit: str) -> npt.NDArray[np.float64]:
+    """Report times of a block as epoch seconds ``(n_rows,)``."""
+    if unit == "s":
+        return reader.floats(block, col, "time")
+    if unit == "ms":
+        return reader.floats(block, col, "time") / 1000.0
+    values = block.columns[col]
+    unique, inverse = np.unique(np.asarray(values), return_inverse=True)
+    parsed = np.empty(len(unique))
+    for k, text in enumerate(unique.tolist()):
+        try:
+            stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            line = block.first_line + int(np.argmax(inverse == k))
+            raise reader.error(line, f"time {text!r} is not ISO 8601") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        parsed[k] = stamp.timestamp()
+    result: npt.NDArray[np.float64] = parsed[inverse.reshape(-1)]
+    return result
