@@ -7,10 +7,11 @@ guarantee target by the granted rate on every link the slice crosses, so it is
 counted against capacity exactly as the solver will count it
 (:meth:`GrantState.reserved_bps` feeds :meth:`SliceSolver.solve`).
 
-The check per link and direction: serve every slice's protected rate (its
+The check per link and direction serves every slice's protected rate (its
 target: floor plus grants, or for a guaranteed slice its ``1 - risk`` demand
-quantile plus grants, see :meth:`PolicyArrays.targets`) in priority order
-(lower priority number first) from the link's capacity. A request is accepted
+quantile plus grants, see :meth:`PolicyArrays.targets`) from the link's
+capacity in the solver's order: all floors by priority (lower number first),
+then the guarantees above the floors by priority. A request is accepted
 only if, with it, every slice on every link the requesting slice crosses
 still gets its whole target. Otherwise the :class:`Decision` names the slices
 that would be short and by how much (the least important ones first lose out,
@@ -221,8 +222,11 @@ def _decide(
             before,
             reason=f"slice {request.slice}: floor plus grants would exceed its {which} maximum",
         )
-    need_after = after.base_target_bps + reserved
-    need_before = before.base_target_bps + before.reserved_bps(policy)
+    reserved_before = before.reserved_bps(policy)
+    floor_after = arrays.floor_bps + reserved
+    floor_before = arrays.floor_bps + reserved_before
+    extra_after = np.maximum(after.base_target_bps + reserved - floor_after, 0.0)
+    extra_before = np.maximum(before.base_target_bps + reserved_before - floor_before, 0.0)
     links = np.flatnonzero(arrays.incidence[:, si])
     order = np.lexsort((np.arange(arrays.n_slices), arrays.priority))  # most important first
     worse: list[Shortfall] = []
@@ -231,8 +235,11 @@ def _decide(
         members = order[arrays.incidence[li, order]]
         tol = 1e-9 * arrays.capacity_bps[li]
         for d in np.flatnonzero(request.direction.mask):
-            after_short = _priority_shortfall(need_after[members, d], arrays.capacity_bps[li])
-            before_short = _priority_shortfall(need_before[members, d], arrays.capacity_bps[li])
+            cap = arrays.capacity_bps[li]
+            after_short = _tiered_shortfall(floor_after[members, d], extra_after[members, d], cap)
+            before_short = _tiered_shortfall(
+                floor_before[members, d], extra_before[members, d], cap
+            )
             for j in np.flatnonzero(after_short > tol):
                 item = Shortfall(
                     policy.slice_names[members[j]],
@@ -259,7 +266,13 @@ def _decide(
     return Decision(True, request, after, reason="every guarantee on the slice's links still holds")
 
 
-def _priority_shortfall(need: FloatArray, capacity: float) -> FloatArray:
-    """Serve ``need`` (bit/s, most important first) from ``capacity``; what each misses."""
+def _tiered_shortfall(floor: FloatArray, extra: FloatArray, capacity: float) -> FloatArray:
+    """What each slice misses of ``floor + extra`` (bit/s, most important first).
+
+    Served as the solver ranks them: every floor in priority order, then every
+    guarantee above its floor in priority order.
+    """
+    need = np.concatenate([floor, extra])
     before = np.cumsum(need) - need
-    return np.asarray(need - np.clip(capacity - before, 0.0, need))
+    short = need - np.clip(capacity - before, 0.0, need)
+    return np.asarray(short[: floor.size] + short[floor.size :])

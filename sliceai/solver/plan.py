@@ -222,6 +222,10 @@ def fit_capacity(rates: FloatArray, incidence: BoolArray, capacity: FloatArray) 
     (1 where no link is over), which in one pass brings every link within capacity.
     """
     load = incidence.astype(np.float64) @ rates  # (n_links, 2)
-    ratio = np.where(load > capacity[:, None], capacity[:, None] / np.maximum(load, 1e-300), 1.0)
+    over = load > capacity[:, None]
+    cap = np.broadcast_to(capacity[:, None], load.shape)
+    ratio = np.divide(cap, load, out=np.ones_like(load), where=over) * np.where(
+        over, 1 - 1e-12, 1.0
+    )
     factor = np.where(incidence[:, :, None], ratio[:, None, :], 1.0).min(axis=0)  # (n_slices, 2)
     return np.asarray(rates * factor)
