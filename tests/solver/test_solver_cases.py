@@ -53,9 +53,12 @@ def test_shortage_degrades_in_priority_order() -> None:
     plan = allocate(policy, _point((30 * M, 0), (10 * M, 0)))
     assert plan.rates_bps[:, 0] == pytest.approx([15 * M, 5 * M])
     a, c = plan.explanations["a"].dl, plan.explanations["c"].dl
-    assert a.kept is False and a.short_bps == pytest.approx(15 * M)
-    assert c.kept is False and c.short_bps == pytest.approx(5 * M)
-    assert "floor" in c.binding and "link:l" in c.binding
+    assert a.kept is False
+    assert a.short_bps == pytest.approx(15 * M)
+    assert c.kept is False
+    assert c.short_bps == pytest.approx(5 * M)
+    assert "floor" in c.binding
+    assert "link:l" in c.binding
     assert [e.slice for e in plan.unkept()] == ["a", "c"]
 
 
