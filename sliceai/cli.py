@@ -23,6 +23,7 @@ from sliceai import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "sliceai.policy.commands",
     "sliceai.bench.commands",
+    "sliceai.traffic.commands",
     "sliceai.controller.commands",
     "sliceai.replay.commands",
     "sliceai.forecast.commands",
