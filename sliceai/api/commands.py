@@ -1,0 +1,209 @@
+"""``sliceai serve`` (the gRPC service) and ``sliceai client`` (talk to one)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from sliceai.policy.units import parse_duration_s
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the live service: telemetry in, allocation plans out (gRPC)",
+        description="Run the sliceai gRPC service. Plaintext is allowed on loopback addresses "
+        "only; elsewhere give --tls-cert/--tls-key (and --client-ca for mutual TLS with roles).",
+    )
+    serve.add_argument(
+        "--policy", type=Path, help="slice policy YAML (optional when --db holds one)"
+    )
+    serve.add_argument(
+        "--model",
+        default="default",
+        help="forecast checkpoint directory, 'default' (bundled) or 'empirical' "
+        "(rolling quantiles, no torch)",
+    )
+    serve.add_argument(
+        "--device", default="auto", help="torch device for the model: auto, cpu, cuda"
+    )
+    serve.add_argument(
+        "--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free port)"
+    )
+    serve.add_argument(
+        "--interval", default="1s", help="control interval, e.g. 1s, 500ms (default 1s)"
+    )
+    serve.add_argument(
+        "--db", type=Path, default=Path("sliceai.db"), help="SQLite state file (grants, policies)"
+    )
+    serve.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    serve.add_argument(
+        "--client-ca", type=Path, help="CA for client certificates: turns on mutual TLS"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = any)"
+    )
+    serve.add_argument(
+        "--metrics-addr", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--simulate",
+        nargs="?",
+        const="auto",
+        metavar="SCENARIO",
+        help="play a bundled traffic scenario as telemetry (default: the policy's name or campus)",
+    )
+    serve.add_argument(
+        "--rate-limit", type=float, default=2000.0, help="messages per second per client"
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    serve.set_defaults(func=_serve)
+
+    from sliceai.api.client_commands import register_client
+
+    register_client(subparsers)
+
+
+def _interval(text: str) -> float:
+    from sliceai.cli import UsageError
+
+    try:
+        value = parse_duration_s(text if not text.replace(".", "", 1).isdigit() else f"{text}s")
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from None
+    if not 0.05 <= value <= 900:
+        raise UsageError(f"--interval {text}: must be 50 ms .. 15 min")
+    return value
+
+
+def _forecaster(model: str, device: str) -> Any:
+    from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
+
+    if model == "empirical":
+        return EmpiricalForecaster()
+    try:
+        return PipelineForecaster.load(None if model == "default" else model, device=device)
+    except Exception as exc:
+        if model != "default":
+            from sliceai.cli import UsageError
+
+            raise UsageError(f"--model {model}: {exc}") from None
+        print(
+            f"sliceai serve: bundled model unavailable ({exc}); using rolling quantiles",
+            file=sys.stderr,
+        )
+        return _BrokenModel(str(exc))
+
+
+class _BrokenModel:
+    """Stands in for a model that failed to load: every plan is flagged model-fallback."""
+
+    name = "model"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def quantiles(self, *args: Any) -> Any:
+        raise RuntimeError(f"model not loaded: {self.why}")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sliceai.api.metrics import ServiceMetrics
+    from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
+    from sliceai.cli import UsageError
+    from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    interval = _interval(args.interval)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.client_ca is not None and args.tls_cert is None:
+        raise UsageError("--client-ca needs --tls-cert and --tls-key")
+    text = None
+    if args.policy is not None:
+        try:
+            text = args.policy.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--policy {args.policy}: {exc.strerror}") from None
+    try:
+        store = StateStore(args.db)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    forecaster = _forecaster(args.model, args.device)
+    try:
+        engine = Engine(
+            store,
+            text,
+            forecaster,
+            settings=EngineSettings(interval_s=interval),
+            policy_source=str(args.policy),
+        )
+    except EngineError as exc:
+        print(f"sliceai serve: {exc}", file=sys.stderr)
+        return 1
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
+    try:
+        server = SliceaiServer(
+            engine,
+            ServerSettings(args.listen, tls, rate_per_s=args.rate_limit, burst=2 * args.rate_limit),
+        )
+    except ServerConfigError as exc:
+        raise UsageError(str(exc)) from None
+    metrics = ServiceMetrics()
+    metrics.attach(engine)
+    simulator = None
+    if args.simulate:
+        from sliceai.engine.simulate import SimulationError, Simulator
+        from sliceai.traffic.generators import bundled_scenarios
+
+        scenario = args.simulate
+        if scenario == "auto":
+            scenario = engine.policy.name if engine.policy.name in bundled_scenarios() else "campus"
+        try:
+            simulator = Simulator(engine, scenario)
+        except SimulationError as exc:
+            raise UsageError(f"--simulate: {exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    host = args.listen.rsplit(":", 1)[0]
+    security = "mutual TLS" if args.client_ca else "TLS" if tls else "plaintext"
+    print(
+        f"sliceai serve: listening on {host}:{server.port} ({security}), policy "
+        f"{engine.policy.name} v{engine.policy_record.version}, interval {interval:g} s, "
+        f"db {args.db}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.metrics_port is not None:
+        port = metrics.serve_http(args.metrics_port, args.metrics_addr)
+        print(
+            f"sliceai serve: metrics on http://{args.metrics_addr}:{port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+    if simulator is not None:
+        simulator.start()
+        print(
+            f"sliceai serve: simulating {len(simulator.slices)} slices as source 'simulator'",
+            file=sys.stderr,
+            flush=True,
+        )
+    while not stop.wait(0.5):
+        pass
+    print("sliceai serve: shutting down", file=sys.stderr, flush=True)
+    if simulator is not None:
+        simulator.stop()
+    server.stop(grace_s=2.0)
+    metrics.close()
+    store.close()
+    return 0

@@ -1,0 +1,113 @@
+"""Prometheus metrics of one service, in its own registry (several servers per process are fine).
+
+Per slice and direction (labels ``slice``, ``direction`` = dl/ul):
+``sliceai_allocation_bps``, ``sliceai_demand_bps`` (merged measurement),
+``sliceai_forecast_bps`` (the quantile at 1 - risk the plan was sized for),
+``sliceai_violations_total`` (intervals whose measured demand exceeded the
+allocation that was in force). Per service: ``sliceai_plan_compute_seconds``
+(forecast + solve), ``sliceai_loop_latency_seconds`` (from the telemetry that
+closed an interval to the plan being published), ``sliceai_plans_total{mode}``,
+``sliceai_telemetry_samples_total``, ``sliceai_stale_sources``,
+``sliceai_policy_version``, ``sliceai_grants``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from sliceai.engine import Engine, PlanRecord
+from sliceai.engine.telemetry import CollectedTelemetry
+
+_DIRS = ("dl", "ul")
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServiceMetrics:
+    """Updates the gauges and counters from every published plan."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        labels = ("slice", "direction")
+        self.allocation = Gauge(
+            "sliceai_allocation_bps", "Allocated rate, bit/s", labels, registry=r
+        )
+        self.demand = Gauge(
+            "sliceai_demand_bps", "Measured demand (merged over sources), bit/s", labels, registry=r
+        )
+        self.forecast = Gauge(
+            "sliceai_forecast_bps",
+            "Forecast demand quantile at 1 - risk, bit/s",
+            labels,
+            registry=r,
+        )
+        self.violations = Counter(
+            "sliceai_violations",
+            "Intervals whose measured demand exceeded the allocation in force",
+            labels,
+            registry=r,
+        )
+        self.compute = Histogram(
+            "sliceai_plan_compute_seconds",
+            "Forecast + solve time per plan, s",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sliceai_loop_latency_seconds",
+            "Last telemetry of an interval to plan published, s",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.plans = Counter("sliceai_plans", "Plans published, by mode", ("mode",), registry=r)
+        self.samples = Counter("sliceai_telemetry_samples", "Slice samples ingested", registry=r)
+        self.stale = Gauge("sliceai_stale_sources", "Telemetry sources currently stale", registry=r)
+        self.policy_version = Gauge("sliceai_policy_version", "Running policy version", registry=r)
+        self.grants = Gauge("sliceai_grants", "Standing MEC bandwidth grants", registry=r)
+        self._previous: PlanRecord | None = None
+        self._http: Any = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.on_plan_callbacks.append(self.observe)
+
+    def observe(self, plan: PlanRecord, tel: CollectedTelemetry) -> None:
+        published = time.perf_counter()
+        names = plan.policy.slice_names
+        prev = self._previous
+        in_force = None
+        if prev is not None and prev.policy.slice_names == names:
+            in_force = prev.rates_bps
+        for i, name in enumerate(names):
+            for d, dname in enumerate(_DIRS):
+                self.allocation.labels(name, dname).set(plan.rates_bps[i, d])
+                self.forecast.labels(name, dname).set(plan.forecast_bps[i, d])
+                measured = plan.measured_bps[i, d]
+                if not np.isnan(measured):
+                    self.demand.labels(name, dname).set(measured)
+                    if in_force is not None and measured > in_force[i, d] * (1 + 1e-9):
+                        self.violations.labels(name, dname).inc()
+        self.compute.observe(plan.compute_ms / 1000.0)
+        if plan.trigger_time is not None:
+            self.latency.observe(max(0.0, published - plan.trigger_time))
+        self.plans.labels(plan.mode).inc()
+        self.samples.inc(tel.samples)
+        self.stale.set(len(tel.stale_sources))
+        self.policy_version.set(plan.policy_version)
+        self.grants.set(len(plan.grants))
+        self._previous = plan
+
+    def serve_http(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Expose /metrics on ``addr:port`` (0 = any free port); returns the port."""
+        server, _thread = start_http_server(port, addr, registry=self.registry)
+        self._http = server
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
