@@ -22,12 +22,15 @@ def random_policy(
     links_per_slice: int = 4,
     tightness: tuple[float, float] = (0.6, 1.2),
     guaranteed_share: float = 0.3,
+    capacity_scale: float = 1.0,
 ) -> tuple[Policy, np.ndarray]:
     """A policy and each slice's median demand ``(n_slices, 2)`` bit/s.
 
     Each slice crosses ``min(links_per_slice, n_links)`` random links; a link's
     capacity is its slices' summed median demand (DL and UL together averaged)
-    times a factor drawn from ``tightness``, and never below its floors plus 10 %.
+    times a factor drawn from ``tightness``, and never below its floors plus 10 %;
+    then all capacities are multiplied by ``capacity_scale`` (same seed, same
+    everything else).
     """
     median = rng.lognormal(np.log(10e6), 1.0, size=(n_slices, 2))
     guaranteed = rng.random(n_slices) < guaranteed_share
@@ -60,7 +63,7 @@ def random_policy(
             members = np.array([int(rng.integers(n_slices))])
         demand = median[members].mean(axis=1).sum()
         need = floors[members].max(axis=1).sum() * 1.1
-        cap = max(demand * rng.uniform(*tightness), need, 1e6)
+        cap = max(demand * rng.uniform(*tightness), need, 1e6) * capacity_scale
         links.append(
             {"name": f"l{li}", "capacity": _rate(cap), "slices": [f"s{i}" for i in members]}
         )

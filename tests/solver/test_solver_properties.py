@@ -1,0 +1,183 @@
+"""Properties of plans over random policies and demands (hypothesis)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from sliceai.policy import Policy
+from sliceai.solver import DemandForecast, Plan, SliceSolver, allocate
+from sliceai.solver.formulation import Segments
+from sliceai.solver.synthetic import random_demand, random_policy
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+@dataclass
+class Scenario:
+    policy: Policy
+    demand: DemandForecast
+    seed: int
+
+
+def _scenario(
+    seed: int,
+    n_slices: int,
+    n_links: int,
+    per: int,
+    demand_factor: float,
+    capacity_scale: float,
+    n_levels: int,
+) -> Scenario:
+    rng = np.random.default_rng(seed)
+    policy, median = random_policy(
+        rng, n_slices, n_links, links_per_slice=per, capacity_scale=capacity_scale
+    )
+    demand = random_demand(np.random.default_rng(seed + 1), median * demand_factor, n_levels)
+    return Scenario(policy, demand, seed)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, max_links: int = 4) -> Scenario:
+    return _scenario(
+        seed=draw(st.integers(0, 2**31)),
+        n_slices=draw(st.integers(1, 10)),
+        n_links=draw(st.integers(1, max_links)),
+        per=draw(st.integers(1, 3)),
+        demand_factor=draw(st.floats(0.1, 4.0)),
+        capacity_scale=draw(st.floats(0.2, 1.5)),
+        n_levels=draw(st.integers(1, 8)),
+    )
+
+
+def _tol(plan: Plan) -> float:
+    return 1e-7 * float(plan.capacity_bps.max())
+
+
+@SETTINGS
+@given(scenarios())
+def test_capacity_and_caps_always_hold(sc: Scenario) -> None:
+    plan = allocate(sc.policy, sc.demand)
+    assert np.all(plan.link_load_bps() <= plan.capacity_bps[:, None])
+    assert np.all(plan.rates_bps <= plan.cap_bps * (1 + 1e-12))
+    assert np.all(plan.rates_bps >= 0)
+    assert np.all(np.isfinite(plan.rates_bps))
+
+
+@SETTINGS
+@given(scenarios())
+def test_floors_hold_whenever_they_fit(sc: Scenario) -> None:
+    plan = allocate(sc.policy, sc.demand)
+    floors = plan.floor_bps
+    fits = np.all(plan.incidence.astype(float) @ floors <= plan.capacity_bps[:, None])
+    if fits:
+        assert np.all(plan.rates_bps >= floors - _tol(plan))
+
+
+@SETTINGS
+@given(scenarios())
+def test_more_important_slice_never_gives_way(sc: Scenario) -> None:
+    # a more important than b, and b crosses every link a crosses: while a misses its
+    # target, b gets nothing above its floor; while a misses its floor, b gets nothing.
+    plan = allocate(sc.policy, sc.demand)
+    prio = np.array([s.priority_level for s in sc.policy.slices])
+    inc = plan.incidence
+    tol = _tol(plan)
+    for a in range(len(prio)):
+        for b in range(len(prio)):
+            if prio[a] >= prio[b] or np.any(inc[:, a] & ~inc[:, b]):
+                continue
+            for d in range(2):
+                if plan.rates_bps[a, d] < plan.target_bps[a, d] - tol:
+                    assert plan.rates_bps[b, d] <= plan.floor_bps[b, d] + tol
+                if plan.rates_bps[a, d] < plan.floor_bps[a, d] - tol:
+                    assert plan.rates_bps[b, d] <= tol
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**31),
+    n_slices=st.integers(1, 10),
+    scale=st.floats(0.2, 1.2),
+    more=st.floats(1.0, 3.0),
+    demand_factor=st.floats(0.5, 3.0),
+)
+def test_more_capacity_never_lowers_guarantee_coverage(
+    seed: int, n_slices: int, scale: float, more: float, demand_factor: float
+) -> None:
+    # One shared link: the plan is a greedy fill in slope order, so extra capacity only
+    # extends the fill. (With several links, extra capacity on one can rightly let a more
+    # important slice take more on another, lowering a less important slice there.)
+    small = _scenario(seed, n_slices, 1, 1, demand_factor, scale, 6)
+    big = _scenario(seed, n_slices, 1, 1, demand_factor, scale * more, 6)
+    p_small = allocate(small.policy, small.demand)
+    p_big = allocate(big.policy, big.demand)
+    np.testing.assert_array_equal(p_small.target_bps, p_big.target_bps)
+    target = p_small.target_bps
+    has = target > 0
+    cov_small = np.minimum(p_small.rates_bps, target)[has] / target[has]
+    cov_big = np.minimum(p_big.rates_bps, target)[has] / target[has]
+    assert np.all(cov_big >= cov_small - 1e-9)
+
+
+@SETTINGS
+@given(scenarios())
+def test_same_input_same_plan(sc: Scenario) -> None:
+    first = allocate(sc.policy, sc.demand)
+    second = SliceSolver(sc.policy).solve(sc.demand)
+    np.testing.assert_array_equal(first.rates_bps, second.rates_bps)
+    again = allocate(sc.policy, sc.demand, previous=first)
+    np.testing.assert_array_equal(again.rates_bps, allocate(sc.policy, sc.demand, first).rates_bps)
+
+
+def _objective(seg: Segments, rates: np.ndarray) -> float:
+    """sum_s f_s(x_s) for normalised rates ``(n_slices,)``."""
+    start = np.concatenate(
+        [np.zeros((seg.lengths.shape[0], 1)), np.cumsum(seg.lengths, 1)[:, :-1]], 1
+    )
+    fill = np.clip(rates[:, None] - start, 0.0, seg.lengths)
+    return float((seg.slopes * fill).sum())
+
+
+def _full_lp(seg: Segments, policy: Policy, capacity: np.ndarray) -> float:
+    used = seg.lengths.ravel() > 0
+    k = seg.lengths.shape[1]
+    a = sp.csr_matrix(np.repeat(policy.incidence.astype(float), k, axis=1)[:, used])
+    res = linprog(
+        -seg.slopes.ravel()[used],
+        A_ub=a,
+        b_ub=capacity,
+        bounds=np.stack([np.zeros(used.sum()), seg.lengths.ravel()[used]], 1),
+        method="highs",
+    )
+    assert res.status == 0
+    return float(-res.fun)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    n_slices=st.integers(4, 40),
+    n_links=st.integers(2, 8),
+    demand_factor=st.floats(0.5, 3.0),
+)
+def test_screened_lp_matches_the_full_lp(
+    seed: int, n_slices: int, n_links: int, demand_factor: float
+) -> None:
+    sc = _scenario(seed, n_slices, n_links, 3, demand_factor, 1.0, 8)
+    solver = SliceSolver(sc.policy)
+    previous = None
+    for _ in range(2):  # second round: warm prices and a churn cost
+        segs, *_ = solver.segments(sc.demand, previous)
+        plan = solver.solve(sc.demand, previous)
+        for d in range(2):
+            seg = segs[d]
+            mine = _objective(seg, plan.rates_bps[:, d] / seg.scale)
+            best = _full_lp(seg, sc.policy, plan.capacity_bps / seg.scale)
+            assert mine >= best - 1e-7 * max(1.0, abs(best))
+        previous = plan
