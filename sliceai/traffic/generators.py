@@ -14,6 +14,7 @@ bytes plus a few ``(n_intervals, 2)`` work arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Callable, Iterable
@@ -63,6 +64,16 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             raise ScenarioError(
                 f"no scenario {str(name_or_path)!r}; bundled: {', '.join(bundled_scenarios())}"
             )
+        return _load_bundled(path)
+    return _load_file(path)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_bundled(path: Path) -> Scenario:
+    return _load_file(path)  # bundled files do not change while the program runs
+
+
+def _load_file(path: Path) -> Scenario:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

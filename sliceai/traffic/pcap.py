@@ -81,20 +81,37 @@ class Headers:
 
 def decode_headers(batch: PacketBatch) -> Headers:
     """Decode the header matrix of a batch with vectorised numpy indexing."""
-    h = batch.headers.astype(np.int64)
+    h = batch.headers
     n = len(h)
     rows = np.arange(n)
+    width = h.shape[1]
+
+    def at(cols: I64, k: int = 0) -> I64:
+        """Byte ``cols + k`` of every row as int64 ``(n,)``."""
+        picked: I64 = h[rows, np.minimum(cols + k, width - 1)].astype(np.int64)
+        return picked
+
+    def be(cols: I64, k: int, size: int) -> U64:
+        """Big-endian unsigned ``size``-byte integer at ``cols + k`` of every row ``(n,)``."""
+        out = np.zeros(n, dtype=np.uint64)
+        for b in range(size):
+            out = (out << np.uint64(8)) | at(cols, k + b).astype(np.uint64)
+        return out
+
     eth = batch.linktype == LINKTYPE_ETHERNET
-    ethertype = np.where(eth, (h[:, 12] << 8) | h[:, 13], 0)
+    zero = np.zeros(n, dtype=np.int64)
+    ethertype = np.where(eth, (at(zero, 12) << 8) | at(zero, 13), 0)
     off = np.where(eth, 14, 0)
     vlan = np.full(n, -1, dtype=np.int64)
     for _ in range(2):
-        tagged = eth & np.isin(ethertype, (0x8100, 0x88A8, 0x9100))
-        tci = ((h[rows, off] & 0x0F) << 8) | h[rows, off + 1]
+        tagged = eth & ((ethertype == 0x8100) | (ethertype == 0x88A8) | (ethertype == 0x9100))
+        if not tagged.any():
+            break
+        tci = ((at(off) & 0x0F) << 8) | at(off, 1)
         vlan = np.where(tagged & (vlan < 0), tci, vlan)
-        ethertype = np.where(tagged, (h[rows, off + 2] << 8) | h[rows, off + 3], ethertype)
+        ethertype = np.where(tagged, (at(off, 2) << 8) | at(off, 3), ethertype)
         off = np.where(tagged, off + 4, off)
-    first = h[rows, off]
+    first = at(off)
     nibble = first >> 4
     raw = ~eth
     v4 = (eth & (ethertype == 0x0800) & (nibble == 4)) | (
@@ -103,24 +120,23 @@ def decode_headers(batch: PacketBatch) -> Headers:
     v6 = (eth & (ethertype == 0x86DD) & (nibble == 6)) | (
         raw & (nibble == 6) & (batch.linktype != LINKTYPE_IPV4)
     )
-    second = h[rows, off + 1]
+    second = at(off, 1)
     dscp = np.where(v4, second >> 2, (((first & 0x0F) << 4) | (second >> 4)) >> 2)
-    proto = np.where(v4, h[rows, off + 9], h[rows, off + 6])
-    frag = ((h[rows, off + 6] & 0x1F) << 8) | h[rows, off + 7]
+    proto = np.where(v4, at(off, 9), at(off, 6))
+    frag = ((at(off, 6) & 0x1F) << 8) | at(off, 7)
     l4 = np.where(v4, off + (first & 0x0F) * 4, off + 40)
-    l4 = np.minimum(l4, h.shape[1] - 4)
     src = np.zeros((n, 2), dtype=np.uint64)
     dst = np.zeros((n, 2), dtype=np.uint64)
     if v4.any():
-        src[v4, 1] = _be(h, off, 12, 4)[v4]
-        dst[v4, 1] = _be(h, off, 16, 4)[v4]
+        src[:, 1] = np.where(v4, be(off, 12, 4), 0)
+        dst[:, 1] = np.where(v4, be(off, 16, 4), 0)
     if v6.any():
         for half in range(2):
-            src[v6, half] = _be(h, off, 8 + 8 * half, 8)[v6]
-            dst[v6, half] = _be(h, off, 24 + 8 * half, 8)[v6]
-    has_ports = (v4 & (frag == 0) | v6) & np.isin(proto, (6, 17, 132))
-    sport = np.where(has_ports, (h[rows, l4] << 8) | h[rows, l4 + 1], -1)
-    dport = np.where(has_ports, (h[rows, l4 + 2] << 8) | h[rows, l4 + 3], -1)
+            src[v6, half] = be(off, 8 + 8 * half, 8)[v6]
+            dst[v6, half] = be(off, 24 + 8 * half, 8)[v6]
+    has_ports = (v4 & (frag == 0) | v6) & ((proto == 6) | (proto == 17) | (proto == 132))
+    sport = np.where(has_ports, (at(l4) << 8) | at(l4, 1), -1)
+    dport = np.where(has_ports, (at(l4, 2) << 8) | at(l4, 3), -1)
     version = np.where(v4, 4, np.where(v6, 6, 0))
     is_ip = version > 0
     return Headers(
@@ -133,17 +149,6 @@ def decode_headers(batch: PacketBatch) -> Headers:
         sport,
         dport,
     )
-
-
-def _be(h: I64, off: I64, at: int, width: int) -> U64:
-    """Big-endian unsigned integer of ``width`` bytes at ``off + at`` of every row, ``(n,)``."""
-    n = len(h)
-    cols = np.minimum(off[:, None] + at + np.arange(width), h.shape[1] - 1)
-    raw = h[np.arange(n)[:, None], cols].astype(np.uint64)
-    out = np.zeros(n, dtype=np.uint64)
-    for k in range(width):
-        out = (out << np.uint64(8)) | raw[:, k]
-    return out
 
 
 @dataclass(frozen=True)

@@ -150,15 +150,14 @@ def _pcap(path: Path, f: BinaryIO, magic: bytes, batch: int) -> Iterator[PacketB
         if not starts:
             rest = buf
             continue
-        view = np.frombuffer(buf, dtype=np.uint8)
-        at = np.asarray(starts, dtype=np.int64)
-        fields = view[at[:, None] + np.arange(16)].copy().view(dtype).astype(np.int64)
-        caplen = fields[:, 2]
-        take = np.minimum(caplen, HEADER_BYTES)
-        cols = np.arange(HEADER_BYTES)
-        idx = np.minimum(at[:, None] + 16 + cols, size - 1)
-        headers = np.where(cols < take[:, None], view[idx], 0).astype(np.uint8)
         n = len(starts)
+        padded = buf + bytes(HEADER_BYTES)
+        records = b"".join([buf[p : p + 16] for p in starts])
+        fields = np.frombuffer(records, dtype=dtype).reshape(n, 4).astype(np.int64)
+        joined = b"".join([padded[p + 16 : p + 16 + HEADER_BYTES] for p in starts])
+        raw = np.frombuffer(joined, dtype=np.uint8).reshape(n, HEADER_BYTES)
+        cols = np.arange(HEADER_BYTES)
+        headers = np.where(cols < fields[:, 2:3], raw, 0).astype(np.uint8)
         for first in range(0, n, batch):
             sl = slice(first, min(first + batch, n))
             yield PacketBatch(
