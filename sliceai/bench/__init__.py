@@ -19,6 +19,7 @@ from typing import Any
 # name -> module that defines run(quick) -> Iterator[Figure]
 BENCHMARKS: dict[str, str] = {
     "policy": "sliceai.policy.bench",
+    "traffic": "sliceai.traffic.bench",
 }
 
 
