@@ -1,0 +1,114 @@
+"""Telemetry validation, merging over sources, staleness and end-of-period triggering."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from sliceai.engine import Exhausted, InvalidInput, NotFound
+from sliceai.engine.telemetry import MAX_BATCH_SLICES, TelemetryBuffer, check_time
+
+NAMES = ("a", "b", "c")
+
+
+def _arr(*v: float) -> np.ndarray:
+    return np.array(v, dtype=np.float64)
+
+
+def test_latest_rates_merge_by_max_over_sources() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    buf.ingest("s1", ["a", "b"], _arr(1e6, 2e6), _arr(10, 20))
+    buf.ingest("s2", ["b", "c"], _arr(5e6, 3e6), _arr(5, 30))
+    tel = buf.collect()
+    np.testing.assert_array_equal(tel.measured_bps, [[1e6, 10], [5e6, 20], [3e6, 30]])
+    assert tel.live_sources == 2
+    assert tel.samples == 4
+
+
+def test_a_slice_named_twice_in_a_batch_is_summed() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    buf.ingest("s1", ["a", "a", "b"], _arr(1, 2, 4), _arr(10, 20, 40))
+    tel = buf.collect()
+    np.testing.assert_array_equal(tel.measured_bps[:2], [[3, 30], [4, 40]])
+    assert np.isnan(tel.measured_bps[2]).all()
+
+
+@pytest.mark.parametrize(
+    ("dl", "error"),
+    [
+        (_arr(-1.0), InvalidInput),
+        (_arr(np.nan), InvalidInput),
+        (_arr(np.inf), InvalidInput),
+        (_arr(1e14), InvalidInput),
+    ],
+)
+def test_bad_rates_are_refused_and_change_nothing(dl: np.ndarray, error: type[Exception]) -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    buf.ingest("s1", ["a"], _arr(7.0), _arr(7.0))
+    with pytest.raises(error):
+        buf.ingest("s1", ["a"], dl, _arr(1.0))
+    assert buf.collect().measured_bps[0].tolist() == [7.0, 7.0]
+
+
+def test_unknown_slice_is_not_found_and_changes_nothing() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    with pytest.raises(NotFound, match="nope"):
+        buf.ingest("s1", ["a", "nope"], _arr(1, 2), _arr(1, 2))
+    assert buf.sources() == {}
+
+
+def test_oversized_and_ragged_batches() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    n = MAX_BATCH_SLICES + 1
+    with pytest.raises(Exhausted):
+        buf.ingest("s1", ["a"] * n, np.zeros(n), np.zeros(n))
+    with pytest.raises(InvalidInput, match="length"):
+        buf.ingest("s1", ["a", "b"], _arr(1), _arr(1, 2))
+
+
+def test_timestamps_far_off_and_bad_periods_are_refused() -> None:
+    now = time.time()
+    check_time(now - 10, 1.0, now)
+    for ts, period in [(now - 301, 1.0), (now + 301, 1.0), (np.nan, 1.0), (now, 0.0), (now, 901.0)]:
+        with pytest.raises(InvalidInput):
+            check_time(ts, period, now)
+
+
+def test_silent_source_goes_stale_and_its_slices_are_flagged() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=0.05)
+    buf.ingest("quiet", ["a"], _arr(1), _arr(1))
+    buf.ingest("chatty", ["b"], _arr(2), _arr(2))
+    time.sleep(0.08)
+    buf.ingest("chatty", ["b"], _arr(3), _arr(3))
+    tel = buf.collect()
+    assert tel.stale_sources == ("quiet",)
+    assert tel.stale_slices.tolist() == [True, False, False]
+    assert np.isnan(tel.measured_bps[0]).all()
+    assert tel.measured_bps[1].tolist() == [3, 3]
+
+
+def test_period_completes_when_every_live_source_ended_it() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    buf.ingest("s1", ["a"], _arr(1), _arr(1), end_of_period=False)
+    buf.ingest("s2", ["b"], _arr(1), _arr(1), end_of_period=False)
+    buf.collect()
+    buf.ingest("s1", ["a"], _arr(1), _arr(1), end_of_period=True)
+    buf.ingest("s2", ["b"], _arr(1), _arr(1), end_of_period=False)
+    assert not buf.period_complete.is_set()
+    buf.ingest("s2", ["c"], _arr(1), _arr(1), end_of_period=True)
+    assert buf.period_complete.is_set()
+    assert buf.collect().trigger_time is not None
+    assert not buf.period_complete.is_set()
+
+
+def test_rebind_keeps_rates_of_slices_that_stay() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    buf.ingest("s1", ["a", "c"], _arr(1, 3), _arr(1, 3))
+    buf.rebind(("c", "d"))
+    tel = buf.collect()
+    assert tel.measured_bps[0].tolist() == [3, 3]
+    assert np.isnan(tel.measured_bps[1]).all()
+    with pytest.raises(NotFound):
+        buf.ingest("s1", ["a"], _arr(1), _arr(1))
