@@ -96,10 +96,7 @@ def test_duplicate_request_is_a_conflict(engine: Engine) -> None:
 )
 def test_malformed_requests_are_invalid_and_change_nothing(engine: Engine, req: BwRequest) -> None:
     with pytest.raises(InvalidInput):
-        engine.request_grant(LOCAL_ADMIN, req) if req.app_ins_id in (
-            "",
-            "bad id with spaces",
-        ) else engine.request_grant(Caller("mec-app", req.app_ins_id), req)
+        engine.request_grant(LOCAL_ADMIN, req)  # the admin may act for any app
     assert engine.grants(LOCAL_ADMIN) == []
 
 
@@ -111,7 +108,8 @@ def test_unknown_slice_is_not_found(engine: Engine) -> None:
 def test_modify_replaces_or_keeps_the_old_grant(engine: Engine) -> None:
     g = engine.request_grant(APP, _req(bps=10_000_000))
     g2 = engine.modify_grant(APP, g.allocation_id, _req(bps=20_000_000))
-    assert g2.allocation_id == g.allocation_id and g2.request.fixed_allocation_bps == 20_000_000
+    assert g2.allocation_id == g.allocation_id
+    assert g2.request.fixed_allocation_bps == 20_000_000
     with pytest.raises(Exhausted):
         engine.modify_grant(APP, g.allocation_id, _req(bps=200_000_000))
     assert engine.grants(APP)[0].request.fixed_allocation_bps == 20_000_000

@@ -163,7 +163,8 @@ def test_apply_policy_swaps_atomically_and_bad_policy_changes_nothing(
     with pytest.raises(InvalidInput) as info:
         engine.apply_policy(bad, LOCAL_ADMIN)
     message = str(info.value)
-    assert "slices[0].risk" in message and "slices[4].priority" in message
+    assert "slices[0].risk" in message
+    assert "slices[4].priority" in message
     assert engine.policy_record.version == 1
     smaller = policy_text.replace("capacity: 500 Mbps", "capacity: 400 Mbps")
     record = engine.apply_policy(smaller, LOCAL_ADMIN)
@@ -172,7 +173,8 @@ def test_apply_policy_swaps_atomically_and_bad_policy_changes_nothing(
     with pytest.raises(Precondition):
         engine.apply_policy(policy_text, LOCAL_ADMIN, expected_version=1)
     dry = engine.apply_policy(policy_text, LOCAL_ADMIN, dry_run=True)
-    assert dry.version == 3 and engine.policy_record.version == 2
+    assert dry.version == 3
+    assert engine.policy_record.version == 2
     assert [r.version for r in engine.store.list_policies()] == [2, 1]
 
 
@@ -192,5 +194,6 @@ def test_loop_thread_plans_as_soon_as_every_source_reports(engine: Engine) -> No
     time.sleep(5.0 * engine.settings.loop.min_gap_fraction)
     _feed(engine)
     plan = engine.hub.wait_newer(first.version, timeout=3.0)
-    assert plan is not None and plan.trigger_time is not None
+    assert plan is not None
+    assert plan.trigger_time is not None
     assert plan.measured_bps[0, 0] == 50e6
