@@ -85,3 +85,21 @@ def random_demand(
 
 def _rate(bps: float) -> str:
     return f"{float(bps):.3f} bps"
+
+
+def demand_sequence(
+    rng: np.random.Generator, median: np.ndarray, n_intervals: int, n_levels: int = 16
+) -> list[DemandForecast]:
+    """Consecutive forecasts: each slice's level follows a log AR(1) walk (5 % steps) around
+    ``median`` ``(n_slices, 2)`` bit/s, with a per-slice spread that drifts slowly."""
+    levels = np.linspace(0.02, 0.98, n_levels)
+    z = norm.ppf(levels)
+    sigma = rng.uniform(0.1, 0.6, size=median.shape)
+    walk = np.zeros(median.shape)
+    out = []
+    for _ in range(n_intervals):
+        walk = 0.9 * walk + rng.normal(0.0, 0.05, size=median.shape)
+        spread = sigma * np.exp(rng.normal(0.0, 0.05, size=median.shape))
+        values = (median * np.exp(walk))[:, :, None] * np.exp(spread[:, :, None] * z)
+        out.append(DemandForecast.from_quantiles(levels, values))
+    return out
