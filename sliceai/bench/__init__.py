@@ -19,6 +19,9 @@ from typing import Any
 # name -> module that defines run(quick) -> Iterator[Figure]
 BENCHMARKS: dict[str, str] = {
     "policy": "sliceai.policy.bench",
+    "solver": "sliceai.solver.bench",
+    "replay": "sliceai.replay.bench",
+    "forecast": "sliceai.forecast.bench",
     "traffic": "sliceai.traffic.bench",
 }
 
