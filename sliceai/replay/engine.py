@@ -38,6 +38,7 @@ class ReplayOptions:
     buffer_budgets: float = DEFAULT_BUFFER_BUDGETS
     shortfall_tolerance: float = SHORTFALL_TOLERANCE
     plot_points: int = 1000
+    reference_queue: bool = False  # the per-interval loop instead of the scan (checks, benchmarks)
 
     def __post_init__(self) -> None:
         if self.chunk_intervals < 1:
@@ -212,7 +213,10 @@ def replay(
                 interval_s, start = chunk.interval_s, chunk.start
                 for a in instances:
                     a.start(policy, policy.slice_names, interval_s, start)
-                links = [LinkModel(policy, interval_s, opts.buffer_budgets) for _ in instances]
+                links = [
+                    LinkModel(policy, interval_s, opts.buffer_budgets, opts.reference_queue)
+                    for _ in instances
+                ]
                 accs = [
                     MetricsAccumulator(policy, interval_s, opts.shortfall_tolerance)
                     for _ in instances

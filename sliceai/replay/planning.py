@@ -45,7 +45,10 @@ class QuantilePlanner:
 
     def __init__(self, policy: Policy, levels: Sequence[float], warm: bool = True) -> None:
         self.policy = policy
-        self.levels = np.asarray(levels, dtype=np.float64)
+        # Checks the levels once (SolverError if not strictly increasing inside (0, 1)).
+        self.levels = DemandForecast.from_quantiles(
+            levels, np.zeros((len(policy.slices), 2, len(levels)))
+        ).levels
         self.solver = SliceSolver(policy)
         self.warm = warm
         self.previous: Plan | None = None  # the plan in force, for the next solve
@@ -59,9 +62,10 @@ class QuantilePlanner:
         q = np.maximum.accumulate(np.maximum(np.nan_to_num(quantiles), 0.0), axis=-1)
         out = np.empty(q.shape[:3])
         solve = self.solver.solve
+        levels = self.levels
         for t in range(q.shape[0]):
-            demand = DemandForecast.from_quantiles(self.levels, q[t])
-            plan = solve(demand, previous=self.previous)
+            # q is sanitised above (finite, >= 0, monotone): skip from_quantiles' checks.
+            plan = solve(DemandForecast(levels, q[t]), previous=self.previous)
             self.previous = plan if self.warm else None
             out[t] = plan.rates_bps
         return out
@@ -71,8 +75,9 @@ class QuantilePlanner:
         d = np.maximum(np.nan_to_num(demand), 0.0)
         out = np.empty(d.shape)
         solve = self.solver.solve
+        levels = np.array([0.5])
         for t in range(d.shape[0]):
-            plan = solve(DemandForecast.point(d[t]), previous=self.previous)
+            plan = solve(DemandForecast(levels, d[t][:, :, np.newaxis]), previous=self.previous)
             self.previous = plan if self.warm else None
             out[t] = plan.rates_bps
         return out
