@@ -252,6 +252,8 @@ class Engine:
         end_of_period: bool = True,
     ) -> int:
         """One controller telemetry batch; returns the slice samples accepted."""
+        if len(slices) > MAX_BATCH_SLICES:
+            raise Exhausted(f"batch of {len(slices)} slices; at most {MAX_BATCH_SLICES}")
         check_time(timestamp_unix_s, period_s)
         return self.buffer.ingest(source_id, slices, dl_bps, ul_bps, end_of_period)
 
