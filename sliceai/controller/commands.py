@@ -88,6 +88,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stats-file", type=Path, help="write state and per-slice rates here as JSON each poll"
     )
+    p.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest wait between reconnect attempts (backoff from 0.5 s doubles up to it)",
+    )
     p.add_argument("--source-id", default="osken-1", help="telemetry source name sent in Hello")
     p.add_argument("--tls-ca", help="CA certificate (PEM) to verify the service: TLS")
     p.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
@@ -132,6 +139,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             metadata=tuple(args.metadata),
+            backoff_max_s=max(0.5, args.reconnect_max),
         )
     return AppSettings(
         policy_path=args.policy,

@@ -184,9 +184,9 @@ class OvsTestbed:
     def close(self) -> None:
         """Remove everything made, ignoring what is already gone."""
         for ns in self._namespaces:
-            for pid in self.run("ip", "netns", "pids", ns, check=False).split():
+            for pid_text in self.run("ip", "netns", "pids", ns, check=False).split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(int(pid_text), signal.SIGKILL)
             self.run("ip", "netns", "del", ns, check=False)
         for veth in self._veths:
             self.run("ip", "link", "del", veth, check=False)
@@ -202,12 +202,12 @@ class OvsTestbed:
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pidfile = self.dir / f"{daemon}.pid"
             with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-                pid = int(pidfile.read_text().strip())
-                os.kill(pid, signal.SIGTERM)
+                daemon_pid = int(pidfile.read_text().strip())
+                os.kill(daemon_pid, signal.SIGTERM)
                 for _ in range(50):
-                    os.kill(pid, 0)
+                    os.kill(daemon_pid, 0)
                     time.sleep(0.05)
-                os.kill(pid, signal.SIGKILL)
+                os.kill(daemon_pid, signal.SIGKILL)
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
