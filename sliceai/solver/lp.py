@@ -60,11 +60,15 @@ def solve_direction(
     incidence: BoolArray,
     capacity: FloatArray,
     price_guess: FloatArray | None = None,
+    rate_guess: FloatArray | None = None,
 ) -> DirectionResult:
     """Solve ``max sum slopes*y, incidence @ x <= capacity`` exactly.
 
     ``incidence``: ``(n_links, n_slices)`` bool; ``capacity``: ``(n_links,)``
-    normalised; ``price_guess``: ``(n_links,)`` or None.
+    normalised; ``price_guess``: ``(n_links,)`` or None; ``rate_guess``: ``(n_slices,)``
+    normalised (e.g. the previous plan) or None. A rate guess is preferred: with
+    the churn cost most slices stay on the kink at their previous rate, where
+    the duals are not unique but the rates are.
     """
     lengths, slopes = segments.lengths, segments.slopes
     n_links = incidence.shape[0]
@@ -92,7 +96,12 @@ def solve_direction(
     sub_inc = incidence[np.ix_(rows, cols)]
     guess = None if price_guess is None else price_guess[rows]
     sub_rates, sub_prices, n_cols = _screened_lp(
-        lengths[cols], slopes[cols], sub_inc, capacity[rows], guess
+        lengths[cols],
+        slopes[cols],
+        sub_inc,
+        capacity[rows],
+        guess,
+        None if rate_guess is None else rate_guess[cols],
     )
     rates[cols] = sub_rates
     prices[rows] = sub_prices
@@ -134,6 +143,7 @@ def _screened_lp(
     incidence: BoolArray,
     capacity: FloatArray,
     price_guess: FloatArray | None,
+    rate_guess: FloatArray | None,
 ) -> tuple[FloatArray, FloatArray, int]:
     """The LP over segments that could matter, proven exact by its duals (see module doc).
 
@@ -145,10 +155,14 @@ def _screened_lp(
     """
     n, k = lengths.shape
     inc = incidence.astype(np.float64)
-    if price_guess is None:
-        price_guess = _isolated_prices(lengths, slopes, incidence, capacity)
     used = lengths > 0
-    cut = _cut(used, slopes, inc.T @ price_guess)
+    if rate_guess is not None:
+        ends = np.cumsum(lengths, axis=1)
+        cut = (ends <= rate_guess[:, None] * (1 + 1e-12)).sum(axis=1)
+    else:
+        if price_guess is None:
+            price_guess = _isolated_prices(lengths, slopes, incidence, capacity)
+        cut = _cut(used, slopes, inc.T @ price_guess)
     lo = np.maximum(cut - WINDOW, 0)
     hi = np.minimum(cut + WINDOW, k)
     model = _ReducedLP(lengths, slopes, used, sp.csc_matrix(inc), capacity, lo, hi)

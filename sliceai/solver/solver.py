@@ -119,7 +119,8 @@ class SliceSolver:
         desire = np.empty((a.n_slices, 2))
         methods = []
         for d in range(2):
-            result = solve_direction(segs[d], a.incidence, capacity, self._prices[d])
+            guess = None if previous is None else previous.rates_bps[:, d] / self.scale
+            result = solve_direction(segs[d], a.incidence, capacity, self._prices[d], guess)
             self._prices[d] = result.prices if result.method == "highs" else self._prices[d]
             rates[:, d] = result.rates * self.scale
             desire[:, d] = segs[d].desire * self.scale
