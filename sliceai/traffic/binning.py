@@ -135,6 +135,13 @@ class IntervalBinner:
         while self._seen_max - self._emitted >= self.chunk_intervals:
             yield self._emit(self._emitted + self.chunk_intervals)
 
+    def extend(self, last_index: int) -> Iterator[Trace]:
+        """The input covers intervals up to ``last_index`` even where no row landed (a capture
+        whose last packets are unmatched); yields chunks that this completes."""
+        self._seen_max = max(self._seen_max, last_index)
+        while self._seen_max - self._emitted >= self.chunk_intervals:
+            yield self._emit(self._emitted + self.chunk_intervals)
+
     def finish(self) -> Iterator[Trace]:
         """Emit everything still pending (the input has ended)."""
         while self._emitted <= self._seen_max:

@@ -217,9 +217,11 @@ class _State:
         origin = self.start
         if origin is None:
             origin = float(np.floor(times.min() / self.interval_s) * self.interval_s)
-        present = (True, True)
+        present = (True, True)  # a direction column may name either
         if m.value_column is None:
             present = (m.dl_column is not None, m.ul_column is not None)
+        elif m.direction is not None:
+            present = (m.direction == "dl", m.direction == "ul")
         mode: BinMode = "volume" if m.value_unit == "bytes" else "rate"
         self.binner = IntervalBinner(
             origin,

@@ -295,6 +295,7 @@ def read_pcap(
                 (packets.length[keep] * 8).astype(np.float64),
                 packets.number[keep],
             )
+            yield from binner.extend(int(index.max()))
         if binner is not None:
             yield from binner.finish()
     except RowProblem as exc:

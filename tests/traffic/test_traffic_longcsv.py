@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_streams_in_chunks_with_small_blocks(tmp_path: Path) -> None:
     write_long_csv(trace.chunks(64), path)
     chunks = list(read_long_csv(path, chunk_intervals=40, block_bytes=2048))
     assert [c.n_intervals for c in chunks] == [40] * 7 + [20]
-    for earlier, later in zip(chunks, chunks[1:], strict=False):
+    for earlier, later in itertools.pairwise(chunks):
         assert later.start == pytest.approx(earlier.start + earlier.duration_s)
     _same(trace, Trace.concat(chunks))
 
