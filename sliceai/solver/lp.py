@@ -8,13 +8,16 @@ Three exact steps, cheapest first:
    is a fractional knapsack: sort its segments by slope and fill the
    capacity greedily. That is the LP optimum, found in O(n log n) with numpy.
 3. Otherwise the remaining LP goes to HiGHS (dual simplex, no presolve: the
-   model is already minimal), with only the segments that could matter. A
-   guess of each slice's path price (the previous interval's duals, or each
-   link's own greedy price) fixes segments far above it full and far below it
-   empty; the reduced LP's duals then prove the fixing right (every fixed-full
-   segment's slope >= its slice's path price, every fixed-empty one's <=) or
-   the wrong ones are freed and the LP is solved again. When the proof holds
-   the reduced optimum is the full optimum, so the answer is exact.
+   model is already minimal), restricted to the segments that could matter.
+   Around a guess of where each slice's rate will land (the previous plan's
+   rate, else each link's own greedy price) a window of segments stays free;
+   the segments below it are merged into one prefix column per slice (its
+   slope: their smallest) and those above it are left out. The reduced LP's
+   duals then prove the restriction harmless (every prefix full, every
+   left-out segment no steeper than its slice's path price) or the windows
+   widen where the proof failed and HiGHS continues from its last basis.
+   When the proof holds the reduced optimum is the full optimum, so the
+   answer is exact; a few rounds without proof fall back to the full LP.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ TOLERANCE = 1e-9
 
 #: Segments each side of the guessed price kept free in the reduced LP.
 WINDOW = 3
+
+#: After a failed proof, every slice's window also covers this many segments around
+#: the new price (prices move together), besides freeing the failing slices entirely.
+SPREAD = 1
 
 #: Rounds of widening before the full LP is solved instead.
 MAX_ROUNDS = 6
@@ -179,6 +186,9 @@ def _screened_lp(
             return x, prices, model.n_columns
         new_lo = np.where(bad_pre, 0, lo)
         new_hi = np.where(bad_out, k, hi)
+        cut = _cut(used, slopes, path)
+        new_lo = np.minimum(new_lo, np.maximum(cut - SPREAD, 0))
+        new_hi = np.maximum(new_hi, np.minimum(cut + SPREAD, k))
         model.widen(new_lo, new_hi)
         lo, hi = new_lo, new_hi
     model = _ReducedLP(
