@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "replay": "sliceai.replay.bench",
     "forecast": "sliceai.forecast.bench",
     "traffic": "sliceai.traffic.bench",
+    "controller": "sliceai.controller.bench",
 }
 
 

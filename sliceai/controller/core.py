@@ -26,7 +26,7 @@ from sliceai.controller.flows import (
     Op,
     PlanRates,
     SwitchTables,
-    desired_tables,
+    TableBuilder,
     diff_tables,
     full_install,
     guarantees_only_rates,
@@ -108,6 +108,7 @@ class ControllerCore:
         self.config = config
         self.keeper = PlanKeeper(policy, fallback_after_s, now)
         self.meter_rates = SliceMeterRates(policy)
+        self._builder = TableBuilder(policy, config)
         self._datapaths: dict[int, _Datapath] = {}
         self.latest_rates: dict[int, dict[tuple[str, Direction], SliceRate]] = {}
 
@@ -117,7 +118,7 @@ class ControllerCore:
 
     def _desired(self, now: float) -> SwitchTables:
         rates, _ = self.keeper.current(now)
-        return desired_tables(self.policy, rates, self.config)
+        return self._builder.tables(rates)
 
     def datapath_up(self, datapath_id: int, now: float) -> list[Op]:
         """A switch (re)connected: its state is unknown, so clear it and install everything."""
@@ -145,7 +146,7 @@ class ControllerCore:
         self, rates: PlanRates, now: float, version: int | None = None
     ) -> dict[int, list[Op]]:
         """A plan from the service (bit/s per slice and direction); raises on unknown slices."""
-        desired_tables(self.policy, rates, self.config)  # validate before accepting
+        self._builder.check(rates)  # validate before accepting
         self.keeper.plan_received(rates, now, version)
         self.keeper.service_heard(now)
         return self._sync(now)
@@ -153,6 +154,7 @@ class ControllerCore:
     def policy_received(self, policy: Policy, now: float) -> dict[int, list[Op]]:
         """A new policy (from the service): new flows and meters where they differ."""
         self.policy = policy
+        self._builder = TableBuilder(policy, self.config)
         self.keeper.set_policy(policy)
         self.meter_rates.set_policy(policy)
         return self._sync(now)

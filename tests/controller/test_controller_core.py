@@ -99,3 +99,28 @@ def test_bad_plan_changes_nothing(policy: Policy) -> None:
     with pytest.raises(ValueError, match="not in policy"):
         core.plan_received({("ghost", DL): 1e6}, now=1.0)
     assert core.keeper.current(1.0)[1] is PlanSource.STARTUP
+
+
+def test_nan_or_negative_plan_is_rejected_before_it_is_kept(policy: Policy) -> None:
+    core = ControllerCore(policy, CONFIG, fallback_after_s=5.0, now=0.0)
+    core.datapath_up(1, now=0.0)
+    bad = _plan(1e6)
+    bad[("embb", DL)] = float("nan")
+    with pytest.raises(ValueError, match="not a rate"):
+        core.plan_received(bad, now=1.0)
+    bad[("embb", DL)] = -5.0
+    with pytest.raises(ValueError, match="not a rate"):
+        core.plan_received(bad, now=1.0)
+    assert core.tick(now=2.0) == {}
+
+
+def test_policy_change_rebuilds_flows(policy: Policy, policy_without_default: Policy) -> None:
+    core = ControllerCore(policy, CONFIG, fallback_after_s=5.0, now=0.0)
+    table = FakeFlowTable()
+    table.apply(core.datapath_up(1, now=0.0))
+    table.apply(core.policy_received(policy_without_default, now=1.0)[1])
+    http = Packet(
+        in_port=2, ip_proto=6, src_ip="1.1.1.1", dst_ip="2.2.2.2", src_port=3, dst_port=80
+    )
+    assert table.process(http).meters == (meter_id(2, UL),)
+    assert table.process(Packet(in_port=2, eth_type=0x0806)).meters == ()
