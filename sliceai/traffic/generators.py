@@ -25,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 from pydantic import ValidationError
-from scipy.signal import lfilter
 
 from sliceai.traffic.scenario_model import (
     WEEKDAYS,
@@ -137,7 +136,7 @@ class Clock:
     """The time axis: ``n`` intervals of ``dt`` seconds; local hour and weekday per interval."""
 
     def __init__(self, start: float, dt: float, n: int, utc_offset_h: float = 0.0) -> None:
-        self.start, self.dt, self.n = start, dt, n
+        self.start, self.dt, self.n, self.utc_offset_h = start, dt, n, utc_offset_h
         local = start + utc_offset_h * 3600.0 + dt * np.arange(n, dtype=np.float64)
         self.hour: Array = (local / 3600.0) % 24.0  # (n,) hour of day, fractional
         days = np.floor(local / 86400.0).astype(np.int64)
@@ -212,7 +211,20 @@ def _lognormal(setting: LogNormalSetting, rng: np.random.Generator, size: int) -
 
 
 def _sessions(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Array:
-    """Sum of the rates of the sessions active in each interval ``(n,)`` bit/s."""
+    """Sum of the rates of the sessions active in each interval ``(n,)`` bit/s.
+
+    Sessions start from ``pre`` intervals before the trace (the longest
+    plausible session, at most a day) so the trace opens in steady state.
+    """
+    longest = comp.duration.max or comp.duration.median * math.exp(3.0 * comp.duration.sigma)
+    pre = min(math.ceil(min(longest, 86400.0) / clock.dt), 10 * clock.n)
+    if pre > 0:
+        early = Clock(clock.start - pre * clock.dt, clock.dt, clock.n + pre, clock.utc_offset_h)
+        return _sessions_on(comp, early, rng)[pre:]
+    return _sessions_on(comp, clock, rng)
+
+
+def _sessions_on(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Array:
     intensity = comp.per_hour * clock.dt / 3600.0 * _profile(comp, clock)
     counts = rng.poisson(intensity)
     starts = np.repeat(np.arange(clock.n), counts)
@@ -271,9 +283,37 @@ def _lognormal_ar(noise: Noise, clock: Clock, rng: np.random.Generator) -> Array
     if noise.sigma == 0:
         return np.ones((clock.n, 2))
     phi = math.exp(-clock.dt / noise.corr)
-    gauss = lfilter([math.sqrt(1.0 - phi * phi)], [1.0, -phi], eps, axis=0)
+    eps[1:] *= math.sqrt(1.0 - phi * phi)  # stationary from the first interval: unit variance
+    gauss = ar1(eps, phi)
     result: Array = np.exp(noise.sigma * gauss - noise.sigma**2 / 2.0)
     return result
+
+
+def ar1(innovations: Array, phi: float) -> Array:
+    """``x[t] = phi * x[t-1] + innovations[t]`` (``x[-1] = 0``) along axis 0 of ``(n, k)``.
+
+    Vectorised in blocks of ``L`` steps where ``phi ** -L`` stays below ``e**200``:
+    inside a block ``x = phi**j * cumsum(e * phi**-j)``; only the block carries
+    are a Python loop (``n / L`` steps).
+    """
+    n, k = innovations.shape
+    if n == 0 or phi < 2e-9:  # correlation below 2e-9 after one step: white noise
+        return innovations.copy()
+    length = max(1, min(n, int(200.0 / -math.log(phi)))) if phi < 1.0 else n
+    n_blocks = -(-n // length)
+    padded = np.zeros((n_blocks * length, k))
+    padded[:n] = innovations
+    blocks = padded.reshape(n_blocks, length, k)
+    j = np.arange(length, dtype=np.float64)
+    local = np.cumsum(blocks * (phi**-j)[None, :, None], axis=1) * (phi**j)[None, :, None]
+    carry = np.zeros((n_blocks, k))
+    phi_l = phi**length
+    ends = local[:, -1, :]
+    for b in range(1, n_blocks):
+        carry[b] = ends[b - 1] + phi_l * carry[b - 1]
+    x = local + carry[:, None, :] * (phi ** (j + 1.0))[None, :, None]
+    out: Array = x.reshape(-1, k)[:n]
+    return out
 
 
 def _spikes(
