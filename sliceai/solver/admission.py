@@ -23,9 +23,10 @@ them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -76,6 +77,32 @@ class GrantRequest:
         dl, ul = self.direction.mask
         return (self.fixed_allocation_bps if dl else 0.0, self.fixed_allocation_bps if ul else 0.0)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (MEC 015 codes for direction and request type)."""
+        return {
+            "request_id": self.request_id,
+            "app_ins_id": self.app_ins_id,
+            "slice": self.slice,
+            "fixed_allocation_bps": self.fixed_allocation_bps,
+            "direction": self.direction.value,
+            "request_type": int(self.request_type),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GrantRequest:
+        """Inverse of :meth:`to_dict`; SolverError on missing or bad fields."""
+        try:
+            return cls(
+                request_id=str(data["request_id"]),
+                app_ins_id=str(data["app_ins_id"]),
+                slice=str(data["slice"]),
+                fixed_allocation_bps=float(data["fixed_allocation_bps"]),
+                direction=AllocationDirection(data.get("direction", "10")),
+                request_type=RequestType(int(data.get("request_type", 0))),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SolverError(f"bad grant request {dict(data)!r}: {exc}") from None
+
 
 @dataclass(frozen=True, eq=False)
 class GrantState:
@@ -121,6 +148,34 @@ class GrantState:
         for g in grants:
             state = state._with(g)
         return state
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: policy name, base targets ``[[dl, ul], ...]`` bit/s, grants."""
+        return {
+            "policy": self.policy_name,
+            "base_target_bps": self.base_target_bps.tolist(),
+            "grants": [g.to_dict() for g in self.grants],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GrantState:
+        """Inverse of :meth:`to_dict`; SolverError on missing or bad fields."""
+        try:
+            base = np.asarray(data["base_target_bps"], dtype=np.float64)
+            grants = tuple(GrantRequest.from_dict(g) for g in data["grants"])
+            name = str(data["policy"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SolverError(f"bad grant state: {exc}") from None
+        if (
+            base.ndim != 2
+            or base.shape[1] != 2
+            or not np.all(np.isfinite(base))
+            or np.any(base < 0)
+        ):
+            raise SolverError(
+                f"bad grant state: base_target_bps must be (n_slices, 2) >= 0, got {base.shape}"
+            )
+        return cls(name, base, grants, frozenset(g.request_id for g in grants))
 
     def with_demand(self, policy: Policy, demand: DemandForecast) -> GrantState:
         """The same grants against a new forecast (not re-checked: standing grants stay)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -182,6 +182,21 @@ class Plan:
                 )
             out[name] = SliceExplanation(name, per_dir[0], per_dir[1])
         return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"policy", "methods", "slices": {name: {"dl", "ul", "kept"}}}``, bit/s."""
+        return {
+            "policy": self.policy_name,
+            "methods": list(self.methods),
+            "slices": {
+                name: {
+                    "dl": float(self.rates_bps[i, 0]),
+                    "ul": float(self.rates_bps[i, 1]),
+                    "kept": self.explanations[name].guarantee_kept,
+                }
+                for i, name in enumerate(self.slice_names)
+            },
+        }
 
     def unkept(self) -> list[SliceExplanation]:
         """Explanations of the slices whose guarantee is not kept, most important first."""

@@ -149,3 +149,19 @@ def test_state_from_plan_matches_state_from_demand(hospital: Policy) -> None:
     from_plan = GrantState.from_plan(hospital, plan)
     from_demand = GrantState.from_demand(hospital, demand)
     np.testing.assert_allclose(from_plan.base_target_bps, from_demand.base_target_bps)
+
+
+def test_state_round_trips_through_json(hospital: Policy) -> None:
+    import json
+
+    state = GrantState.from_demand(hospital, _demand(hospital))
+    state = admit(
+        hospital, state, GrantRequest("r1", "app", "vitals", 1e6, AllocationDirection.UL)
+    ).state
+    again = GrantState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert again.grants == state.grants
+    np.testing.assert_array_equal(again.base_target_bps, state.base_target_bps)
+    with pytest.raises(SolverError, match="already granted"):
+        admit(hospital, again, GrantRequest("r1", "app", "vitals", 1e6))
+    with pytest.raises(SolverError, match="bad grant"):
+        GrantState.from_dict({"policy": "hospital", "base_target_bps": [[1, 2]], "grants": [{}]})

@@ -151,3 +151,11 @@ def test_guarantees_only_is_the_floors_within_capacity() -> None:
     assert plan.rates_bps[:, 0] == pytest.approx([8 * M * 10 / 14, 6 * M * 10 / 14])
     assert plan.rates_bps[:, 1] == pytest.approx([1 * M, 2 * M])
     assert plan.methods == ("fail-safe", "fail-safe")
+
+
+def test_plan_summary_is_json_ready() -> None:
+    import json
+
+    policy = make_policy([slice_spec("a", 9, 10, cap=(25 * M, 1 * M))], [("l", 1e9, ["a"])])
+    summary = json.loads(json.dumps(allocate(policy, _spread()).as_dict()))
+    assert summary["slices"]["a"] == {"dl": 25 * M, "ul": 1 * M, "kept": True}
