@@ -87,7 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         chunks = read_long_csv(args.trace, slices=policy.slice_names)
         result = replay(
-            chunks, policy, names, trace_name=args.trace.name, progress=not args.no_progress
+            chunks,
+            policy,
+            names,
+            trace_name=args.trace.name,
+            progress=not args.no_progress,
+            skip_failing=args.allocator == "all",
         )
     except TraceError as exc:
         raise UsageError(str(exc)) from None

@@ -124,6 +124,7 @@ class ReplayResult:
     demand_first: FloatArray  # (m,)
     demand_bps: FloatArray  # (m, S, 2) mean demand per block
     missing_slices: tuple[str, ...] = field(default=())
+    skipped_allocators: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         """The JSON report (shape documented in the README)."""
@@ -134,6 +135,7 @@ class ReplayResult:
             "interval_s": self.interval_s,
             "start": self.start,
             "missing_slices": list(self.missing_slices),
+            "skipped_allocators": list(self.skipped_allocators),
             "allocators": {name: out.metrics for name, out in self.allocators.items()},
         }
 
@@ -147,6 +149,22 @@ def _column_map(policy: Policy, trace_slices: tuple[str, ...]) -> tuple[list[int
         )
     missing = tuple(s for s in policy.slice_names if s not in trace_slices)
     return [policy.slice_index(s) for s in trace_slices], missing
+
+
+def _started(
+    instances: list[Allocator], policy: Policy, interval_s: float, start: float, skip: bool
+) -> list[Allocator]:
+    ok = []
+    for a in instances:
+        try:
+            a.start(policy, policy.slice_names, interval_s, start)
+        except Exception as exc:
+            if not skip:
+                raise
+            print(f"warning: allocator {a.name} left out: {exc}", file=sys.stderr)
+            continue
+        ok.append(a)
+    return ok
 
 
 def _pieces(chunks: Iterable[Trace], size: int) -> Iterator[Trace]:
@@ -169,6 +187,7 @@ def replay(
     trace_name: str = "trace",
     total_intervals: int | None = None,
     progress: bool = False,
+    skip_failing: bool = False,
 ) -> ReplayResult:
     """Replay ``source`` (a trace or its consecutive chunks) through ``allocators``.
 
@@ -205,14 +224,18 @@ def replay(
     recorders: list[SeriesRecorder] = []
     demand_rec = SeriesRecorder((n_slices, 2), opts.plot_points)
     intervals = 0
+    skipped: list[str] = []
     with bar:
         for chunk in _pieces(source, opts.chunk_intervals):
             if columns is None:
                 columns, missing = _column_map(policy, chunk.slices)
                 first_slices = chunk.slices
                 interval_s, start = chunk.interval_s, chunk.start
-                for a in instances:
-                    a.start(policy, policy.slice_names, interval_s, start)
+                instances = _started(instances, policy, interval_s, start, skip_failing)
+                if not instances:
+                    raise ReplayError("no allocator could start")
+                skipped = [n for n in names if n not in {a.name for a in instances}]
+                bar.total = None if total_intervals is None else total_intervals * len(instances)
                 links = [
                     LinkModel(policy, interval_s, opts.buffer_budgets, opts.reference_queue)
                     for _ in instances
@@ -261,4 +284,5 @@ def replay(
         d_first,
         d_means,
         missing,
+        tuple(skipped),
     )

@@ -162,13 +162,11 @@ def write_plots(result: ReplayResult, directory: Path) -> list[Path]:
         for ax in axes[-1]:
             ax.set_xlabel("hours since start", fontsize=8)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8)
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8)
         fig.suptitle(
-            f"{dname.upper()} allocation vs demand ({result.trace}, block means)",
-            y=0.995,
-            fontsize=10,
+            f"{dname.upper()} allocation vs demand ({result.trace}, block means)", fontsize=10
         )
-        fig.tight_layout(rect=(0, 0, 1, 0.96))
+        fig.tight_layout(rect=(0, 0.04, 1, 0.98))
         path = directory / f"allocation_{dname}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)

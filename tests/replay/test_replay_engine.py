@@ -212,3 +212,20 @@ def test_series_recorder_keeps_block_means():
         lo = int(f)
         hi = min(lo + block, 100)
         assert means[k, 0, 0] == pytest.approx(x[lo:hi, 0, 0].mean())
+
+
+class Broken(StaticAllocator):
+    name = "broken"
+
+    def start(self, policy, trace_slices, interval_s, start_time):  # type: ignore[no-untyped-def]
+        raise RuntimeError("model will not load")
+
+
+def test_a_failing_plugin_is_left_out_only_when_asked(capsys):
+    trace = _feasible_trace(5, 10)
+    with pytest.raises(RuntimeError, match="will not load"):
+        replay(trace, CAMPUS, [Broken(), "static"])
+    result = replay(trace, CAMPUS, [Broken(), "static"], skip_failing=True)
+    assert list(result.allocators) == ["static"]
+    assert result.skipped_allocators == ("broken",)
+    assert "allocator broken left out: model will not load" in capsys.readouterr().err
