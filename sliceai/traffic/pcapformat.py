@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -172,91 +172,96 @@ def _pcap(path: Path, f: BinaryIO, magic: bytes, batch: int) -> Iterator[PacketB
         rest = buf[pos:]
 
 
-class _Buffer:
-    """Buffered reads over a file with the file offset of the next unread byte."""
-
-    def __init__(self, f: BinaryIO, offset: int) -> None:
-        self.f = f
-        self.buf = b""
-        self.pos = 0
-        self.offset = offset
-
-    def ensure(self, n: int) -> bool:
-        """Make ``n`` bytes available at ``pos``; False when the file ends first."""
-        while len(self.buf) - self.pos < n:
-            more = self.f.read(max(1 << 20, n))
-            if not more:
-                return False
-            self.buf = self.buf[self.pos :] + more
-            self.pos = 0
-        return True
-
-    def at_end(self) -> bool:
-        return not self.ensure(1)
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-        self.offset += n
-
-
 def _pcapng(path: Path, f: BinaryIO, batch: int) -> Iterator[PacketBatch]:
-    src = _Buffer(f, 0)
-    src.buf, src.pos = b"\x0a\x0d\x0d\x0a", 0
+    """Blocks of a pcapng file (any number of sections and interfaces), packets batched."""
     order = "<"
+    head, epb, u32 = _pcapng_structs(order)
     interfaces: list[tuple[int, float]] = []
     out = _Collector(batch)
+    data, times, lengths, links = out.data, out.time, out.length, out.linktype
+    buf = b"\x0a\x0d\x0d\x0a" + f.read(4 << 20)
+    base = 0  # file offset of buf[0]
+    pos = 0
+    size = len(buf)
     number = 0
-    while not src.at_end():
-        where = f"byte {src.offset}"
-        if not src.ensure(12):
-            raise TraceReadError(path, where, "truncated block header")
-        data, base = src.buf, src.pos
-        if data[base : base + 4] == b"\x0a\x0d\x0d\x0a":
-            bom = data[base + 8 : base + 12]
-            if bom == b"\x4d\x3c\x2b\x1a":
-                order = "<"
-            elif bom == b"\x1a\x2b\x3c\x4d":
-                order = ">"
-            else:
-                raise TraceReadError(path, where, "bad pcapng byte-order magic")
+    while True:
+        avail = size - pos
+        if avail < 12:
+            more = f.read(4 << 20)
+            if not more:
+                if avail == 0:
+                    break
+                raise TraceReadError(path, f"byte {base + pos}", "truncated block header")
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+            size = len(buf)
+            continue
+        btype, blen = head(buf, pos)
+        if btype == _PCAPNG_SHB:
+            bom = buf[pos + 8 : pos + 12]
+            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                raise TraceReadError(path, f"byte {base + pos}", "bad pcapng byte-order magic")
+            order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            head, epb, u32 = _pcapng_structs(order)
+            btype, blen = head(buf, pos)
             interfaces = []
-        btype, blen = struct.unpack_from(order + "II", data, base)
         if blen < 12 or blen % 4 or blen > 1 << 26:
-            raise TraceReadError(path, where, f"corrupt block (length {blen})")
-        if not src.ensure(blen):
-            raise TraceReadError(path, where, f"truncated block: {blen} bytes announced")
-        data, base = src.buf, src.pos
-        (trailer,) = struct.unpack_from(order + "I", data, base + blen - 4)
-        if trailer != blen:
-            raise TraceReadError(path, where, "corrupt block: trailing length differs")
-        body = base + 8
-        if btype == 1:  # interface description
-            linktype, _, _ = struct.unpack_from(order + "HHI", data, body)
-            interfaces.append((linktype, _tsresol(data, order, body + 8, base + blen - 4)))
-        elif btype in (6, 2):  # enhanced / obsolete packet block
+            raise TraceReadError(path, f"byte {base + pos}", f"corrupt block (length {blen})")
+        if blen > avail:
+            more = f.read(max(4 << 20, blen - avail))
+            if not more:
+                raise TraceReadError(
+                    path, f"byte {base + pos}", f"truncated block: {blen} bytes announced"
+                )
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+            size = len(buf)
+            continue
+        if u32(buf, pos + blen - 4)[0] != blen:
+            raise TraceReadError(
+                path, f"byte {base + pos}", "corrupt block: trailing length differs"
+            )
+        if btype == 6 or btype == 2:  # enhanced / obsolete packet block
             if btype == 6:
-                iface, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", data, body)
+                _, _, iface, hi, lo, caplen, wirelen = epb(buf, pos)
             else:
-                iface, _, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", data, body)
+                _, _, iface, _, hi, lo, caplen, wirelen = struct.unpack_from(
+                    order + "IIHHIIII", buf, pos
+                )
             number += 1
-            here = f"packet {number} at {where}"
-            if iface >= len(interfaces):
-                raise TraceReadError(path, here, f"unknown interface {iface}")
-            if 32 + caplen > blen:
-                raise TraceReadError(path, here, "corrupt packet length")
+            if iface >= len(interfaces) or 32 + caplen > blen:
+                problem = "corrupt packet length" if 32 + caplen > blen else "unknown interface"
+                raise TraceReadError(path, f"packet {number} at byte {base + pos}", problem)
             linktype, tick = interfaces[iface]
-            if linktype not in SUPPORTED_LINKTYPES:
-                raise TraceReadError(path, here, f"unsupported link type {linktype}")
-            start = body + 20
-            out.data.append(data[start : start + min(caplen, HEADER_BYTES)])
-            out.time.append(((hi << 32) | lo) * tick)
-            out.length.append(wirelen)
-            out.linktype.append(linktype)
-            if len(out.time) >= batch:
+            data.append(buf[pos + 28 : pos + 28 + min(caplen, HEADER_BYTES)])
+            times.append(((hi << 32) | lo) * tick)
+            lengths.append(wirelen)
+            links.append(linktype)
+            if len(times) >= batch:
                 yield out.take()
-        src.advance(blen)
-    if out.time:
+                data, times, lengths, links = out.data, out.time, out.length, out.linktype
+        elif btype == 1:  # interface description
+            linktype, _, _ = struct.unpack_from(order + "HHI", buf, pos + 8)
+            if linktype not in SUPPORTED_LINKTYPES:
+                raise TraceReadError(
+                    path,
+                    f"byte {base + pos}",
+                    f"unsupported link type {linktype} (Ethernet or raw IP)",
+                )
+            interfaces.append((linktype, _tsresol(buf, order, pos + 16, pos + blen - 4)))
+        elif btype == 3:
+            raise TraceReadError(
+                path, f"byte {base + pos}", "simple packet blocks carry no timestamp"
+            )
+        pos += blen
+    if times:
         yield out.take()
+
+
+def _pcapng_structs(order: str) -> tuple[Any, Any, Any]:
+    return (
+        struct.Struct(order + "II").unpack_from,
+        struct.Struct(order + "IIIIIII").unpack_from,
+        struct.Struct(order + "I").unpack_from,
+    )
 
 
 def _tsresol(data: bytes, order: str, pos: int, end: int) -> float:
