@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +231,24 @@ def test_a_failing_plugin_is_left_out_only_when_asked(capsys):
     assert list(result.allocators) == ["static"]
     assert result.skipped_allocators == ("broken",)
     assert "allocator broken left out: model will not load" in capsys.readouterr().err
+
+
+def test_missing_measurements_replay_as_no_traffic():
+    load = _feasible_trace(8, 50).load_bps.copy()
+    load[10:20, 2, 0] = np.nan
+    trace = Trace(0.0, 1.0, CAMPUS.slice_names, load)
+    result = replay(trace, CAMPUS, ["static", "proportional", "ewma", "oracle"])
+    clean = load.copy()
+    clean[10:20, 2, 0] = 0.0
+    expected = replay(Trace(0.0, 1.0, CAMPUS.slice_names, clean), CAMPUS, ["oracle"])
+    for out in result.allocators.values():
+        assert np.isfinite(out.metrics["total"]["cost"])
+    _assert_close(result.allocators["oracle"].metrics, expected.allocators["oracle"].metrics)
+
+
+def test_the_replay_core_does_not_import_torch_or_grpc():
+    code = (
+        "import sys, sliceai.replay, sliceai.replay.report, sliceai.replay.commands;"
+        "sys.exit(int(any(m in sys.modules for m in ('torch', 'grpc', 'os_ken'))))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
