@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "forecast": "sliceai.forecast.bench",
     "traffic": "sliceai.traffic.bench",
     "controller": "sliceai.controller.bench",
+    "service": "sliceai.api.bench",
 }
 
 

@@ -52,11 +52,18 @@ SolverFactory = Callable[[Policy], PlanSolver]
 def risk_quantile(
     policy: Policy, levels: npt.NDArray[np.float64], quantiles: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """Each slice's demand quantile at level ``1 - risk``, ``(n_slices, 2)`` bit/s."""
-    out = np.empty(quantiles.shape[:2])
-    for i, s in enumerate(policy.slices):
+    """Each slice's demand quantile at level ``1 - risk``, ``(n_slices, 2)`` bit/s.
+
+    Exact when ``levels`` contains every ``1 - risk`` (as :func:`quantile_levels` makes
+    sure), else interpolated between neighbouring levels.
+    """
+    targets = np.array([1.0 - s.risk for s in policy.slices])
+    n = len(targets)
+    idx = np.clip(np.searchsorted(levels, targets), 0, len(levels) - 1)
+    out = np.array(quantiles[np.arange(n), :, idx], dtype=np.float64)
+    for i in np.flatnonzero(~np.isclose(levels[idx], targets)):
         for d in range(2):
-            out[i, d] = np.interp(1.0 - s.risk, levels, quantiles[i, d])
+            out[i, d] = np.interp(targets[i], levels, quantiles[i, d])
     return out
 
 

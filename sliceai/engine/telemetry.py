@@ -73,9 +73,8 @@ def check_time(timestamp_unix_s: float, period_s: float, now: float | None = Non
 
 def check_rates(name: str, values: npt.NDArray[np.float64]) -> None:
     """InvalidInput unless every value is finite, >= 0 and <= 1e13."""
-    if values.size and not (
-        np.isfinite(values).all() and values.min() >= 0 and values.max() <= MAX_RATE_BPS
-    ):
+    # min / max are NaN when any value is NaN, and NaN fails both comparisons
+    if values.size and not (values.min() >= 0 and values.max() <= MAX_RATE_BPS):
         bad = values[~(np.isfinite(values) & (values >= 0) & (values <= MAX_RATE_BPS))]
         raise InvalidInput(
             f"{name}: value {bad[0]!r} is not a finite rate in 0 .. {MAX_RATE_BPS:.0e}"
