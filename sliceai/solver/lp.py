@@ -23,6 +23,7 @@ Three exact steps, cheapest first:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
@@ -49,6 +50,20 @@ MAX_ROUNDS = 6
 
 #: Relative tolerance of the optimality proof (HiGHS duals are feasible to 1e-7).
 PROOF_TOLERANCE = 1e-7
+
+
+def new_highs() -> Any:
+    """A silent HiGHS instance without presolve.
+
+    Uses highspy's low-level class when present: the Python wrapper sets up
+    callbacks on every construction and prints a banner on stdout once.
+    """
+    core = getattr(highspy, "_core", None)
+    cls = getattr(core, "_Highs", None) or highspy.Highs
+    h = cls()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("presolve", "off")
+    return h
 
 
 @dataclass(frozen=True)
@@ -230,9 +245,7 @@ class _ReducedLP:
         upper = np.concatenate([self.prefix_len[pre], lengths[seg_slice, seg_k]])
         a = inc[:, self.col_slice]
         m = inc.shape[0]
-        self.h = highspy.Highs()  # type: ignore[no-untyped-call]
-        self.h.setOptionValue("output_flag", False)
-        self.h.setOptionValue("presolve", "off")
+        self.h = new_highs()
         lp = highspy.HighsLp()
         lp.num_col_ = cost.size
         lp.num_row_ = m
