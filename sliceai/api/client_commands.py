@@ -48,6 +48,7 @@ def register_client(subparsers: Any) -> None:
     push.add_argument(
         "--limit", type=int, default=0, help="stop after N intervals (0 = whole trace)"
     )
+    push.add_argument("--interval", help="trace interval, e.g. 1s (default: from the timestamps)")
     push.set_defaults(func=_push)
 
     req = sub.add_parser("request", help="request a bandwidth grant (ETSI MEC 015 BwInfo)")
@@ -145,12 +146,17 @@ def _push(args: argparse.Namespace) -> int:
 
     if args.speed <= 0:
         raise UsageError("--speed must be positive")
+    interval = None
+    if args.interval is not None:
+        from sliceai.api.commands import _interval
+
+        interval = _interval(args.interval)
     with _client(args) as client:
         stream = client.connect(args.source_id, software="sliceai client push")
         sent = 0
         try:
             with tqdm(desc="intervals", unit="iv", disable=not sys.stderr.isatty()) as bar:
-                for chunk in read_long_csv(args.trace):
+                for chunk in read_long_csv(args.trace, interval_s=interval):
                     pace = chunk.interval_s / args.speed
                     names = list(chunk.slices)
                     for row in chunk.load_bps:

@@ -1,0 +1,75 @@
+"""`sliceai client` against a live server: push a CSV trace, watch, grants, policy, health."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sliceai.api import commands
+from sliceai.engine import LOCAL_ADMIN
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sliceai")
+    commands.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_client_commands_end_to_end(
+    start_server: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = start_server(interval_s=0.05)
+    target = ["client", "--target", running.target]
+    trace = tmp_path / "trace.csv"
+    rows = ["timestamp,slice,direction,bps"]
+    for k in range(4):
+        rows += [f"{1000 + k}.0,consults,dl,{(k + 1) * 1e6}", f"{1000 + k}.0,consults,ul,5e5"]
+    trace.write_text("\n".join(rows) + "\n")
+
+    assert _run([*target, "push", str(trace), "--speed", "50", "--source-id", "csv-1"]) == 0
+    assert "csv-1" in running.engine.buffer.sources()
+    assert running.engine.hub.latest is not None
+
+    assert _run([*target, "watch", "--count", "2", "--slices", "consults"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("plan ") == 2
+    assert "consults" in out
+    assert "vitals" not in out
+
+    assert (
+        _run([*target, "request", "--app", "app-7", "--slice", "consults", "--rate", "3 Mbps"]) == 0
+    )
+    allocation_id = capsys.readouterr().out.strip()
+    assert [g.allocation_id for g in running.engine.grants(LOCAL_ADMIN)] == [allocation_id]
+    assert _run([*target, "list"]) == 0
+    assert "app-7" in capsys.readouterr().out
+    assert _run([*target, "release", allocation_id]) == 0
+    assert running.engine.grants(LOCAL_ADMIN) == []
+    assert _run([*target, "release", allocation_id]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+
+    assert _run([*target, "health"]) == 0
+    assert capsys.readouterr().out.strip() == "SERVING"
+    assert _run([*target, "policy", "get"]) == 0
+    assert "surgery-haptics" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nslices: []\n")
+    assert _run([*target, "policy", "apply", str(bad)]) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
+    assert running.engine.policy_record.version == 1
+
+
+def test_push_reports_a_rejected_trace(
+    start_server: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = start_server(interval_s=0.05)
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,slice,direction,bps\n1000.0,not-a-slice,dl,1e6\n")
+    argv = ["client", "--target", running.target, "push", str(trace), "--speed", "50"]
+    assert _run([*argv, "--interval", "1s"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
