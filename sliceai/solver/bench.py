@@ -35,7 +35,7 @@ from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.bench import Figure
 from sliceai.solver.formulation import Segments
-from sliceai.solver.lp import new_highs
+from sliceai.solver.lp import new_highs, pass_lp
 from sliceai.solver.plan import Plan
 from sliceai.solver.solver import SliceSolver
 from sliceai.solver.synthetic import demand_sequence, random_policy
@@ -72,20 +72,9 @@ def _raw_highspy(
     cost: FloatArray, upper: FloatArray, a: sp.csc_matrix, capacity: FloatArray
 ) -> tuple[float, float]:
     """(seconds for passModel + run, objective)."""
-    import highspy
-
-    m, n = a.shape
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, m
-    lp.sense_ = highspy.ObjSense.kMaximize
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(n), upper
-    lp.row_lower_, lp.row_upper_ = np.full(m, -highspy.kHighsInf), capacity
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a.indptr, a.indices, a.data
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, m
     h = new_highs()  # presolve off: faster than HiGHS's default on this LP
     t0 = time.perf_counter()
-    h.passModel(lp)
+    pass_lp(h, cost, upper, a, capacity)
     h.run()
     elapsed = time.perf_counter() - t0
     return elapsed, float(h.getInfo().objective_function_value)

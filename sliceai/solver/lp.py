@@ -66,6 +66,33 @@ def new_highs() -> Any:
     return h
 
 
+def pass_lp(
+    h: Any, cost: FloatArray, upper: FloatArray, a: sp.csc_matrix, row_upper: FloatArray
+) -> None:
+    """Give ``h`` the LP ``max cost @ y, a @ y <= row_upper, 0 <= y <= upper``.
+
+    ``a``: ``(m, n)`` CSC. Uses the flat-array ``passModel`` (no HighsLp copies).
+    """
+    m, n = a.shape
+    h.passModel(
+        n,
+        m,
+        a.nnz,
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMaximize),
+        0.0,
+        np.ascontiguousarray(cost, dtype=np.float64),
+        np.zeros(n),
+        np.ascontiguousarray(upper, dtype=np.float64),
+        np.full(m, -highspy.kHighsInf),
+        np.ascontiguousarray(row_upper, dtype=np.float64),
+        np.asarray(a.indptr, dtype=np.int32),
+        np.asarray(a.indices, dtype=np.int32),
+        np.ascontiguousarray(a.data, dtype=np.float64),
+        np.zeros(n, dtype=np.int32),
+    )
+
+
 @dataclass(frozen=True)
 class DirectionResult:
     """Solution of one direction: ``rates`` ``(n_slices,)`` and ``prices`` ``(n_links,)``
@@ -243,25 +270,8 @@ class _ReducedLP:
         )
         cost = np.concatenate([self._prefix_slope(pre), slopes[seg_slice, seg_k]])
         upper = np.concatenate([self.prefix_len[pre], lengths[seg_slice, seg_k]])
-        a = inc[:, self.col_slice]
-        m = inc.shape[0]
         self.h = new_highs()
-        lp = highspy.HighsLp()
-        lp.num_col_ = cost.size
-        lp.num_row_ = m
-        lp.sense_ = highspy.ObjSense.kMaximize
-        lp.col_cost_ = cost
-        lp.col_lower_ = np.zeros(cost.size)
-        lp.col_upper_ = upper
-        lp.row_lower_ = np.full(m, -highspy.kHighsInf)
-        lp.row_upper_ = capacity
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr
-        lp.a_matrix_.index_ = a.indices
-        lp.a_matrix_.value_ = a.data
-        lp.a_matrix_.num_col_ = cost.size
-        lp.a_matrix_.num_row_ = m
-        self.h.passModel(lp)
+        pass_lp(self.h, cost, upper, inc[:, self.col_slice], capacity)
 
     @property
     def n_columns(self) -> int:
@@ -295,8 +305,8 @@ class _ReducedLP:
                 np.zeros(seg_slice.size),
                 self.lengths[seg_slice, seg_k],
                 a.nnz,
-                a.indptr.astype(np.int32),
-                a.indices.astype(np.int32),
+                np.asarray(a.indptr, dtype=np.int32),
+                np.asarray(a.indices, dtype=np.int32),
                 a.data,
             )
             self.col_slice = np.concatenate([self.col_slice, seg_slice])
