@@ -8,8 +8,9 @@ also prices reconfiguration). ``rolling-quantile`` here and the forecaster's
 
 - ``rolling-quantile``: at interval ``t`` the empirical quantiles, at
   :data:`ROLLING_LEVELS` plus each slice's ``1 - risk``, of the last
-  ``window`` intervals before ``t`` (default 300). Interval 0 of a replay has
-  no history and gets the static allocation.
+  ``window`` intervals before ``t`` (default 300; fewer while the replay is
+  younger than that). Interval 0 of a replay has no history and gets the
+  static allocation.
 - ``oracle``: the exact demand of interval ``t`` as a point forecast, solved
   by the same solver but without the reconfiguration price (no previous plan),
   so it never holds a rate above demand: ``max(demand, floor)`` within the cap
@@ -19,11 +20,12 @@ also prices reconfiguration). ``rolling-quantile`` here and the forecaster's
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from sliceai.policy import Policy
 from sliceai.replay.allocators import _clean, _PolicyAllocator
@@ -83,6 +85,44 @@ class QuantilePlanner:
         return out
 
 
+class RollingWindow:
+    """Empirical quantiles of the last ``window`` values of ``k`` series, updated per interval.
+
+    Each series keeps its window sorted (``bisect``), so adding a value and reading ``Q``
+    quantiles cost O(window) memory moves in C plus O(Q) Python steps, instead of a
+    partition of the whole window every interval. Quantiles interpolate linearly between
+    order statistics (numpy's default ``linear`` method).
+    """
+
+    def __init__(self, k: int, window: int) -> None:
+        self.window = window
+        self.sorted: list[list[float]] = [[] for _ in range(k)]
+        self.fifo: deque[list[float]] = deque()
+
+    def __len__(self) -> int:
+        return len(self.fifo)
+
+    def push(self, row: list[float]) -> None:
+        """Add one interval's values ``(k,)``; the oldest leaves once the window is full."""
+        if len(self.fifo) == self.window:
+            old = self.fifo.popleft()
+            for values, v in zip(self.sorted, old, strict=True):
+                del values[bisect_left(values, v)]
+        self.fifo.append(row)
+        for values, v in zip(self.sorted, row, strict=True):
+            insort(values, v)
+
+    def quantiles(self, levels: Sequence[float]) -> list[list[float]]:
+        """``(k, Q)`` quantiles of the current window (which must not be empty)."""
+        last = len(self.fifo) - 1
+        spots = []
+        for q in levels:
+            pos = q * last
+            lo = int(pos)
+            spots.append((lo, min(lo + 1, last), pos - lo))
+        return [[v[a] + (v[b] - v[a]) * f for a, b, f in spots] for v in self.sorted]
+
+
 class RollingQuantileAllocator(_PolicyAllocator):
     """Empirical quantiles of a trailing window fed to the solver (see module doc)."""
 
@@ -100,31 +140,24 @@ class RollingQuantileAllocator(_PolicyAllocator):
         risk_levels = {round(1.0 - s.risk, 9) for s in policy.slices}
         self.levels = tuple(sorted(set(ROLLING_LEVELS) | risk_levels))
         self.planner = QuantilePlanner(policy, self.levels)
-        self.history = np.zeros((0, len(policy.slices), 2))  # the last window intervals
+        self.past = RollingWindow(2 * len(policy.slices), self.window)
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
         u = _clean(load)
-        n = u.shape[0]
+        n, n_slices = u.shape[0], u.shape[1]
         out = np.empty_like(u)
-        ext = np.concatenate([self.history, u], axis=0)
-        h = self.history.shape[0]
+        q = np.empty((n, n_slices * 2, len(self.levels)))
         first = 0
-        if h == 0:  # the replay's first interval: nothing seen yet
+        rows = u.reshape(n, -1).tolist()
+        if not len(self.past):  # the replay's first interval: nothing seen yet
             out[0] = self.static
+            self.past.push(rows[0])
             first = 1
-        # Rows whose window is not yet full: quantiles of what there is (short loop).
-        short_end = min(n, max(first, self.window - h))
-        for t in range(first, short_end):
-            past = ext[: h + t]
-            q = np.quantile(past, self.levels, axis=0).transpose(1, 2, 0)
-            out[t] = self.planner.plan(q[np.newaxis])[0]
-        if short_end < n:
-            # Window for row t is ext[h + t - window : h + t].
-            windows = sliding_window_view(ext[:-1], self.window, axis=0)  # (m, S, 2, W)
-            rows = windows[h + short_end - self.window : h + n - self.window]
-            q = np.quantile(rows, self.levels, axis=-1).transpose(1, 2, 3, 0)
-            out[short_end:] = self.planner.plan(q)
-        self.history = ext[-self.window :].copy()
+        for t in range(first, n):
+            q[t] = self.past.quantiles(self.levels)  # intervals before t only
+            self.past.push(rows[t])
+        if first < n:
+            out[first:] = self.planner.plan(q[first:].reshape(n - first, n_slices, 2, -1))
         return out
 
 
