@@ -122,11 +122,13 @@ class Engine:
         self._policy_lock = threading.Lock()  # serialises apply_policy
         self._grant_lock = threading.Lock()  # serialises grant changes
         record = store.latest_policy()
+        grants = store.load_grants()
         if initial_policy_yaml is not None and (
             record is None or record.yaml != initial_policy_yaml
         ):
             policy = self._parse(initial_policy_yaml, policy_source)
             state = self._build_state(0, policy, initial_policy_yaml)
+            self._check_grants_fit(policy, grants)
             record = store.add_policy(policy.name, initial_policy_yaml, "startup")
             self._state = replace(state, version=record.version)
         elif record is not None:
@@ -136,7 +138,6 @@ class Engine:
         else:
             raise InvalidInput("no policy: give one (--policy) or a database holding one")
         self._policy_record: PolicyRecord = record
-        grants = store.load_grants()
         self._grants: dict[str, Grant] = {g.allocation_id: g for g in grants}
         self._grants_tuple = tuple(self._grants.values())
         self.hub = PlanHub()
@@ -197,6 +198,19 @@ class Engine:
             version, policy, text, self.solver_factory(policy), quantile_levels(policy)
         )
 
+    @staticmethod
+    def _check_grants_fit(policy: Policy, grants: list[Grant]) -> None:
+        """Precondition unless every standing grant's slice exists and all grants still fit."""
+        orphans = [g.allocation_id for g in grants if g.request.slice not in policy.slice_names]
+        if orphans:
+            raise Precondition(
+                f"standing grants in slices the policy drops: {', '.join(orphans[:10])}"
+            )
+        try:
+            check_admission(policy, reserved_bps(policy, grants))
+        except Exhausted as exc:
+            raise Precondition(f"standing grants would not fit: {exc}") from None
+
     def apply_policy(
         self, text: str, caller: Caller, expected_version: int = 0, dry_run: bool = False
     ) -> PolicyRecord:
@@ -215,20 +229,7 @@ class Engine:
             except Exception as exc:
                 raise InvalidInput(f"the solver rejected the policy: {exc}") from None
             with self._grant_lock:
-                grants = [g for g in self._grants.values() if g.request.slice in policy.slice_names]
-                orphans = [
-                    g.allocation_id
-                    for g in self._grants.values()
-                    if g.request.slice not in policy.slice_names
-                ]
-                if orphans:
-                    raise Precondition(
-                        f"standing grants in slices the policy drops: {', '.join(orphans[:10])}"
-                    )
-                try:
-                    check_admission(policy, reserved_bps(policy, grants))
-                except Exhausted as exc:
-                    raise Precondition(f"standing grants would not fit: {exc}") from None
+                self._check_grants_fit(policy, list(self._grants.values()))
                 if dry_run:
                     return PolicyRecord(
                         current.version + 1, policy.name, text, "", time.time(), caller.identity
@@ -394,7 +395,7 @@ class Engine:
         lv = np.sort(lv)
         policy = self.policy
         names = tuple(resolve_slice(policy, s) for s in slices) or policy.slice_names
-        history = self.loop._history
+        history = self.loop.history
         if history is None or history.slice_names != policy.slice_names:
             raise Unavailable("no forecast yet: the loop has not run on this policy")
         idx = np.array([policy.slice_index(n) for n in names])

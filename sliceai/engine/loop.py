@@ -187,6 +187,11 @@ class ControlLoop:
         self._thread: threading.Thread | None = None
         self.last_forecast: tuple[PolicyState, npt.NDArray[np.float64], bool, float] | None = None
 
+    @property
+    def history(self) -> History | None:
+        """Merged measurements so far (None before the first step)."""
+        return self._history
+
     # -- thread ------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sliceai-loop", daemon=True)
@@ -230,9 +235,12 @@ class ControlLoop:
         state = self._state()
         policy = state.policy
         tel = self.buffer.collect()
-        if tel.measured_bps.shape[0] != len(policy.slices):  # policy swapped between calls
-            self.buffer.rebind(policy.slice_names)
-            tel = self.buffer.collect()
+        if tel.slice_names != policy.slice_names:  # the policy was swapped meanwhile
+            state = self._state()
+            policy = state.policy
+            if tel.slice_names != policy.slice_names:
+                self.buffer.rebind(policy.slice_names)
+                tel = self.buffer.collect()
         names = policy.slice_names
         if self._history is None:
             self._history = History(names, self.settings.history)

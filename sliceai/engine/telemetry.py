@@ -97,6 +97,7 @@ class CollectedTelemetry:
     ingest that completed the period (None when the timer fired).
     """
 
+    slice_names: tuple[str, ...]
     measured_bps: npt.NDArray[np.float64]
     stale_slices: npt.NDArray[np.bool_]
     stale_sources: tuple[str, ...]
@@ -192,7 +193,8 @@ class TelemetryBuffer:
         """Merge live sources' latest rates and start a new period."""
         with self._lock:
             now = time.monotonic()
-            n_slices = len(self._indexer.slice_names)
+            names = self._indexer.slice_names
+            n_slices = len(names)
             live = [s for s in self._sources.values() if now - s.last_seen <= self.stale_after_s]
             stale_names = tuple(
                 k for k, s in self._sources.items() if now - s.last_seen > self.stale_after_s
@@ -219,7 +221,7 @@ class TelemetryBuffer:
         )
         live_seen = seen.any(axis=(0, 2))
         return CollectedTelemetry(
-            measured, stale_seen & ~live_seen, stale_names, len(live), trigger, samples
+            names, measured, stale_seen & ~live_seen, stale_names, len(live), trigger, samples
         )
 
     def latest(self, source_id: str, slices: Sequence[str]) -> npt.NDArray[np.float64]:

@@ -17,6 +17,7 @@ from sliceai.engine import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Precondition,
     SessionFilter,
     StateStore,
 )
@@ -128,4 +129,19 @@ def test_grants_and_policy_survive_a_new_engine_on_the_same_file(
     second = Engine(store, None, EmpiricalForecaster())
     assert [x.allocation_id for x in second.grants(LOCAL_ADMIN)] == [g.allocation_id]
     assert second.policy_record.version == 1
+    store.close()
+
+
+def test_restart_with_a_policy_that_strands_grants_is_refused(
+    tmp_path: Path, policy_text: str
+) -> None:
+    store = StateStore(tmp_path / "s.db")
+    first = Engine(store, policy_text, EmpiricalForecaster())
+    first.request_grant(APP, _req(slice_name="staff-embb", bps=300_000_000, direction="dl"))
+    tighter = policy_text.replace("capacity: 500 Mbps", "capacity: 200 Mbps")
+    with pytest.raises(Precondition, match="would not fit"):
+        Engine(store, tighter, EmpiricalForecaster())
+    assert store.latest_policy().version == 1  # type: ignore[union-attr]
+    changed = policy_text.replace("capacity: 500 Mbps", "capacity: 480 Mbps")
+    assert Engine(store, changed, EmpiricalForecaster()).policy_record.version == 2
     store.close()
