@@ -94,3 +94,59 @@ def test_info_on_bad_file_reports_position(
     assert main(["trace", "convert", str(bad), "-o", str(out)]) == 1
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_pcap_info_and_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    import dpkt
+
+    def frame(src: str, dst: str, sport: int, dport: int, dscp: int) -> bytes:
+        udp = dpkt.udp.UDP(sport=sport, dport=dport, data=b"x" * 200)
+        ip = dpkt.ip.IP(
+            src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=17, tos=dscp << 2, data=udp
+        )
+        return bytes(dpkt.ethernet.Ethernet(src=b"\x01" * 6, dst=b"\x02" * 6, data=ip))
+
+    cap = tmp_path / "theatre.pcap"
+    with cap.open("wb") as f:
+        writer = dpkt.pcap.Writer(f)
+        for k in range(20):
+            writer.writepkt(
+                frame("10.45.0.9", "192.168.1.5", 40000, 5000, 46), ts=1767571200.0 + 0.1 * k
+            )
+            writer.writepkt(
+                frame("192.168.1.5", "10.45.0.9", 5004, 40000, 34), ts=1767571200.05 + 0.1 * k
+            )
+    policy = str(ROOT / "policies" / "hospital.yaml")
+    assert main(["trace", "info", str(cap), "--policy", policy, "--ue-prefix", "10.45.0.0/16"]) == 0
+    out = capsys.readouterr().out
+    assert "packets 40" in out
+    assert "unmatched 0" in out
+    csv_out = tmp_path / "theatre.csv"
+    assert (
+        main(
+            [
+                "trace",
+                "convert",
+                str(cap),
+                "--policy",
+                policy,
+                "--interval",
+                "1s",
+                "-o",
+                str(csv_out),
+            ]
+        )
+        == 0
+    )
+    trace = load_trace(csv_out)
+    bits = 10 * len(frame("10.45.0.9", "192.168.1.5", 40000, 5000, 46)) * 8
+    np.testing.assert_allclose(
+        trace.load_bps[:, trace.slice_index("surgery-haptics"), 1], [bits, bits]
+    )
+    np.testing.assert_allclose(
+        trace.load_bps[:, trace.slice_index("surgery-video"), 0], [bits, bits]
+    )
+    assert main(["trace", "info", str(cap)]) == 2  # a capture needs the policy
+    assert "needs a policy" in capsys.readouterr().err
