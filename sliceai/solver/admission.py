@@ -118,6 +118,11 @@ class GrantState:
     grants: tuple[GrantRequest, ...] = ()
     _ids: frozenset[str] = field(default=frozenset(), repr=False)
 
+    def __post_init__(self) -> None:
+        base = np.array(self.base_target_bps, dtype=np.float64)  # a private, read-only copy
+        base.setflags(write=False)
+        object.__setattr__(self, "base_target_bps", base)
+
     @classmethod
     def from_demand(
         cls,
