@@ -158,13 +158,15 @@ def static_rates(policy: Policy) -> FloatArray:
     return out
 
 
-def _clean(load: FloatArray) -> FloatArray:
+def clean_load(load: FloatArray) -> FloatArray:
+    """``load`` as float64 with missing measurements (NaN) as no traffic."""
     out: FloatArray = np.nan_to_num(np.asarray(load, dtype=np.float64), nan=0.0)
     return out
 
 
-class _PolicyAllocator(Allocator):
-    """Shared start(): keeps the policy, floors, maxima and the static fallback."""
+class PolicyAllocator(Allocator):
+    """Base for allocators: ``start`` keeps the policy, ``floor`` and ``cap`` ``(S, 2)`` bit/s,
+    the ``static`` fallback ``(S, 2)`` for intervals without history, and ``interval_s``."""
 
     def start(
         self, policy: Policy, trace_slices: tuple[str, ...], interval_s: float, start_time: float
@@ -187,7 +189,7 @@ class _PolicyAllocator(Allocator):
         return np.concatenate([before, load[:-1]], axis=0), first
 
 
-class StaticAllocator(_PolicyAllocator):
+class StaticAllocator(PolicyAllocator):
     name = "static"
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
@@ -213,7 +215,7 @@ def dead_band(targets: FloatArray, current: FloatArray, band: float) -> FloatArr
     return out
 
 
-class ProportionalAllocator(_PolicyAllocator):
+class ProportionalAllocator(PolicyAllocator):
     """Spare capacity shared by last interval's use, with a dead band (see module doc)."""
 
     name = "proportional"
@@ -232,7 +234,7 @@ class ProportionalAllocator(_PolicyAllocator):
         self.spare = capacity[:, np.newaxis] - np.einsum("ls,sd->ld", inc.astype(float), self.floor)
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
-        used, first = self._previous(_clean(load))
+        used, first = self._previous(clean_load(load))
         inc = self.incidence.astype(np.float64)
         total = np.einsum("ls,nsd->nld", inc, used)  # (n, L, 2)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -255,7 +257,7 @@ class ProportionalAllocator(_PolicyAllocator):
         return out
 
 
-class EwmaAllocator(_PolicyAllocator):
+class EwmaAllocator(PolicyAllocator):
     """EWMA of past use plus a margin (see module doc)."""
 
     name = "ewma"
@@ -271,7 +273,7 @@ class EwmaAllocator(_PolicyAllocator):
         self.level: FloatArray | None = None  # EWMA after the last interval seen
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
-        u = _clean(load)
+        u = clean_load(load)
         w = self.weight
         before = self.level
         # lfilter's state is (1 - w) x the previous average; the first average is u[0] itself.
@@ -286,6 +288,10 @@ class EwmaAllocator(_PolicyAllocator):
             target[0] = self.static
         bounded = np.minimum(np.maximum(target, self.floor), self.cap)
         return fit_to_capacity(self.policy, bounded)
+
+
+# The name plug-ins imported before it was public.
+_PolicyAllocator = PolicyAllocator
 
 
 def _builtin() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sliceai.policy import Policy
-from sliceai.replay.allocators import _clean, _PolicyAllocator
+from sliceai.replay.allocators import PolicyAllocator, clean_load
 from sliceai.solver import DemandForecast, Plan, SliceSolver
 
 FloatArray = npt.NDArray[np.float64]
@@ -123,7 +123,7 @@ class RollingWindow:
         return [[v[a] + (v[b] - v[a]) * f for a, b, f in spots] for v in self.sorted]
 
 
-class RollingQuantileAllocator(_PolicyAllocator):
+class RollingQuantileAllocator(PolicyAllocator):
     """Empirical quantiles of a trailing window fed to the solver (see module doc)."""
 
     name = "rolling-quantile"
@@ -143,7 +143,7 @@ class RollingQuantileAllocator(_PolicyAllocator):
         self.past = RollingWindow(2 * len(policy.slices), self.window)
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
-        u = _clean(load)
+        u = clean_load(load)
         n, n_slices = u.shape[0], u.shape[1]
         out = np.empty_like(u)
         q = np.empty((n, n_slices * 2, len(self.levels)))
@@ -161,7 +161,7 @@ class RollingQuantileAllocator(_PolicyAllocator):
         return out
 
 
-class OracleAllocator(_PolicyAllocator):
+class OracleAllocator(PolicyAllocator):
     """Sees interval ``t``'s demand exactly and solves for it: the lower bound."""
 
     name = "oracle"
@@ -173,4 +173,4 @@ class OracleAllocator(_PolicyAllocator):
         self.planner = QuantilePlanner(policy, (0.5,), warm=False)
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
-        return self.planner.plan_point(_clean(load))
+        return self.planner.plan_point(clean_load(load))
