@@ -178,6 +178,52 @@ def _pieces(chunks: Iterable[Trace], size: int) -> Iterator[Trace]:
             )
 
 
+@dataclass
+class _Lane:
+    """One allocator's path through the replay: its link model, metrics and plot series."""
+
+    allocator: Allocator
+    link: LinkModel
+    metrics: MetricsAccumulator
+    series: SeriesRecorder
+
+    def step(self, load: FloatArray) -> None:
+        """Allocate, queue and measure ``n`` intervals of ``load`` ``(n, S, 2)`` bit/s."""
+        a = self.allocator
+        rates = np.asarray(a.allocate_chunk(load), dtype=np.float64)
+        if rates.shape != load.shape:
+            raise ReplayError(
+                f"allocator {a.name} returned shape {rates.shape}, expected {load.shape}"
+            )
+        if not np.all(np.isfinite(rates)):
+            raise ReplayError(f"allocator {a.name} returned non-finite rates")
+        queue, effective = self.link.step(load, rates)
+        self.metrics.update(load, effective, queue, self.link.link_served(queue.served))
+        self.series.add(effective)
+
+    def outcome(self) -> AllocatorOutcome:
+        first, means = self.series.series()
+        return AllocatorOutcome(self.allocator.name, self.metrics.summary(), first, means)
+
+
+def _lanes(
+    instances: list[Allocator], policy: Policy, first: Trace, opts: ReplayOptions, skip: bool
+) -> list[_Lane]:
+    started = _started(instances, policy, first.interval_s, first.start, skip)
+    if not started:
+        raise ReplayError("no allocator could start")
+    shape = (len(policy.slices), 2)
+    return [
+        _Lane(
+            a,
+            LinkModel(policy, first.interval_s, opts.buffer_budgets, opts.reference_queue),
+            MetricsAccumulator(policy, first.interval_s, opts.shortfall_tolerance),
+            SeriesRecorder(shape, opts.plot_points),
+        )
+        for a in started
+    ]
+
+
 def replay(
     source: Trace | Iterable[Trace],
     policy: Policy,
@@ -193,8 +239,11 @@ def replay(
 
     Allocators are names (see :func:`~sliceai.replay.allocators.allocator_names`) or
     instances. ``total_intervals`` sizes the progress bar when ``source`` streams.
-    Raises :class:`ReplayError` for a trace that does not fit the policy or an allocator
-    that returns the wrong shape or non-finite rates.
+    ``skip_failing``: an allocator whose ``start`` raises (a plug-in whose model will not
+    load) is left out with a warning on stderr instead of stopping the replay.
+    Raises :class:`ReplayError` for a trace that does not fit the policy (or whose chunks
+    are not consecutive) and for an allocator that returns the wrong shape or non-finite
+    rates.
     """
     opts = options or ReplayOptions()
     if not allocators:
@@ -215,74 +264,58 @@ def replay(
         file=sys.stderr,
         disable=not progress,
     )
-    columns: list[int] | None = None
-    first_slices: tuple[str, ...] = ()
+    first: Trace | None = None
+    columns: list[int] = []
     missing: tuple[str, ...] = ()
-    interval_s = start = 0.0
-    links: list[LinkModel] = []
-    accs: list[MetricsAccumulator] = []
-    recorders: list[SeriesRecorder] = []
-    demand_rec = SeriesRecorder((n_slices, 2), opts.plot_points)
+    lanes: list[_Lane] = []
+    demand = SeriesRecorder((n_slices, 2), opts.plot_points)
     intervals = 0
-    skipped: list[str] = []
     with bar:
         for chunk in _pieces(source, opts.chunk_intervals):
-            if columns is None:
+            if first is None:
+                first = chunk
                 columns, missing = _column_map(policy, chunk.slices)
-                first_slices = chunk.slices
-                interval_s, start = chunk.interval_s, chunk.start
-                instances = _started(instances, policy, interval_s, start, skip_failing)
-                if not instances:
-                    raise ReplayError("no allocator could start")
-                skipped = [n for n in names if n not in {a.name for a in instances}]
-                bar.total = None if total_intervals is None else total_intervals * len(instances)
-                links = [
-                    LinkModel(policy, interval_s, opts.buffer_budgets, opts.reference_queue)
-                    for _ in instances
-                ]
-                accs = [
-                    MetricsAccumulator(policy, interval_s, opts.shortfall_tolerance)
-                    for _ in instances
-                ]
-                recorders = [SeriesRecorder((n_slices, 2), opts.plot_points) for _ in instances]
-            elif chunk.slices != first_slices:
-                raise ReplayError("trace chunks disagree on their slices")
-            n = chunk.n_intervals
-            load = np.zeros((n, n_slices, 2))
+                lanes = _lanes(instances, policy, chunk, opts, skip_failing)
+                if total_intervals is not None:
+                    bar.total = total_intervals * len(lanes)
+            else:
+                _check_continues(first, chunk, intervals)
+            load = np.zeros((chunk.n_intervals, n_slices, 2))
             load[:, columns] = chunk.load_bps
             load.setflags(write=False)
-            demand_rec.add(np.nan_to_num(load))
-            for a, link, acc, rec in zip(instances, links, accs, recorders, strict=True):
-                rates = np.asarray(a.allocate_chunk(load), dtype=np.float64)
-                if rates.shape != load.shape:
-                    raise ReplayError(
-                        f"allocator {a.name} returned shape {rates.shape}, expected {load.shape}"
-                    )
-                if not np.all(np.isfinite(rates)):
-                    raise ReplayError(f"allocator {a.name} returned non-finite rates")
-                queue, effective = link.step(load, rates)
-                acc.update(load, effective, queue, link.link_served(queue.served))
-                rec.add(effective)
-                bar.update(n)
-            intervals += n
-    if columns is None:
+            demand.add(np.nan_to_num(load))
+            for lane in lanes:
+                lane.step(load)
+                bar.update(chunk.n_intervals)
+            intervals += chunk.n_intervals
+    if first is None:
         raise ReplayError("the trace has no intervals")
-    outcomes = {}
-    for a, acc, rec in zip(instances, accs, recorders, strict=True):
-        first, means = rec.series()
-        outcomes[a.name] = AllocatorOutcome(a.name, acc.summary(), first, means)
-    d_first, d_means = demand_rec.series()
+    kept = {lane.allocator.name for lane in lanes}
+    d_first, d_means = demand.series()
     return ReplayResult(
         trace_name,
         policy.name,
         intervals,
-        interval_s,
-        start,
+        first.interval_s,
+        first.start,
         policy.slice_names,
         policy.link_names,
-        outcomes,
+        {lane.allocator.name: lane.outcome() for lane in lanes},
         d_first,
         d_means,
         missing,
-        tuple(skipped),
+        tuple(n for n in names if n not in kept),
     )
+
+
+def _check_continues(first: Trace, chunk: Trace, seen: int) -> None:
+    if chunk.slices != first.slices:
+        raise ReplayError("trace chunks disagree on their slices")
+    expected = first.start + seen * first.interval_s
+    if chunk.interval_s != first.interval_s or abs(chunk.start - expected) > 1e-6 * max(
+        1.0, first.interval_s
+    ):
+        raise ReplayError(
+            f"trace chunks are not consecutive: a chunk starts at {chunk.start!r}, "
+            f"expected {expected!r} (interval {first.interval_s:g} s)"
+        )

@@ -252,3 +252,10 @@ def test_the_replay_core_does_not_import_torch_or_grpc():
         "sys.exit(int(any(m in sys.modules for m in ('torch', 'grpc', 'os_ken'))))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_chunks_must_be_consecutive():
+    trace = _feasible_trace(6, 20)
+    gap = [trace.window(0, 10), trace.window(12, 20)]
+    with pytest.raises(ReplayError, match="not consecutive"):
+        replay(gap, CAMPUS, ["static"])
