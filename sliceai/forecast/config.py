@@ -28,8 +28,8 @@ class ForecastConfig:
     step_embed_size: int = 32
     decoder_hidden_size: int = 64
     rank: int = 8
-    dropout: float = 0.1
-    min_sigma: float = 0.02
+    dropout: float = 0.05
+    min_sigma: float = 0.002
 
     def __post_init__(self) -> None:
         for name in (

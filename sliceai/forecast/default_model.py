@@ -1,8 +1,8 @@
 """Rebuild the bundled default checkpoint: ``python -m sliceai.forecast.default_model``.
 
 Trains on the ``campus``, ``hospital`` and ``factory`` generators with the
-training seeds of :mod:`sliceai.forecast.scenarios` (14 days each at 1-minute
-intervals; the last 15% of every series validates) and writes
+training seeds of :mod:`sliceai.forecast.scenarios` (14 days at 1-minute and
+2 x 7 days at 10-second intervals per scenario; the last 15% of every series validates) and writes
 ``sliceai/data/model/``. Deterministic on the CPU for a given seed; a few
 minutes on two cores.
 """
@@ -20,7 +20,8 @@ from sliceai.forecast.pipeline import default_checkpoint
 from sliceai.forecast.scenarios import TRAINING_SCENARIOS, TRAINING_SEEDS, generate_scenario
 from sliceai.forecast.train import STATE_DIR, TrainOptions, train
 
-TRAINING_DAYS = 14.0
+#: (days, interval_s) of the trace for each training seed: 1-minute and 10-second clocks.
+TRAINING_CLOCKS = ((14.0, 60.0), (7.0, 10.0), (7.0, 10.0))
 
 
 def build(out: Path, epochs: int = 30, seed: int = 0, threads: int = 2) -> float:
@@ -29,16 +30,18 @@ def build(out: Path, epochs: int = 30, seed: int = 0, threads: int = 2) -> float
     # Each scenario with its own seeds (campus shares slice generators with the others,
     # so equal seeds would repeat the same traffic).
     specs = [
-        (name, 10 * k + s) for k, name in enumerate(TRAINING_SCENARIOS) for s in TRAINING_SEEDS
+        (name, 10 * k + s, days, interval)
+        for k, name in enumerate(TRAINING_SCENARIOS)
+        for s, (days, interval) in zip(TRAINING_SEEDS, TRAINING_CLOCKS, strict=True)
     ]
-    traces = [generate_scenario(name, s, TRAINING_DAYS) for name, s in specs]
+    traces = [generate_scenario(name, s, days, interval) for name, s, days, interval in specs]
     pairs = [s.split(0.85) for s in series_from_traces(traces)]
     result = train(
         [a for a, _ in pairs],
         [b for _, b in pairs],
         out,
         options=TrainOptions(epochs=epochs, seed=seed, device="cpu"),
-        metadata={"trained_on": [f"{n}:{s}:{TRAINING_DAYS:g}" for n, s in specs]},
+        metadata={"trained_on": [f"{n}:{s}:{d:g} days at {i:g} s" for n, s, d, i in specs]},
     )
     state = out / STATE_DIR
     if state.is_dir():

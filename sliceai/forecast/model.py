@@ -19,6 +19,13 @@ from sliceai.forecast.features import N_CALENDAR, N_SERIES_FEATURES
 
 #: Number of most recent observed context points averaged for the level skip.
 LEVEL_WINDOW = 16
+#: Number of most recent context points whose spread sets the volatility baseline.
+VOLATILITY_WINDOW = 64
+#: Summary statistics computed from the context inside the model (level, log volatility).
+N_SUMMARY = 2
+#: Decoder heads per step before the factors: relative loc, relative and absolute
+#: spread, absolute loc.
+N_HEADS = 4
 POSITION_EMBED_SIZE = 8
 
 
@@ -65,7 +72,7 @@ class ForecastModel(nn.Module):
         super().__init__()
         self.config = config
         c, h = config.context_length, config.hidden_size
-        self.encoder_in = nn.Linear(2 * c + N_SERIES_FEATURES, h)
+        self.encoder_in = nn.Linear(3 * c + N_SERIES_FEATURES + N_SUMMARY, h)
         self.encoder_hidden = nn.Linear(h, h)
         self.dropout = nn.Dropout(config.dropout)
         self.to_step = nn.Linear(h, config.step_embed_size)
@@ -73,7 +80,7 @@ class ForecastModel(nn.Module):
         self.decoder_in = nn.Linear(
             config.step_embed_size + POSITION_EMBED_SIZE + N_CALENDAR, config.decoder_hidden_size
         )
-        self.decoder_out = nn.Linear(config.decoder_hidden_size, 2 + config.rank)
+        self.decoder_out = nn.Linear(config.decoder_hidden_size, N_HEADS + config.rank)
         self.linear_skip = nn.Linear(c, config.max_horizon)
         nn.init.zeros_(self.linear_skip.weight)
         nn.init.zeros_(self.linear_skip.bias)
@@ -90,23 +97,42 @@ class ForecastModel(nn.Module):
         with ``horizon <= max_horizon``."""
         horizon = step_calendar.shape[1]
         act = nn.functional.gelu
-        x = torch.cat([values, mask, series_features], dim=1)
+        level, volatility = context_summary(values, mask)
+        log_vol = torch.log(volatility)
+        # The context standardised by its own level and volatility: calm and busy
+        # series look alike, so the network's corrections scale with the series.
+        vol = volatility.unsqueeze(1)
+        z = ((values - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * mask
+        summary = torch.stack([level, log_vol], dim=1)
+        x = torch.cat([values, z, mask, series_features, summary], dim=1)
         hidden = act(self.encoder_in(x))
         hidden = hidden + act(self.encoder_hidden(self.dropout(hidden)))
         step = self.to_step(self.dropout(hidden))  # (batch, E)
         batch = step.shape[0]
         pos = self.position.weight[:horizon].unsqueeze(0).expand(batch, -1, -1)
         dec_in = torch.cat([step.unsqueeze(1).expand(-1, horizon, -1), pos, step_calendar], dim=2)
-        out = self.decoder_out(act(self.decoder_in(dec_in)))  # (batch, horizon, 2 + rank)
+        out = self.decoder_out(act(self.decoder_in(dec_in)))  # (batch, horizon, N_HEADS + rank)
 
-        recent_v = values[:, -LEVEL_WINDOW:]
-        recent_m = mask[:, -LEVEL_WINDOW:]
-        level = (recent_v * recent_m).sum(1) / recent_m.sum(1).clamp(min=1.0)
-        skip = self.linear_skip(values)[:, :horizon]
-        loc = level.unsqueeze(1) + skip + out[..., 0]
-        sigma = self.config.min_sigma + nn.functional.softplus(out[..., 1] - 2.0)
-        factors = 0.3 * out[..., 2:]
+        skip = self.linear_skip(z)[:, :horizon]
+        loc = level.unsqueeze(1) + vol * (skip + out[..., 0]) + 0.1 * out[..., 3]
+        # Spread relative to the context's own recent volatility (a calm series starts
+        # calm) plus an absolute part for what the context cannot show (session onsets).
+        relative = vol * torch.exp(out[..., 1].clamp(-8.0, 4.0))
+        sigma = self.config.min_sigma + relative + nn.functional.softplus(out[..., 2] - 4.0)
+        factors = 0.3 * vol.unsqueeze(2) * out[..., N_HEADS:]
         return HorizonDistribution(loc=loc, sigma=sigma, factors=factors)
+
+
+def context_summary(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(batch,)`` level (mean of the last LEVEL_WINDOW observed log values) and
+    volatility (their standard deviation over the last VOLATILITY_WINDOW, floored at 1e-3)."""
+    recent_v, recent_m = values[:, -LEVEL_WINDOW:], mask[:, -LEVEL_WINDOW:]
+    level = (recent_v * recent_m).sum(1) / recent_m.sum(1).clamp(min=1.0)
+    wide_v, wide_m = values[:, -VOLATILITY_WINDOW:], mask[:, -VOLATILITY_WINDOW:]
+    n = wide_m.sum(1).clamp(min=1.0)
+    mean = (wide_v * wide_m).sum(1) / n
+    var = ((wide_v - mean.unsqueeze(1)).square() * wide_m).sum(1) / n
+    return level, torch.sqrt(var + 1e-6).clamp(min=1e-3)
 
 
 def count_parameters(model: nn.Module) -> int:

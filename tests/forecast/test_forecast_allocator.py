@@ -1,0 +1,63 @@
+"""The ``sliceai`` replay allocator: registered, causal, chunking-invariant, within bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sliceai.forecast.allocator import SliceaiAllocator
+from sliceai.policy import load_policy
+from sliceai.replay.allocators import make_allocator, policy_bounds
+
+POLICY = Path(__file__).resolve().parents[2] / "policies" / "hospital.yaml"
+
+
+def _load(n: int, n_slices: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.array([5e5, 5e6, 4e6, 1e6, 8e7])[:n_slices]
+    return base[None, :, None] * rng.lognormal(0, 0.2, size=(n, n_slices, 2))
+
+
+def _run(alloc: SliceaiAllocator, load: np.ndarray, chunks: list[int]) -> np.ndarray:
+    policy = load_policy(POLICY)
+    alloc.start(policy, policy.slice_names, 10.0, 1.7e9)
+    out, first = [], 0
+    for size in chunks:
+        out.append(alloc.allocate_chunk(load[first : first + size]))
+        first += size
+    return np.concatenate(out)
+
+
+def test_registered_under_its_name(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLICEAI_MODEL", str(tiny_checkpoint))
+    alloc = make_allocator("sliceai")
+    assert isinstance(alloc, SliceaiAllocator)
+    assert alloc.model == str(tiny_checkpoint)
+
+
+def test_rates_are_finite_within_bounds_and_causal(tiny_checkpoint: Path) -> None:
+    policy = load_policy(POLICY)
+    n = 60
+    load = _load(n, len(policy.slices))
+    rates = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=4), load, [n])
+    assert rates.shape == load.shape
+    floor, cap = policy_bounds(policy)
+    assert np.all(np.isfinite(rates))
+    assert np.all(rates >= floor - 1e-6)
+    assert np.all(rates <= cap + 1e-6)
+    # Changing interval 40 onwards leaves rows 0..40 unchanged (row t sees only < t).
+    changed = load.copy()
+    changed[40:] *= 5.0
+    rates2 = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=4), changed, [n])
+    np.testing.assert_allclose(rates2[:41], rates[:41])
+
+
+def test_chunking_does_not_change_the_plan(tiny_checkpoint: Path) -> None:
+    policy = load_policy(POLICY)
+    load = _load(50, len(policy.slices), seed=1)
+    load[7:9, 1] = np.nan
+    whole = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=3), load, [50])
+    split = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=3), load, [7, 1, 20, 22])
+    np.testing.assert_allclose(split, whole, rtol=1e-9)
