@@ -29,6 +29,7 @@ class CsvBlock:
 
     first_line: int
     columns: list[list[str]]
+    line_numbers: npt.NDArray[np.int64] | None = None  # set when blank lines were skipped
 
     @property
     def n_rows(self) -> int:
@@ -36,7 +37,13 @@ class CsvBlock:
 
     def tags(self) -> npt.NDArray[np.int64]:
         """The file line of every row, ``(n_rows,)``."""
+        if self.line_numbers is not None:
+            return self.line_numbers
         return np.arange(self.first_line, self.first_line + self.n_rows, dtype=np.int64)
+
+    def line(self, row: int) -> int:
+        """The file line of row ``row`` of this block."""
+        return int(self.tags()[row])
 
 
 class CsvBlockReader:
@@ -89,48 +96,56 @@ class CsvBlockReader:
             offset += len(buf)
             if "\r" in text:
                 text = text.replace("\r", "")
-            lines = text.split("\n")
-            if lines and lines[-1] == "":
-                lines.pop()
             if not header_done:
-                while lines and not lines[0].strip():
-                    lines.pop(0)
-                    line += 1
-                if not lines:
-                    continue
+                stripped = text.lstrip("\n")
+                line += len(text) - len(stripped)
+                text = stripped
+                cut = text.find("\n")
+                if cut < 0:
+                    if not text.strip():
+                        continue
+                    text += "\n"
+                    cut = len(text) - 1
+                first_line = text[:cut]
                 self.header = [
-                    h.strip() for h in next(csv.reader([lines[0]], delimiter=self.delimiter))
+                    h.strip() for h in next(csv.reader([first_line], delimiter=self.delimiter))
                 ]
                 if self.header and self.header[0].startswith("\ufeff"):
                     self.header[0] = self.header[0][1:]
-                lines.pop(0)
+                text = text[cut + 1 :]
                 line += 1
                 header_done = True
-            if lines:
-                yield CsvBlock(line, self._split(lines, line, quoted='"' in text))
-                line += len(lines)
+            if text and not text.endswith("\n"):
+                text += "\n"  # the last line of a file without a final line break
+            n_lines = text.count("\n")
+            if n_lines:
+                yield self._split(text, n_lines, line)
+                line += n_lines
         if not header_done:
             raise self.error(None, "empty file: no header line")
 
-    def _split(self, lines: list[str], first_line: int, *, quoted: bool) -> list[list[str]]:
+    def _split(self, text: str, n_lines: int, first_line: int) -> CsvBlock:
+        """``n_lines`` complete lines (each ending in a line break) as a block of columns."""
         n_cols = len(self.header)
         d = self.delimiter
-        if not quoted and "" not in lines:
-            fields = d.join(lines).split(d)
-            if len(fields) == n_cols * len(lines):
-                return [fields[c::n_cols] for c in range(n_cols)]
-        # slow path: quotes, blank lines or a wrong field count somewhere
+        if '"' not in text and "\n\n" not in text and not text.startswith("\n"):
+            fields = text[:-1].replace("\n", d).split(d)
+            if len(fields) == n_cols * n_lines:
+                return CsvBlock(first_line, [fields[c::n_cols] for c in range(n_cols)])
+        # slow path: quotes, blank lines (skipped) or a wrong field count somewhere
         columns: list[list[str]] = [[] for _ in range(n_cols)]
-        for k, row in enumerate(csv.reader(lines, delimiter=d)):
+        numbers: list[int] = []
+        for k, row in enumerate(csv.reader(text[:-1].split("\n"), delimiter=d)):
             if not row:
-                raise self.error(first_line + k, "blank line inside the data")
+                continue
             if len(row) != n_cols:
                 raise self.error(
                     first_line + k, f"expected {n_cols} fields like the header, found {len(row)}"
                 )
             for c, value in enumerate(row):
                 columns[c].append(value)
-        return columns
+            numbers.append(first_line + k)
+        return CsvBlock(first_line, columns, np.asarray(numbers, dtype=np.int64))
 
     def column(self, name: str) -> int:
         """Position of header column ``name``; a clear error naming the columns there are."""
@@ -158,5 +173,5 @@ class CsvBlockReader:
             try:
                 out[k] = float(text)
             except ValueError:
-                raise self.error(block.first_line + k, f"{what} {text!r} is not a number") from None
+                raise self.error(block.line(k), f"{what} {text!r} is not a number") from None
         return out

@@ -177,7 +177,7 @@ class _State:
         index = binner.interval_index(times)
         if (index < 0).any():
             k = int(np.argmax(index < 0))
-            raise RowProblem(block.first_line + k, "row is before the trace start")
+            raise RowProblem(block.line(k), "row is before the trace start")
         scale = 8.0 if m.value_unit == "bytes" else RATE_SCALE[m.value_unit]
         sources: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = []
         n = block.n_rows
@@ -246,7 +246,7 @@ class _State:
             for k, value in enumerate(raw):
                 if value not in lookup:
                     raise reader.error(
-                        block.first_line + k,
+                        block.line(k),
                         f"unknown slice {value!r}: map it with slice_names or list the slices "
                         f"(known: {', '.join(self.codes)})",
                     ) from None
@@ -263,7 +263,7 @@ def _directions(reader: CsvBlockReader, block: CsvBlock, col: int) -> npt.NDArra
         for k, v in enumerate(values):
             if v.strip() not in DIRECTION_CODES:
                 raise reader.error(
-                    block.first_line + k, f"unknown direction {v!r} (use dl or ul)"
+                    block.line(k), f"unknown direction {v!r} (use dl or ul)"
                 ) from None
         raise
 
@@ -281,7 +281,7 @@ def _times(reader: CsvBlockReader, block: CsvBlock, col: int, unit: str) -> npt.
         try:
             stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError:
-            line = block.first_line + int(np.argmax(inverse == k))
+            line = block.line(int(np.argmax(inverse == k)))
             raise reader.error(line, f"time {text!r} is not ISO 8601") from None
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=timezone.utc)

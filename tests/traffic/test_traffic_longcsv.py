@@ -180,3 +180,14 @@ def test_round_trip_property(
     write_long_csv(trace, path)
     back = Trace.concat(read_long_csv(path, interval_s=interval, chunk_intervals=chunk))
     _same(trace, back)
+
+
+def test_blank_lines_and_crlf_keep_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_bytes(b"\n" + HEADER.encode() + b"1,a,dl,5\r\n\r\n1,a,ul,6\n\n2,a,dl,x\n")
+    with pytest.raises(TraceReadError, match="bps 'x'") as info:
+        list(read_long_csv(path, interval_s=1.0))
+    assert info.value.position == "line 7"
+    path.write_bytes(HEADER.encode() + b"1,a,dl,5\r\n\r\n1,a,ul,6\n\n")
+    trace = Trace.concat(read_long_csv(path, interval_s=1.0))
+    np.testing.assert_array_equal(trace.load_bps[0, 0], [5, 6])
