@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ DEFAULT_BLOCK_BYTES = 4 << 20
 
 @dataclass
 class CsvBlock:
-    """Rows ``first_line .. first_line + n_rows - 1`` (1-based file lines) as columns of strings."""
+    """Consecutive rows from file line ``first_line`` (1-based) on, as columns of strings."""
 
     first_line: int
     columns: list[list[str]]
@@ -43,7 +44,9 @@ class CsvBlock:
 
     def line(self, row: int) -> int:
         """The file line of row ``row`` of this block."""
-        return int(self.tags()[row])
+        if self.line_numbers is not None:
+            return int(self.line_numbers[row])
+        return self.first_line + row
 
 
 class CsvBlockReader:
@@ -66,8 +69,8 @@ class CsvBlockReader:
         with handle:
             yield from self._blocks(handle)
 
-    def _blocks(self, handle: object) -> Iterator[CsvBlock]:
-        read = handle.read  # type: ignore[attr-defined]
+    def _blocks(self, handle: BinaryIO) -> Iterator[CsvBlock]:
+        read = handle.read
         offset = 0
         line = 1
         rest = b""
