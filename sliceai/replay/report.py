@@ -59,11 +59,17 @@ def _opt(x: float | None, fmt: str) -> str:
 
 
 def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
-    """A text table: one row per allocator (totals), optionally one per allocator and slice."""
+    """A text table: one row per allocator (totals), optionally one per allocator and slice.
+
+    ``viol %``: mean over slices of the % of intervals violated; ``any viol %``: % of
+    intervals in which some slice violated; ``cost/oracle``: cost over the oracle's.
+    """
     head = (
         f"{result.trace}: {result.intervals} intervals of {result.interval_s:g} s "
         f"({result.intervals * result.interval_s / 3600:.1f} h), policy {result.policy}"
     )
+    oracle = result.allocators.get("oracle")
+    best = oracle.metrics["total"]["cost"] if oracle is not None else None
     rows = []
     for name, out in result.allocators.items():
         t = out.metrics["total"]
@@ -77,6 +83,7 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
                 _opt(t["overprovisioning"], ".2f"),
                 t["reconfigurations"],
                 _bits(t["cost"]),
+                "-" if not best else f"{t['cost'] / best:.2f}",
             ]
         )
     table = tabulate(
@@ -90,6 +97,7 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
             "alloc/used",
             "reconfig",
             "cost",
+            "cost/oracle",
         ],
         disable_numparse=True,
     )
