@@ -81,6 +81,27 @@ class ControllerStream:
             )
         )
 
+    def send_ids(
+        self,
+        slice_ids: Sequence[int],
+        dl_bps: Sequence[float],
+        ul_bps: Sequence[float],
+        timestamp: float | None = None,
+        period_s: float = 1.0,
+        end_of_period: bool = True,
+    ) -> None:
+        """Like :meth:`send_rates`, naming slices by index into the Hello's ``slice_table``."""
+        self.send(
+            controller_pb2.TelemetryBatch(
+                timestamp_unix_s=time.time() if timestamp is None else timestamp,
+                period_s=period_s,
+                slice_ids=slice_ids,
+                dl_bps=dl_bps,
+                ul_bps=ul_bps,
+                end_of_period=end_of_period,
+            )
+        )
+
     def close(self) -> None:
         """Half-close: the server ends the stream after the batches already sent."""
         self._queue.put(_CLOSE)
@@ -160,10 +181,18 @@ class SliceaiClient:
 
     # -- controller --------------------------------------------------------------
     def connect(
-        self, source_id: str, datapath_ids: Sequence[int] = (), software: str = ""
+        self,
+        source_id: str,
+        datapath_ids: Sequence[int] = (),
+        software: str = "",
+        slice_table: Sequence[str] = (),
     ) -> ControllerStream:
+        """Open a controller stream; ``slice_table`` lets batches name slices by index."""
         hello = controller_pb2.Hello(
-            source_id=source_id, datapath_ids=datapath_ids, software=software
+            source_id=source_id,
+            datapath_ids=datapath_ids,
+            software=software,
+            slice_table=slice_table,
         )
         return ControllerStream(self.controller, hello)
 

@@ -31,6 +31,7 @@ from sliceai.engine import (
     Unavailable,
 )
 from sliceai.engine.grants import IDENTIFIER
+from sliceai.engine.telemetry import MAX_BATCH_SLICES
 from sliceai.v1 import admin_pb2, controller_pb2, mec_pb2
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def guarded(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         abort(context, exc)
     except (ValueError, TypeError, OverflowError) as exc:
         abort(context, InvalidInput(str(exc)))
+    except Exception as exc:
+        abort(context, exc)  # INTERNAL, logged; never an unexplained UNKNOWN
 
 
 class StreamLimiter:
@@ -140,9 +143,14 @@ class ControllerServicer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "hello.source_id: 1..128 characters of [A-Za-z0-9._:-]",
             )
+        table = tuple(first.hello.slice_table) or None
+        if table is not None and len(table) > MAX_BATCH_SLICES:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"slice_table over {MAX_BATCH_SLICES} names"
+            )
         self.streams.enter(context)
         try:
-            yield from self._serve(source, caller, request_iterator, context)
+            yield from self._serve(source, caller, table, request_iterator, context)
         finally:
             self.streams.leave()
 
@@ -150,6 +158,7 @@ class ControllerServicer:
         self,
         source: str,
         caller: Any,
+        table: tuple[str, ...] | None,
         requests: Iterator[controller_pb2.ControllerMessage],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
@@ -184,9 +193,32 @@ class ControllerServicer:
                                 ul
                                 + 8.0 * np.array(t.ul_dropped_bytes, dtype=np.float64) / t.period_s
                             )
-                    engine.ingest(
-                        source, t.timestamp_unix_s, t.period_s, t.slices, dl, ul, t.end_of_period
-                    )
+                    if t.slice_ids:
+                        if t.slices:
+                            raise InvalidInput("give slices or slice_ids, not both")
+                        if table is None:
+                            raise InvalidInput("slice_ids need a slice_table in the Hello")
+                        ids = np.array(t.slice_ids, dtype=np.int64)
+                        engine.ingest(
+                            source,
+                            t.timestamp_unix_s,
+                            t.period_s,
+                            ids,
+                            dl,
+                            ul,
+                            t.end_of_period,
+                            table,
+                        )
+                    else:
+                        engine.ingest(
+                            source,
+                            t.timestamp_unix_s,
+                            t.period_s,
+                            t.slices,
+                            dl,
+                            ul,
+                            t.end_of_period,
+                        )
             except grpc.RpcError:
                 pass  # the client went away
             except BaseException as exc:

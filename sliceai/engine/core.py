@@ -192,6 +192,8 @@ class Engine:
             return loads_policy(text, source=source)
         except PolicyError as exc:
             raise InvalidInput("\n".join(str(i) for i in exc.issues)) from None
+        except Exception as exc:  # the loader should only raise PolicyError; be safe anyway
+            raise InvalidInput(f"{source}: not a valid policy: {exc}") from None
 
     def _build_state(self, version: int, policy: Policy, text: str) -> PolicyState:
         return PolicyState(
@@ -247,16 +249,20 @@ class Engine:
         source_id: str,
         timestamp_unix_s: float,
         period_s: float,
-        slices: Sequence[str],
+        slices: Sequence[str] | npt.NDArray[np.int64],
         dl_bps: npt.NDArray[np.float64],
         ul_bps: npt.NDArray[np.float64],
         end_of_period: bool = True,
+        table: tuple[str, ...] | None = None,
     ) -> int:
-        """One controller telemetry batch; returns the slice samples accepted."""
+        """One controller telemetry batch; returns the slice samples accepted.
+
+        ``slices``: names, or with ``table`` (the stream's slice table) indices into it.
+        """
         if len(slices) > MAX_BATCH_SLICES:
             raise Exhausted(f"batch of {len(slices)} slices; at most {MAX_BATCH_SLICES}")
         check_time(timestamp_unix_s, period_s)
-        return self.buffer.ingest(source_id, slices, dl_bps, ul_bps, end_of_period)
+        return self.buffer.ingest(source_id, slices, dl_bps, ul_bps, end_of_period, table)
 
     def ingest_kpm(
         self,

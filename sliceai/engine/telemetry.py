@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,8 @@ class SliceIndexer:
         self.slice_names = tuple(slice_names)
         self._index = {name: i for i, name in enumerate(self.slice_names)}
         self._cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], bool]] = {}
+        self._tables: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
+        self._dups: dict[bytes, bool] = {}
 
     def indices(self, names: Sequence[str]) -> tuple[npt.NDArray[np.intp], bool]:
         """``(indices (n,), has_duplicates)``; NotFound for an unknown name."""
@@ -57,6 +60,39 @@ class SliceIndexer:
             self._cache.clear()
         self._cache[key] = result
         return result
+
+    def from_table(
+        self, table: tuple[str, ...], ids: npt.NDArray[np.integer]
+    ) -> tuple[npt.NDArray[np.intp], bool]:
+        """``(indices, has_duplicates)`` for ``ids`` into a stream's slice ``table``.
+
+        InvalidInput for an id outside the table, NotFound for a table name the
+        policy does not know.
+        """
+        mapping = self._tables.get(table)
+        if mapping is None:
+            mapping = np.array([self._index.get(name, -1) for name in table], dtype=np.intp)
+            if len(self._tables) >= _INDEX_CACHE_SIZE:
+                self._tables.clear()
+            self._tables[table] = mapping
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.intp), False
+        if ids.min() < 0 or ids.max() >= len(table):
+            raise InvalidInput(
+                f"slice_ids must index the Hello's slice_table of {len(table)} names"
+            )
+        idx = mapping[ids]
+        if idx.min() < 0:
+            missing = table[int(ids[np.argmin(idx)])]
+            raise NotFound(f"unknown slice {missing[:64]!r}")
+        key = ids.tobytes()
+        dups = self._dups.get(key)
+        if dups is None:
+            dups = bool(len(np.unique(ids)) != len(ids))
+            if len(self._dups) >= _INDEX_CACHE_SIZE:
+                self._dups.clear()
+            self._dups[key] = dups
+        return idx, dups
 
 
 def check_time(timestamp_unix_s: float, period_s: float, now: float | None = None) -> None:
@@ -138,14 +174,17 @@ class TelemetryBuffer:
     def ingest(
         self,
         source_id: str,
-        slices: Sequence[str],
+        slices: Sequence[str] | npt.NDArray[np.int64],
         dl_bps: npt.NDArray[np.float64],
         ul_bps: npt.NDArray[np.float64],
         end_of_period: bool = True,
+        table: tuple[str, ...] | None = None,
     ) -> int:
         """Validate and store one batch; returns the number of slice samples.
 
-        Raises InvalidInput / NotFound / Exhausted and then stores nothing.
+        ``slices`` are slice names, or (with ``table``) integer indices into
+        ``table``, a stream's slice table of names. Raises InvalidInput /
+        NotFound / Exhausted and then stores nothing.
         """
         n = len(slices)
         if n > MAX_BATCH_SLICES:
@@ -158,36 +197,51 @@ class TelemetryBuffer:
         check_rates("ul_bps", ul_bps)
         for _ in range(2):  # retry once if the policy changed between indexing and locking
             indexer = self._indexer
-            idx, dups = indexer.indices(slices)
+            if table is None:
+                idx, dups = indexer.indices(cast(Sequence[str], slices))
+            else:
+                idx, dups = indexer.from_table(table, np.asarray(slices))
             with self._lock:
                 if indexer is not self._indexer:
                     continue
-                src = self._sources.get(source_id)
-                if src is None:
-                    src = self._sources[source_id] = _Source(
-                        np.full((len(indexer.slice_names), 2), np.nan), 0.0
-                    )
-                if dups:
-                    summed = np.zeros((len(indexer.slice_names), 2))
-                    np.add.at(summed[:, 0], idx, dl_bps)
-                    np.add.at(summed[:, 1], idx, ul_bps)
-                    src.rates[idx] = summed[idx]
-                else:
-                    src.rates[idx, 0] = dl_bps
-                    src.rates[idx, 1] = ul_bps
-                now = time.monotonic()
-                src.last_seen = now
-                self._samples += n
-                if end_of_period:
-                    src.ended = True
-                    if all(
-                        s.ended or now - s.last_seen > self.stale_after_s
-                        for s in self._sources.values()
-                    ):
-                        self._trigger_time = time.perf_counter()
-                        self.period_complete.set()
+                self._store(source_id, indexer, idx, dups, dl_bps, ul_bps, end_of_period)
                 return n
         raise InvalidInput("policy changed during ingestion; resend the batch")
+
+    def _store(
+        self,
+        source_id: str,
+        indexer: SliceIndexer,
+        idx: npt.NDArray[np.intp],
+        dups: bool,
+        dl_bps: npt.NDArray[np.float64],
+        ul_bps: npt.NDArray[np.float64],
+        end_of_period: bool,
+    ) -> None:
+        """Write one validated batch (caller holds the lock)."""
+        src = self._sources.get(source_id)
+        if src is None:
+            src = self._sources[source_id] = _Source(
+                np.full((len(indexer.slice_names), 2), np.nan), 0.0
+            )
+        if dups:
+            summed = np.zeros((len(indexer.slice_names), 2))
+            np.add.at(summed[:, 0], idx, dl_bps)
+            np.add.at(summed[:, 1], idx, ul_bps)
+            src.rates[idx] = summed[idx]
+        else:
+            src.rates[idx, 0] = dl_bps
+            src.rates[idx, 1] = ul_bps
+        now = time.monotonic()
+        src.last_seen = now
+        self._samples += len(idx)
+        if end_of_period:
+            src.ended = True
+            if all(
+                s.ended or now - s.last_seen > self.stale_after_s for s in self._sources.values()
+            ):
+                self._trigger_time = time.perf_counter()
+                self.period_complete.set()
 
     def collect(self) -> CollectedTelemetry:
         """Merge live sources' latest rates and start a new period."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sliceai.v1 import common_pb2 as sliceai_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsliceai/v1/controller.proto\x12\nsliceai.v1\x1a\x17sliceai/v1/common.proto\"B\n\x05Hello\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61tapath_ids\x18\x02 \x03(\x04\x12\x10\n\x08software\x18\x03 \x01(\t\"\xcc\x01\n\x0eTelemetryBatch\x12\x13\n\x0b\x64\x61tapath_id\x18\x01 \x01(\x04\x12\x18\n\x10timestamp_unix_s\x18\x02 \x01(\x01\x12\x10\n\x08period_s\x18\x03 \x01(\x01\x12\x0e\n\x06slices\x18\x04 \x03(\t\x12\x0e\n\x06\x64l_bps\x18\x05 \x03(\x01\x12\x0e\n\x06ul_bps\x18\x06 \x03(\x01\x12\x18\n\x10\x64l_dropped_bytes\x18\x07 \x03(\x04\x12\x18\n\x10ul_dropped_bytes\x18\x08 \x03(\x04\x12\x15\n\rend_of_period\x18\t \x01(\x08\"p\n\x11\x43ontrollerMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.sliceai.v1.HelloH\x00\x12/\n\ttelemetry\x18\x02 \x01(\x0b\x32\x1a.sliceai.v1.TelemetryBatchH\x00\x42\x06\n\x04kind\";\n\x0cPolicyUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04yaml\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"e\n\rServerMessage\x12*\n\x06policy\x18\x01 \x01(\x0b\x32\x18.sliceai.v1.PolicyUpdateH\x00\x12 \n\x04plan\x18\x02 \x01(\x0b\x32\x10.sliceai.v1.PlanH\x00\x42\x06\n\x04kind2\\\n\x11\x43ontrollerService\x12G\n\x07\x43onnect\x12\x1d.sliceai.v1.ControllerMessage\x1a\x19.sliceai.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsliceai/v1/controller.proto\x12\nsliceai.v1\x1a\x17sliceai/v1/common.proto\"W\n\x05Hello\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61tapath_ids\x18\x02 \x03(\x04\x12\x10\n\x08software\x18\x03 \x01(\t\x12\x13\n\x0bslice_table\x18\x04 \x03(\t\"\xdf\x01\n\x0eTelemetryBatch\x12\x13\n\x0b\x64\x61tapath_id\x18\x01 \x01(\x04\x12\x18\n\x10timestamp_unix_s\x18\x02 \x01(\x01\x12\x10\n\x08period_s\x18\x03 \x01(\x01\x12\x0e\n\x06slices\x18\x04 \x03(\t\x12\x11\n\tslice_ids\x18\n \x03(\r\x12\x0e\n\x06\x64l_bps\x18\x05 \x03(\x01\x12\x0e\n\x06ul_bps\x18\x06 \x03(\x01\x12\x18\n\x10\x64l_dropped_bytes\x18\x07 \x03(\x04\x12\x18\n\x10ul_dropped_bytes\x18\x08 \x03(\x04\x12\x15\n\rend_of_period\x18\t \x01(\x08\"p\n\x11\x43ontrollerMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.sliceai.v1.HelloH\x00\x12/\n\ttelemetry\x18\x02 \x01(\x0b\x32\x1a.sliceai.v1.TelemetryBatchH\x00\x42\x06\n\x04kind\";\n\x0cPolicyUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04yaml\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"e\n\rServerMessage\x12*\n\x06policy\x18\x01 \x01(\x0b\x32\x18.sliceai.v1.PolicyUpdateH\x00\x12 \n\x04plan\x18\x02 \x01(\x0b\x32\x10.sliceai.v1.PlanH\x00\x42\x06\n\x04kind2\\\n\x11\x43ontrollerService\x12G\n\x07\x43onnect\x12\x1d.sliceai.v1.ControllerMessage\x1a\x19.sliceai.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sliceai.v1.controller_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLO']._serialized_start=68
-  _globals['_HELLO']._serialized_end=134
-  _globals['_TELEMETRYBATCH']._serialized_start=137
-  _globals['_TELEMETRYBATCH']._serialized_end=341
-  _globals['_CONTROLLERMESSAGE']._serialized_start=343
-  _globals['_CONTROLLERMESSAGE']._serialized_end=455
-  _globals['_POLICYUPDATE']._serialized_start=457
-  _globals['_POLICYUPDATE']._serialized_end=516
-  _globals['_SERVERMESSAGE']._serialized_start=518
-  _globals['_SERVERMESSAGE']._serialized_end=619
-  _globals['_CONTROLLERSERVICE']._serialized_start=621
-  _globals['_CONTROLLERSERVICE']._serialized_end=713
+  _globals['_HELLO']._serialized_end=155
+  _globals['_TELEMETRYBATCH']._serialized_start=158
+  _globals['_TELEMETRYBATCH']._serialized_end=381
+  _globals['_CONTROLLERMESSAGE']._serialized_start=383
+  _globals['_CONTROLLERMESSAGE']._serialized_end=495
+  _globals['_POLICYUPDATE']._serialized_start=497
+  _globals['_POLICYUPDATE']._serialized_end=556
+  _globals['_SERVERMESSAGE']._serialized_start=558
+  _globals['_SERVERMESSAGE']._serialized_end=659
+  _globals['_CONTROLLERSERVICE']._serialized_start=661
+  _globals['_CONTROLLERSERVICE']._serialized_end=753
 # @@protoc_insertion_point(module_scope)

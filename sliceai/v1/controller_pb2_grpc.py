@@ -50,7 +50,8 @@ class ControllerServiceServicer:
         control interval and a new PolicyUpdate whenever the policy changes.
         Errors: INVALID_ARGUMENT (malformed batch: negative, NaN or over-limit
         rate, timestamp more than 300 s off the server clock, columns of different
-        lengths, no Hello first), NOT_FOUND (unknown slice), RESOURCE_EXHAUSTED
+        lengths, no Hello first, slice_ids out of the table's range or without a
+        table), NOT_FOUND (unknown slice), RESOURCE_EXHAUSTED
         (over the per-client rate limit or more than 4096 slices in a batch),
         PERMISSION_DENIED (wrong role).
         A rejected batch ends the stream with that status and changes nothing.

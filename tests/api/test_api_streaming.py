@@ -212,3 +212,23 @@ def test_forecast_and_policy_queries(client: SliceaiClient) -> None:
         client.forecast(levels=[1.5])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert client.get_policy().version == 1
+
+
+def test_stream_with_a_slice_table_sends_indices(client: SliceaiClient) -> None:
+    stream = client.connect("osken-table", slice_table=["vitals", "consults"])
+    messages = iter(stream)
+    next(messages)
+    seen = 0
+    for _ in range(30):
+        stream.send_ids([1, 0], [7e6, 1e6], [2e6, 3e6])
+        plan = _next_plan(messages, seen)
+        seen = plan.version
+        if plan.slices[2].measured_dl_bps == 7e6:
+            break
+    assert plan.slices[2].measured_dl_bps == 7e6
+    assert plan.slices[3].measured_ul_bps == 3e6
+    stream.send_ids([2], [1.0], [1.0])
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in messages:
+            pass
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

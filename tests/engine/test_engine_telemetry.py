@@ -112,3 +112,18 @@ def test_rebind_keeps_rates_of_slices_that_stay() -> None:
     assert np.isnan(tel.measured_bps[1]).all()
     with pytest.raises(NotFound):
         buf.ingest("s1", ["a"], _arr(1), _arr(1))
+
+
+def test_slice_ids_index_the_stream_table() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    table = ("c", "a", "retired-slice")
+    buf.ingest("s1", np.array([0, 1, 1]), _arr(3, 1, 2), _arr(30, 10, 20), table=table)
+    tel = buf.collect()
+    np.testing.assert_array_equal(tel.measured_bps[[0, 2]], [[3, 30], [3, 30]])
+    with pytest.raises(InvalidInput, match="slice_table"):
+        buf.ingest("s1", np.array([3]), _arr(1), _arr(1), table=table)
+    with pytest.raises(InvalidInput, match="slice_table"):
+        buf.ingest("s1", np.array([-1]), _arr(1), _arr(1), table=table)
+    with pytest.raises(NotFound, match="retired-slice"):
+        buf.ingest("s1", np.array([0, 2]), _arr(1, 1), _arr(1, 1), table=table)
+    assert buf.collect().measured_bps[0].tolist() == [3, 30]
