@@ -106,9 +106,28 @@ def iperf_result(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dict
 
 
 def received_bps(result: dict[str, Any]) -> float:
-    """Receiver-side rate of an iperf3 JSON result, bit/s (omitted seconds excluded)."""
+    """Receiver-side goodput of an iperf3 JSON result, bit/s (omitted seconds excluded)."""
     end = result["end"]
     return float((end.get("sum_received") or end["sum"])["bits_per_second"])
+
+
+def l2_factor(result: dict[str, Any]) -> float:
+    """Ethernet frame bytes per payload byte of an iperf3 test: goodput -> the rate a meter sees.
+
+    Meters count whole frames; iperf3 counts payload. TCP: MSS + 12 (timestamps) +
+    20 (TCP) + 20 (IP) + 14 (Ethernet); UDP: block + 8 + 20 + 14.
+    """
+    test = result["start"]["test_start"]
+    if test["protocol"] == "UDP":
+        block = int(test["blksize"])
+        return (block + 42) / block
+    mss = int(result["start"].get("tcp_mss_default") or 1448)
+    return (mss + 66) / mss
+
+
+def received_l2_bps(result: dict[str, Any]) -> float:
+    """Receiver-side rate at layer 2 (what the slice's meter let through), bit/s."""
+    return received_bps(result) * l2_factor(result)
 
 
 @pytest.fixture(scope="module")
