@@ -18,7 +18,7 @@ are missing (NaN).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -203,12 +203,12 @@ def write_long_csv(
     """
     chunks: Iterable[Trace] = [trace] if isinstance(trace, Trace) else trace
     target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
-    )
+    # a new name next to the target (same file system for the rename); created with
+    # mode "x" so the usual umask permissions apply, unlike tempfile.mkstemp's 0600
+    tmp_name = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     written = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+        with tmp_name.open("x", encoding="utf-8", newline="") as out:
             first: Trace | None = None
             for chunk in chunks:
                 if first is None:
@@ -222,7 +222,7 @@ def write_long_csv(
                 raise TraceError("nothing to write: no trace chunks")
         os.replace(tmp_name, target)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp_name.unlink(missing_ok=True)
         raise
     return written
 

@@ -191,3 +191,13 @@ def test_blank_lines_and_crlf_keep_line_numbers(tmp_path: Path) -> None:
     path.write_bytes(HEADER.encode() + b"1,a,dl,5\r\n\r\n1,a,ul,6\n\n")
     trace = Trace.concat(read_long_csv(path, interval_s=1.0))
     np.testing.assert_array_equal(trace.load_bps[0, 0], [5, 6])
+
+
+def test_written_file_has_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "perm.csv"
+    write_long_csv(_trace(n=5), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
