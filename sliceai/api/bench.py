@@ -2,7 +2,9 @@
 
 Ingest: a client process (its own interpreter, so client and server do not
 share a GIL) opens 1 or 32 ControllerService.Connect streams and sends
-pre-serialised telemetry batches of 256 slices as fast as gRPC takes them;
+pre-serialised telemetry batches of 256 slices (named by index into the
+stream's Hello.slice_table, as a controller plugin should) as fast as gRPC
+takes them;
 the figure is slice-samples per second until the server has processed the
 last batch of every stream. The peer is a bare gRPC server on the same port
 setup that parses the same messages and does nothing else (a sink), measured
@@ -46,7 +48,7 @@ names = [f"s{i:03d}" for i in range(n_slices)]
 now = time.time()
 batches = [
     c.ControllerMessage(telemetry=c.TelemetryBatch(
-        datapath_id=1, timestamp_unix_s=now, period_s=1.0, slices=names,
+        datapath_id=1, timestamp_unix_s=now, period_s=1.0, slice_ids=range(n_slices),
         dl_bps=[1e6 + 7 * k + i for i in range(n_slices)],
         ul_bps=[5e5 + i for i in range(n_slices)],
         end_of_period=False)).SerializeToString()
@@ -57,7 +59,8 @@ for ch in channels:
     grpc.channel_ready_future(ch).result(timeout=30)
 def run(i, out):
     call = channels[i % len(channels)].stream_stream(CONNECT)
-    hello = c.ControllerMessage(hello=c.Hello(source_id=f"bench-{i}")).SerializeToString()
+    hello = c.Hello(source_id=f"bench-{i}", slice_table=names)
+    hello = c.ControllerMessage(hello=hello).SerializeToString()
     def requests():
         yield hello
         for k in range(per_stream):
