@@ -13,6 +13,7 @@ merged; such slices are planned from the forecast alone.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ class SliceIndexer:
 def check_time(timestamp_unix_s: float, period_s: float, now: float | None = None) -> None:
     """InvalidInput unless the timestamp is within 300 s of ``now`` and 0 < period <= 900 s."""
     now = time.time() if now is None else now
-    if not np.isfinite(timestamp_unix_s) or abs(timestamp_unix_s - now) > MAX_CLOCK_SKEW_S:
+    if not math.isfinite(timestamp_unix_s) or abs(timestamp_unix_s - now) > MAX_CLOCK_SKEW_S:
         raise InvalidInput(
             f"timestamp {timestamp_unix_s!r} is more than {MAX_CLOCK_SKEW_S:g} s off "
             f"the server clock ({now:.3f})"
