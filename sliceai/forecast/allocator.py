@@ -29,7 +29,7 @@ FloatArray = npt.NDArray[np.float64]
 #: Quantile levels fed to the solver besides every slice's ``1 - risk``.
 LEVELS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 #: Intervals forecast per origin.
-DEFAULT_BLOCK = 4
+DEFAULT_BLOCK = 1
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,13 +47,18 @@ class SliceaiAllocator(PolicyAllocator):
     name = "sliceai"
 
     def __init__(
-        self, model: str | None = None, device: str | None = None, block: int = DEFAULT_BLOCK
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        block: int = DEFAULT_BLOCK,
+        warm: bool = False,
     ) -> None:
         if block < 1:
             raise ValueError(f"block must be at least 1 interval, got {block}")
         self.model = model if model is not None else os.environ.get("SLICEAI_MODEL")
         self.device = device or os.environ.get("SLICEAI_DEVICE", "auto")
         self.block = block
+        self.warm = warm
 
     def start(
         self, policy: Policy, trace_slices: tuple[str, ...], interval_s: float, start_time: float
@@ -62,7 +67,12 @@ class SliceaiAllocator(PolicyAllocator):
         self.pipeline = _pipeline(self.model, self.device)
         risk_levels = {round(1.0 - s.risk, 9) for s in policy.slices}
         self.levels = tuple(sorted(set(LEVELS) | risk_levels))
-        self.planner = QuantilePlanner(policy, self.levels)
+        self.planner = QuantilePlanner(policy, self.levels, warm=self.warm)
+        # Each slice's distribution is cut at its own 1 - risk quantile: above it the
+        # solver sees no gain, so no slice is given capacity its risk does not ask for.
+        target = np.array([round(1.0 - sl.risk, 9) for sl in policy.slices])
+        lv = np.array(self.levels)
+        self.cut_index = np.searchsorted(lv, target)  # (S,) index of each slice's level
         self.start_time = start_time
         self.seen = 0  # intervals before the current chunk
         context = self.pipeline.config.context_length
@@ -92,6 +102,8 @@ class SliceaiAllocator(PolicyAllocator):
         which = np.searchsorted(origins, origin_of_row)
         step = absolute - origin_of_row
         per_row = np.moveaxis(q64[:, :, which, step, :], 2, 0)  # (n, S, 2, Q)
+        for k, cut in enumerate(self.cut_index):
+            per_row[:, k, :, cut + 1 :] = per_row[:, k, :, cut : cut + 1]
         out = self.planner.plan(per_row)
         out[absolute == 0] = self.static  # nothing seen at all before the first interval
         self.history = ext[-self.keep :].copy()
