@@ -86,6 +86,9 @@ class IntervalBinner:
         self._emitted = 0  # intervals [0, _emitted) are out already
         self._seen_max = -1  # highest interval index seen so far
         self._pending: list[_Rows] = []
+        # the smallest interval index a future row may have (merging several sorted inputs);
+        # intervals before it are complete even when seen_max has not moved far enough
+        self.horizon: int | None = None
 
     @property
     def emitted_intervals(self) -> int:
@@ -132,15 +135,18 @@ class IntervalBinner:
         )
         self._pending.append(rows)
         self._seen_max = max(self._seen_max, int(index.max()))
-        while self._seen_max - self._emitted >= self.chunk_intervals:
+        yield from self._ready()
+
+    def _ready(self) -> Iterator[Trace]:
+        limit = self._seen_max if self.horizon is None else min(self._seen_max, self.horizon)
+        while limit - self._emitted >= self.chunk_intervals:
             yield self._emit(self._emitted + self.chunk_intervals)
 
     def extend(self, last_index: int) -> Iterator[Trace]:
         """The input covers intervals up to ``last_index`` even where no row landed (a capture
         whose last packets are unmatched); yields chunks that this completes."""
         self._seen_max = max(self._seen_max, last_index)
-        while self._seen_max - self._emitted >= self.chunk_intervals:
-            yield self._emit(self._emitted + self.chunk_intervals)
+        yield from self._ready()
 
     def finish(self) -> Iterator[Trace]:
         """Emit everything still pending (the input has ended)."""

@@ -85,6 +85,12 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--direction", choices=("dl", "ul"), help="constant direction of value-column")
     g.add_argument("--delimiter", help="field separator (default ,)")
     g.add_argument("--pattern", help="file pattern inside a directory (default *.csv)")
+    g.add_argument(
+        "--merge",
+        action="store_const",
+        const=True,
+        help="the directory's files cover the same period (one per cell): read them side by side",
+    )
 
 
 def _usage(message: str) -> Exception:
@@ -177,6 +183,7 @@ def _open(args: argparse.Namespace, stats: Any = None) -> Iterator[Trace]:
             "direction",
             "delimiter",
             "pattern",
+            "merge",
         )
         if getattr(args, key) is not None
     }

@@ -19,11 +19,15 @@ are summed and divided by the interval. A slice with no row in an interval
 that has rows is 0; an interval without rows is missing (NaN). UE
 identifiers are personal data: they are dropped as the file is parsed and
 never stored or written. A directory is read file by file (``pattern``,
-recursively, in path order); together they must be in time order.
+recursively, in path order), which together must be in time order; with
+``merge: true`` (files covering the same period, e.g. one per cell) they are
+read side by side instead, each in time order, one block of each in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +49,7 @@ from sliceai.traffic.csvblocks import CsvBlock, CsvBlockReader
 from sliceai.traffic.longcsv import DIRECTION_CODES
 from sliceai.traffic.trace import Trace, TraceError, TraceReadError
 
+MERGE_BLOCK_BYTES = 256 << 10  # one block per file is held while merging
 RATE_SCALE = {"bps": 1.0, "kbps": 1e3, "Mbps": 1e6, "Gbps": 1e9}
 
 
@@ -66,6 +71,7 @@ class ColumnMapping(BaseModel):
     value_unit: Literal["bps", "kbps", "Mbps", "Gbps", "bytes"] = "bps"
     delimiter: str = ","
     pattern: str = "*.csv"
+    merge: bool = False  # files cover the same period (one per cell): read side by side
 
     @model_validator(mode="after")
     def _one_value_source(self) -> ColumnMapping:
@@ -132,19 +138,62 @@ def read_mapped_csv(
             aliases.setdefault(str(s.snssai), s.name)
             aliases.setdefault(str(s.snssai).lower(), s.name)
     state = _State(mapping, interval_s, known, aliases, start, chunk_intervals)
-    for file in mapped_files(Path(path), mapping):
-        reader = CsvBlockReader(file, delimiter=mapping.delimiter)
-        try:
-            for block in reader:
-                yield from state.feed(reader, block)
-        except RowProblem as exc:
-            raise reader.error(exc.row_tag, exc.message) from None
-        except TraceError as exc:
-            if isinstance(exc, TraceReadError):
-                raise
-            raise TraceReadError(file, None, str(exc)) from None
+    files = mapped_files(Path(path), mapping)
+    if mapping.merge and len(files) > 1:
+        yield from _merged(files, state)
+    else:
+        for file in files:
+            reader = CsvBlockReader(file, delimiter=mapping.delimiter)
+            with _positions(reader):
+                for block in reader:
+                    yield from state.feed(reader, block)
     if state.binner is not None:
         yield from state.binner.finish()
+
+
+@contextlib.contextmanager
+def _positions(reader: CsvBlockReader) -> Iterator[None]:
+    """Turn row problems and trace errors into TraceReadErrors naming ``reader``'s file."""
+    try:
+        yield
+    except RowProblem as exc:
+        raise reader.error(exc.row_tag, exc.message) from None
+    except TraceError as exc:
+        if isinstance(exc, TraceReadError):
+            raise
+        raise TraceReadError(reader.path, None, str(exc)) from None
+
+
+def _merged(files: list[Path], state: _State) -> Iterator[Trace]:
+    """Read time-sorted files side by side (one per cell, say), always feeding the block
+    that ends earliest; intervals before every file's next row are complete."""
+    m = state.mapping
+    readers = [
+        CsvBlockReader(f, delimiter=m.delimiter, block_bytes=MERGE_BLOCK_BYTES) for f in files
+    ]
+    streams = [iter(r) for r in readers]
+    heads: dict[int, tuple[CsvBlock, npt.NDArray[np.float64]]] = {}
+
+    def pull(i: int) -> None:
+        reader = readers[i]
+        with _positions(reader):
+            block = next(streams[i], None)
+            if block is None:
+                return
+            heads[i] = (block, _times(reader, block, reader.column(m.time_column), m.time_unit))
+
+    for i in range(len(readers)):
+        pull(i)
+    if state.start is None and heads:
+        first = min(float(times.min()) for _, times in heads.values())
+        state.start = float(np.floor(first / state.interval_s) * state.interval_s)
+    while heads:
+        i = min(heads, key=lambda j: float(heads[j][1].max()))
+        block, times = heads.pop(i)
+        pull(i)
+        horizon = min((float(t.min()) for _, t in heads.values()), default=math.inf)
+        with _positions(readers[i]):
+            yield from state.feed(readers[i], block, times=times, horizon_time=horizon)
 
 
 class _State:
@@ -166,15 +215,28 @@ class _State:
         self.binner: IntervalBinner | None = None
         self.codes: dict[str, int] = {}
 
-    def feed(self, reader: CsvBlockReader, block: CsvBlock) -> Iterator[Trace]:
+    def feed(
+        self,
+        reader: CsvBlockReader,
+        block: CsvBlock,
+        *,
+        times: npt.NDArray[np.float64] | None = None,
+        horizon_time: float = math.inf,
+    ) -> Iterator[Trace]:
+        """Bin one block; ``horizon_time`` (epoch s): no later row is earlier than this."""
         m = self.mapping
-        times = _times(reader, block, reader.column(m.time_column), m.time_unit)
+        if times is None:
+            times = _times(reader, block, reader.column(m.time_column), m.time_unit)
         raw_slices = block.columns[reader.column(m.slice_column)]
         if m.ue_column is not None:
             reader.column(m.ue_column)  # must exist; its values are never kept
         binner = self.binner if self.binner is not None else self._start(times, raw_slices)
         slice_idx = self._slice_codes(reader, block, raw_slices)
         index = binner.interval_index(times)
+        if math.isfinite(horizon_time):
+            binner.horizon = int(binner.interval_index(np.array([horizon_time]))[0])
+        else:
+            binner.horizon = None
         if (index < 0).any():
             k = int(np.argmax(index < 0))
             raise RowProblem(block.line(k), "row is before the trace start")
@@ -193,20 +255,22 @@ class _State:
                 values = reader.floats(block, reader.column(col), col, empty_is_nan=True)
                 sources.append((values, np.full(n, d, dtype=np.int64)))
         tags = block.tags()
-        for values, direction in sources:
+        keep: list[npt.NDArray[np.bool_]] = []
+        for values, _ in sources:
             ok = np.isnan(values) | ((values >= 0) & np.isfinite(values))
             if not ok.all():
                 k = int(np.argmax(~ok))
                 raise RowProblem(int(tags[k]), f"value {values[k]!r} is negative or infinite")
-            present = ~np.isnan(values)
-            yield from binner.add(
-                index[present],
-                slice_idx[present],
-                direction[present],
-                values[present] * scale,
-                tags[present],
-                time=times[present],
-            )
+            keep.append(~np.isnan(values))
+        # one add for all directions: a chunk emitted between two adds would cut the block
+        yield from binner.add(
+            np.concatenate([index[p] for p in keep]),
+            np.concatenate([slice_idx[p] for p in keep]),
+            np.concatenate([d[p] for (_, d), p in zip(sources, keep, strict=True)]),
+            np.concatenate([v[p] * scale for (v, _), p in zip(sources, keep, strict=True)]),
+            np.concatenate([tags[p] for p in keep]),
+            time=np.concatenate([times[p] for p in keep]),
+        )
 
     def _start(self, times: npt.NDArray[np.float64], raw_slices: list[str]) -> IntervalBinner:
         m = self.mapping

@@ -140,3 +140,41 @@ def test_mapping_validation(tmp_path: Path) -> None:
     bad.write_text("time_column: t\nslice_column: s\ndl_column: d\nsubscriber: x\n")
     with pytest.raises(TraceError, match=r"m\.yaml: subscriber: Extra inputs"):
         load_mapping(bad)
+
+
+def test_per_cell_files_merge_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sliceai.traffic.mapped as mapped
+
+    monkeypatch.setattr(mapped, "MERGE_BLOCK_BYTES", 64)  # many small blocks per file
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    rng = np.random.default_rng(3)
+    expected = np.zeros((60, 2))
+    for cell in range(3):
+        lines = ["ts,slice,dl,ul"]
+        for t in range(60):
+            if rng.random() < 0.8:  # a cell may skip a report
+                dl, ul = rng.integers(0, 1000, 2)
+                lines.append(f"{t + 0.5 * cell / 3:.6f},embb,{dl},{ul}")
+                expected[t] += [dl, ul]
+        (cells / f"cell{cell}.csv").write_text("\n".join(lines) + "\n")
+    mapping = ColumnMapping(
+        time_column="ts", slice_column="slice", dl_column="dl", ul_column="ul", value_unit="bytes"
+    )
+    with pytest.raises(TraceReadError, match="out of time order"):
+        _read(cells, mapping, interval_s=1.0, chunk_intervals=4)
+    merged = mapping.model_copy(update={"merge": True})
+    chunks = list(read_mapped_csv(cells, merged, interval_s=1.0, chunk_intervals=4))
+    assert len(chunks) == 15
+    trace = Trace.concat(chunks)
+    np.testing.assert_allclose(trace.load_bps[:, 0], expected * 8)
+
+
+def test_both_directions_of_a_long_block_survive_small_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("ts,slice,dl,ul\n" + "".join(f"{t},x,{t},{2 * t}\n" for t in range(100)))
+    mapping = ColumnMapping(time_column="ts", slice_column="slice", dl_column="dl", ul_column="ul")
+    chunks = list(read_mapped_csv(path, mapping, interval_s=1.0, chunk_intervals=3))
+    trace = Trace.concat(chunks)
+    np.testing.assert_array_equal(trace.load_bps[:, 0, 0], np.arange(100))
+    np.testing.assert_array_equal(trace.load_bps[:, 0, 1], 2 * np.arange(100))
