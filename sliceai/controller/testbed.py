@@ -150,6 +150,12 @@ class OvsTestbed:
             "--", "set-controller", self.bridge, f"tcp:127.0.0.1:{controller_port}",
         )  # fmt: skip
 
+    def reconnect(self) -> None:
+        """Drop the bridge's controller connection and connect again (a switch reconnect)."""
+        target = self.vsctl("get-controller", self.bridge).strip()
+        self.vsctl("del-controller", self.bridge)
+        self.vsctl("set-controller", self.bridge, target)
+
     def vsctl(self, *args: str) -> str:
         return self.run("ovs-vsctl", f"--db=unix:{self.dir / 'db.sock'}", *args)
 

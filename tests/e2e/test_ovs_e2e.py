@@ -148,6 +148,25 @@ def test_new_rate_holds_within_two_seconds_of_a_plan_change(
     assert rig.switch_meters()[meter_id(sl, DL)] == round(after / 1000)
 
 
+def test_switch_reconnect_reinstalls_lost_state(rig: Rig) -> None:
+    rates = _plan(6e6, 20e6, 30e6)
+    _apply(rig, rates)
+    n_flows = len(rig.testbed.ofctl("dump-flows", rig.testbed.bridge).splitlines())
+    # The switch loses its state (as after a restart) and connects again.
+    rig.testbed.ofctl("del-flows", rig.testbed.bridge)
+    rig.testbed.ofctl("del-meters", rig.testbed.bridge)
+    assert rig.switch_meters() == {}
+    rig.testbed.reconnect()
+    wait_for(lambda: rig.switch_meters() == _expected_meters(rates), 15, "meters after reconnect")
+    wait_for(
+        lambda: len(rig.testbed.ofctl("dump-flows", rig.testbed.bridge).splitlines()) == n_flows,
+        5,
+        "flows after reconnect",
+    )
+    proc = rig.iperf(2, "tele-surgery", 3, "-u", "-b", "12M", "-l", "1400")
+    _within(received_l2_bps(iperf_result(proc)), 6e6, "tele-surgery after the reconnect")
+
+
 def test_service_killed_plan_kept_then_guarantees_only(rig: Rig) -> None:
     rates = _plan(6e6, 20e6, 30e6)
     _apply(rig, rates)
