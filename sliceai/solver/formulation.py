@@ -23,7 +23,18 @@ Slope of segment k of slice s (units: per unit of normalised rate):
 - ``+ F_s`` below the floor (the guaranteed throughput quota plus admitted
   grants), ranked by priority above every guarantee;
 - ``+ CHURN_COST`` below the previous rate, ``- CHURN_COST`` above it: the L1
-  cost of changing a meter.
+  cost of changing a meter;
+- ``- RESERVE_COST`` everywhere: the price of capacity held by a meter.
+
+Why a price on reserved capacity: expected served traffic alone is flat above
+the demand, so without a price the LP is indifferent to handing a slice far
+more than it can use, and with the churn cost it never gives capacity back
+(a meter only ever grows). With the price, a slice without a guarantee stops
+where ``w_s * P(D_s > x) = RESERVE_COST`` (the newsvendor / DeepCog trade-off
+between unserved and overprovisioned traffic: the 95th percentile for a
+priority-1 slice, about the 65th for best-effort eMBB), guaranteed slices are
+still held at their ``1 - risk`` quantile by the much larger tier bonus, and
+the churn cost becomes a dead band of ``+-CHURN_COST`` around that point.
 
 The tier bonuses grow additively, not geometrically: it is the marginal value
 that decides who gets a contested bit, so a bonus gap larger than the largest
@@ -46,8 +57,12 @@ IntArray = npt.NDArray[np.intp]
 #: expected served traffic: a change must buy at least 2 % more expected traffic.
 CHURN_COST = 0.02
 
+#: Price per unit of reserved rate, relative to a slope-1 unit of expected served traffic.
+#: Larger than CHURN_COST, so capacity a slice no longer needs is given back.
+RESERVE_COST = 0.05
+
 #: Gap between consecutive priority tiers, bigger than any slope below a tier.
-TIER_STEP = 1.0 + 1.0 + 2 * CHURN_COST
+TIER_STEP = 1.0 + 1.0 + 2 * CHURN_COST + RESERVE_COST
 
 
 def priority_weight(priority_level: npt.NDArray[np.int_]) -> FloatArray:
@@ -134,5 +149,6 @@ def build_segments(
     slope += guarantee_bonus[:, None] * (mid < (target / scale)[:, None])
     if previous is not None:
         slope += np.where(mid < (previous / scale)[:, None], CHURN_COST, -CHURN_COST)
+    slope -= RESERVE_COST
     lengths = np.where(slope > 0, lengths, 0.0)
     return Segments(lengths, slope, scale)

@@ -84,10 +84,10 @@ def test_request_that_fits_is_accepted_and_counted_against_capacity(hospital: Po
     solver = SliceSolver(hospital)
     before = solver.solve(demand)
     after = solver.solve(demand, reserved_bps=reserved)
-    # The grant is on top of the slice's protected rate, and it comes out of staff-embb.
+    # The grant is on top of the slice's protected rate; nobody else gains from it.
     assert after.rates_bps[consults, 0] == pytest.approx(before.rates_bps[consults, 0] + 10 * M)
-    embb = hospital.slice_index("staff-embb")
-    assert after.rates_bps[embb, 0] == pytest.approx(before.rates_bps[embb, 0] - 10 * M)
+    others = np.arange(len(hospital.slices)) != consults
+    assert np.all(after.rates_bps[others] <= before.rates_bps[others] + 1e-6)
     assert after.link_load_bps()[0, 0] <= 500 * M
     # Protected DL targets on cell-backhaul: haptics 3.24 (its 0.999 quantile), video 60 (cap),
     # consults 69.17, vitals 5 (cap): 137.4 of 500, so 362.6 is free before the consults grant
