@@ -4,7 +4,8 @@ Per interval and direction (DL and UL are independent: links are full
 duplex), each slice s gets one rate ``x[s]`` that holds on every link it
 crosses. The forecaster gives each slice a predictive distribution of its
 demand ``D[s]``; the plan maximises the priority-weighted expected served
-traffic ``sum_s w_s E[min(D_s, x_s)]`` subject to each link's capacity, with
+traffic less a price on reserved capacity,
+``sum_s (w_s E[min(D_s, x_s)] - c x_s)``, subject to each link's capacity, with
 
 - the slice maximum as a hard cap,
 - the floor (guaranteed throughput quota plus admitted MEC grants) and, for
@@ -14,6 +15,12 @@ traffic ``sum_s w_s E[min(D_s, x_s)]`` subject to each link's capacity, with
   raises,
 - a small L1 cost on the change from the previous plan (no meter churn for
   gains under 2 %).
+
+The price ``c`` (``RESERVE_COST``) is what makes the plan give capacity back:
+it stops a best-effort slice at the quantile where one more bit/s is worth
+less than it costs to hold (the DeepCog trade-off between unserved and
+overprovisioned traffic), while the guarantee bonuses keep guaranteed slices
+at their ``1 - risk`` quantile whatever the price.
 
 ``E[min(D, x)]`` is concave with slope ``P(D > x)``, and so is every other
 term; :mod:`sliceai.solver.formulation` merges them into one concave
