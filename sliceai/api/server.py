@@ -85,10 +85,15 @@ def _passthrough(message: Any) -> bytes:
     return out
 
 
+def _with_raw(raw: bytes) -> tuple[controller_pb2.ControllerMessage, bytes]:
+    """Parsed message plus its wire bytes (telemetry rates are read from the bytes)."""
+    return controller_pb2.ControllerMessage.FromString(raw), raw
+
+
 def _handlers(
     controller: ControllerServicer, mec: MecServicer, admin: AdminServicer
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
-    c, m, a = controller_pb2, mec_pb2, admin_pb2
+    m, a = mec_pb2, admin_pb2
     unary = grpc.unary_unary_rpc_method_handler
     return [
         grpc.method_handlers_generic_handler(
@@ -96,7 +101,7 @@ def _handlers(
             {
                 "Connect": grpc.stream_stream_rpc_method_handler(
                     controller.Connect,
-                    request_deserializer=c.ControllerMessage.FromString,
+                    request_deserializer=_with_raw,
                     response_serializer=_passthrough,
                 )
             },

@@ -15,9 +15,11 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from sliceai.api import convert
 from sliceai.api.auth import Authorizer
+from sliceai.api.wire import packed_doubles
 from sliceai.engine import (
     Conflict,
     Engine,
@@ -130,11 +132,11 @@ class ControllerServicer:
 
     def Connect(
         self,
-        request_iterator: Iterator[controller_pb2.ControllerMessage],
+        request_iterator: Iterator[tuple[controller_pb2.ControllerMessage, bytes]],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
         caller = self.auth.check(context, "ControllerService.Connect")
-        first = next(request_iterator, None)
+        first, _ = next(request_iterator, (None, b""))
         if first is None or first.WhichOneof("kind") != "hello":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
         source = first.hello.source_id
@@ -159,7 +161,7 @@ class ControllerServicer:
         source: str,
         caller: Any,
         table: tuple[str, ...] | None,
-        requests: Iterator[controller_pb2.ControllerMessage],
+        requests: Iterator[tuple[controller_pb2.ControllerMessage, bytes]],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
         failure: list[BaseException] = []
@@ -170,14 +172,13 @@ class ControllerServicer:
 
         def read() -> None:
             try:
-                for msg in requests:
+                for msg, raw in requests:
                     if msg.WhichOneof("kind") != "telemetry":
                         raise InvalidInput("only telemetry may follow the Hello")
                     if not limiter.allow(key):
                         raise Exhausted("rate limit exceeded; send fewer, larger batches")
                     t = msg.telemetry
-                    dl = np.array(t.dl_bps, dtype=np.float64)
-                    ul = np.array(t.ul_bps, dtype=np.float64)
+                    dl, ul = _rates(raw, t)
                     n = len(dl)
                     if t.dl_dropped_bytes or t.ul_dropped_bytes:
                         if len(t.dl_dropped_bytes) != n or len(t.ul_dropped_bytes) != n:
@@ -250,6 +251,18 @@ class ControllerServicer:
             ):
                 exc = InvalidInput(str(exc))
             abort(context, exc)
+
+
+def _rates(
+    raw: bytes, batch: controller_pb2.TelemetryBatch
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(dl_bps, ul_bps)`` of a batch, viewed in the wire bytes when possible (see wire.py)."""
+    dl = packed_doubles(raw, 5, batch.dl_bps)
+    ul = packed_doubles(raw, 6, batch.ul_bps, dl[1] if dl is not None else 0)
+    return (
+        dl[0] if dl is not None else np.array(batch.dl_bps, dtype=np.float64),
+        ul[0] if ul is not None else np.array(batch.ul_bps, dtype=np.float64),
+    )
 
 
 def _watch_message(plan: PlanRecord, wanted: tuple[str, ...], own: str | None) -> bytes:
