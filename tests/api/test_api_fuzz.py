@@ -179,3 +179,30 @@ def test_random_policy_text_never_replaces_the_running_policy(fuzz_client: Any, 
         client.admin.ApplyPolicy(admin_pb2.ApplyPolicyRequest(yaml=text), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _state(engine) == before
+
+
+@FUZZ
+@given(payload=st.binary(max_size=200))
+def test_garbage_bytes_never_crash_or_change_the_server(fuzz_client: Any, payload: bytes) -> None:
+    client, engine = fuzz_client
+    before = _state(engine)
+    codes = []
+    for method in (
+        "/sliceai.v1.MecService/RequestBandwidth",
+        "/sliceai.v1.AdminService/ApplyPolicy",
+    ):
+        codes.append(_code_of(lambda m=method: client.channel.unary_unary(m)(payload, timeout=10)))
+    stream = client.channel.stream_stream("/sliceai.v1.ControllerService/Connect")
+    codes.append(_code_of(lambda: list(stream(iter([payload, payload]), timeout=10))))
+    assert all(code != grpc.StatusCode.OK for code in codes[:2])  # no grant, no policy from garbage
+    assert codes[2] != grpc.StatusCode.OK
+    assert _state(engine)[:2] == before[:2]
+    assert client.health() == "SERVING"
+
+
+def _code_of(fn: Any) -> grpc.StatusCode:
+    try:
+        fn()
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
