@@ -124,6 +124,11 @@ def run(quick: bool) -> Iterator[Figure]:
         "controller", case, "plan->barrier p99", percentile(ours, 99), "ms", peer_name,
         percentile(peer, 99), note=f"{len(ours)} plans; peer {len(peer)} plans; target <= 50 ms",
     )  # fmt: skip
+    print(
+        "controller bench: plan->barrier ms, sorted tail: "
+        + ", ".join(f"{v:.1f}" for v in sorted(ours)[-8:]),
+        file=sys.stderr,
+    )
     yield Figure.compare(
         "controller", case, "plan->barrier median", percentile(ours, 50), "ms", peer_name,
         percentile(peer, 50),
