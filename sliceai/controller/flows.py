@@ -49,6 +49,7 @@ COOKIE = 0x5115CE00
 #: OpenFlow port number of Open vSwitch's built-in L2 switch (``OFPP_NORMAL``).
 OFPP_NORMAL = 0xFFFFFFFA
 OFPVID_PRESENT = 0x1000
+_U32 = 0xFFFFFFFF
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_IPV6 = 0x86DD
@@ -306,11 +307,12 @@ def classification_flows(policy: Policy, config: EnforcementConfig) -> list[Flow
 
 
 def meter_for(mid: int, rate_bps: float, config: EnforcementConfig) -> MeterEntry:
-    """The meter enforcing ``rate_bps`` (bit/s); rates round to whole kbit/s."""
+    """The meter enforcing ``rate_bps`` (bit/s); rates round to whole kbit/s, at most 2**32 - 1."""
     if math.isnan(rate_bps) or rate_bps < 0:
         raise ControllerConfigError(f"meter {mid}: rate {rate_bps} bit/s is not a rate")
-    rate_kbps = max(config.min_rate_kbps, round(rate_bps / 1000.0))
-    burst = max(config.min_burst_kbits, math.ceil(rate_kbps * config.burst_s))
+    # OpenFlow carries both as 32-bit kbit/s / kbit: clamp (4.3 Tbit/s is "unlimited" here).
+    rate_kbps = min(_U32, max(config.min_rate_kbps, round(rate_bps / 1000.0)))
+    burst = min(_U32, max(config.min_burst_kbits, math.ceil(rate_kbps * config.burst_s)))
     return MeterEntry(mid, rate_kbps, burst)
 
 

@@ -157,6 +157,8 @@ def test_meter_rounding_burst_and_floor() -> None:
     assert meter_for(5, 0.0, CONFIG).rate_kbps == 1
     assert meter_for(5, 100e3, CONFIG).burst_kbits == 64
     assert meter_for(5, 10e3, CONFIG).burst_kbits == 64
+    assert meter_for(5, 1e13, CONFIG).rate_kbps == 0xFFFFFFFF
+    assert meter_for(5, 1e13, CONFIG).burst_kbits == 0x80000000  # half a second of it
     with pytest.raises(ControllerConfigError, match="not a rate"):
         meter_for(5, float("nan"), CONFIG)
 
