@@ -13,7 +13,7 @@ from sliceai.controller.flows import (
     full_install,
     port_blocks,
 )
-from sliceai.policy import DIRECTIONS, loads_policy
+from sliceai.policy import DIRECTIONS, Direction, loads_policy
 
 POLICY = loads_policy(
     """
@@ -29,12 +29,13 @@ topology:
 CONFIG = EnforcementConfig(core_ports=(1, 2))
 KEYS = [(s.name, d) for s in POLICY.slices for d in DIRECTIONS]
 rate = st.one_of(st.floats(0, 1e13), st.just(float("inf")))
+Plan = dict[tuple[str, Direction], float]
 plans = st.dictionaries(st.sampled_from(KEYS), rate)
 
 
 @settings(max_examples=60, deadline=None)
 @given(before=plans, after=plans)
-def test_diff_reaches_the_same_state_as_a_fresh_install(before: dict, after: dict) -> None:  # type: ignore[type-arg]
+def test_diff_reaches_the_same_state_as_a_fresh_install(before: Plan, after: Plan) -> None:
     switch = FakeFlowTable()
     old = desired_tables(POLICY, before, CONFIG)
     new = desired_tables(POLICY, after, CONFIG)
