@@ -173,72 +173,71 @@ def _pcap(path: Path, f: BinaryIO, magic: bytes, batch: int) -> Iterator[PacketB
 
 
 def _pcapng(path: Path, f: BinaryIO, batch: int) -> Iterator[PacketBatch]:
-    """Blocks of a pcapng file (any number of sections and interfaces), packets batched."""
+    """Blocks of a pcapng file (any number of sections and interfaces), packets batched.
+
+    The loop only walks block headers and notes where enhanced packet blocks
+    start; their fields, trailers and headers are then gathered with numpy.
+    """
     order = "<"
-    head, epb, u32 = _pcapng_structs(order)
+    head, u32 = _pcapng_structs(order)
     interfaces: list[tuple[int, float]] = []
-    out = _Collector(batch)
-    data, times, lengths, links = out.data, out.time, out.length, out.linktype
     buf = b"\x0a\x0d\x0d\x0a" + f.read(4 << 20)
     base = 0  # file offset of buf[0]
     pos = 0
     size = len(buf)
-    number = 0
+    number = 1  # number of the first packet in `starts`
+    starts: list[int] = []  # positions in buf of packet blocks not yet gathered
+
+    def flush() -> Iterator[PacketBatch]:
+        nonlocal starts, number
+        if starts:
+            yield from _gather_epb(path, buf, base, starts, order, interfaces, number, batch)
+            number += len(starts)
+            starts = []
+
     while True:
         avail = size - pos
-        if avail < 12:
-            more = f.read(4 << 20)
+        need = 12
+        if avail >= 12:
+            btype, blen = head(buf, pos)
+            if btype == _PCAPNG_SHB:
+                yield from flush()
+                bom = buf[pos + 8 : pos + 12]
+                if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                    raise TraceReadError(path, f"byte {base + pos}", "bad pcapng byte-order magic")
+                order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                head, u32 = _pcapng_structs(order)
+                btype, blen = head(buf, pos)
+                interfaces = []
+            if blen < 12 or blen % 4 or blen > 1 << 26 or (btype == 6 and blen < 32):
+                raise TraceReadError(path, f"byte {base + pos}", f"corrupt block (length {blen})")
+            need = blen
+        if avail < need:
+            yield from flush()
+            more = f.read(max(4 << 20, need - avail))
             if not more:
                 if avail == 0:
                     break
-                raise TraceReadError(path, f"byte {base + pos}", "truncated block header")
+                problem = (
+                    "truncated block header"
+                    if need == 12
+                    else f"truncated block: {need} bytes announced"
+                )
+                raise TraceReadError(path, f"byte {base + pos}", problem)
             buf, base, pos = buf[pos:] + more, base + pos, 0
             size = len(buf)
             continue
-        btype, blen = head(buf, pos)
-        if btype == _PCAPNG_SHB:
-            bom = buf[pos + 8 : pos + 12]
-            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
-                raise TraceReadError(path, f"byte {base + pos}", "bad pcapng byte-order magic")
-            order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-            head, epb, u32 = _pcapng_structs(order)
-            btype, blen = head(buf, pos)
-            interfaces = []
-        if blen < 12 or blen % 4 or blen > 1 << 26:
-            raise TraceReadError(path, f"byte {base + pos}", f"corrupt block (length {blen})")
-        if blen > avail:
-            more = f.read(max(4 << 20, blen - avail))
-            if not more:
-                raise TraceReadError(
-                    path, f"byte {base + pos}", f"truncated block: {blen} bytes announced"
-                )
-            buf, base, pos = buf[pos:] + more, base + pos, 0
-            size = len(buf)
+        if btype == 6:  # enhanced packet block: gathered later
+            starts.append(pos)
+            pos += blen
+            if len(starts) >= batch:
+                yield from flush()
             continue
         if u32(buf, pos + blen - 4)[0] != blen:
             raise TraceReadError(
                 path, f"byte {base + pos}", "corrupt block: trailing length differs"
             )
-        if btype == 6 or btype == 2:  # enhanced / obsolete packet block
-            if btype == 6:
-                _, _, iface, hi, lo, caplen, wirelen = epb(buf, pos)
-            else:
-                _, _, iface, _, hi, lo, caplen, wirelen = struct.unpack_from(
-                    order + "IIHHIIII", buf, pos
-                )
-            number += 1
-            if iface >= len(interfaces) or 32 + caplen > blen:
-                problem = "corrupt packet length" if 32 + caplen > blen else "unknown interface"
-                raise TraceReadError(path, f"packet {number} at byte {base + pos}", problem)
-            linktype, tick = interfaces[iface]
-            data.append(buf[pos + 28 : pos + 28 + min(caplen, HEADER_BYTES)])
-            times.append(((hi << 32) | lo) * tick)
-            lengths.append(wirelen)
-            links.append(linktype)
-            if len(times) >= batch:
-                yield out.take()
-                data, times, lengths, links = out.data, out.time, out.length, out.linktype
-        elif btype == 1:  # interface description
+        if btype == 1:  # interface description
             linktype, _, _ = struct.unpack_from(order + "HHI", buf, pos + 8)
             if linktype not in SUPPORTED_LINKTYPES:
                 raise TraceReadError(
@@ -247,21 +246,76 @@ def _pcapng(path: Path, f: BinaryIO, batch: int) -> Iterator[PacketBatch]:
                     f"unsupported link type {linktype} (Ethernet or raw IP)",
                 )
             interfaces.append((linktype, _tsresol(buf, order, pos + 16, pos + blen - 4)))
+        elif btype == 2:  # obsolete packet block
+            yield from flush()
+            iface, _, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", buf, pos + 8)
+            if iface >= len(interfaces) or 32 + caplen > blen:
+                raise TraceReadError(
+                    path, f"packet {number} at byte {base + pos}", "corrupt packet block"
+                )
+            one = _Collector(1)
+            one.first_number = number
+            one.data.append(buf[pos + 28 : pos + 28 + min(caplen, HEADER_BYTES)])
+            one.time.append(((hi << 32) | lo) * interfaces[iface][1])
+            one.length.append(wirelen)
+            one.linktype.append(interfaces[iface][0])
+            yield one.take()
+            number += 1
         elif btype == 3:
             raise TraceReadError(
                 path, f"byte {base + pos}", "simple packet blocks carry no timestamp"
             )
         pos += blen
-    if times:
-        yield out.take()
+    yield from flush()
 
 
-def _pcapng_structs(order: str) -> tuple[Any, Any, Any]:
-    return (
-        struct.Struct(order + "II").unpack_from,
-        struct.Struct(order + "IIIIIII").unpack_from,
-        struct.Struct(order + "I").unpack_from,
-    )
+def _gather_epb(
+    path: Path,
+    buf: bytes,
+    base: int,
+    starts: list[int],
+    order: str,
+    interfaces: list[tuple[int, float]],
+    number: int,
+    batch: int,
+) -> Iterator[PacketBatch]:
+    """Enhanced packet blocks at ``starts`` in ``buf`` as batches (checked like the loop would)."""
+    n = len(starts)
+    u4 = np.dtype(order + "u4")
+    view = np.frombuffer(buf, dtype=np.uint8)
+    at = np.asarray(starts, dtype=np.int64)
+    fields = view[at[:, None] + np.arange(4, 28)].view(u4).astype(np.int64)  # (n, 6)
+    blen, iface, hi, lo, caplen, wirelen = fields.T
+    trailer = view[(at + blen - 4)[:, None] + np.arange(4)].view(u4)[:, 0]
+    for bad, problem in (
+        (trailer != blen, "corrupt block: trailing length differs"),
+        (iface >= len(interfaces), "unknown interface"),
+        (32 + caplen > blen, "corrupt packet length"),
+    ):
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise TraceReadError(path, f"packet {number + k} at byte {base + starts[k]}", problem)
+    links = np.array([link for link, _ in interfaces], dtype=np.int64)[iface]
+    ticks = np.array([tick for _, tick in interfaces])[iface]
+    times = ((hi << 32) | lo).astype(np.float64) * ticks
+    padded = buf[: starts[-1] + int(blen[-1])] + bytes(HEADER_BYTES)
+    raw = np.frombuffer(
+        b"".join([padded[p + 28 : p + 28 + HEADER_BYTES] for p in starts]), dtype=np.uint8
+    ).reshape(n, HEADER_BYTES)
+    headers = np.where(np.arange(HEADER_BYTES) < caplen[:, None], raw, 0).astype(np.uint8)
+    for first in range(0, n, batch):
+        sl = slice(first, min(first + batch, n))
+        yield PacketBatch(
+            headers[sl],
+            times[sl],
+            wirelen[sl],
+            links[sl],
+            np.arange(number + first, number + sl.stop, dtype=np.int64),
+        )
+
+
+def _pcapng_structs(order: str) -> tuple[Any, Any]:
+    return struct.Struct(order + "II").unpack_from, struct.Struct(order + "I").unpack_from
 
 
 def _tsresol(data: bytes, order: str, pos: int, end: int) -> float:

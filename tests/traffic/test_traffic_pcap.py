@@ -237,3 +237,55 @@ def test_many_packets_stream_in_chunks(tmp_path: Path) -> None:
     trace = Trace.concat(chunks)
     counts = np.bincount(np.floor(times).astype(int), minlength=trace.n_intervals)
     np.testing.assert_array_equal(trace.load_bps[:, 1, 0], counts * len(frame) * 8)
+
+
+def _block(btype: int, body: bytes, order: str = "<") -> bytes:
+    import struct
+
+    body += b"\0" * (-len(body) % 4)
+    n = 12 + len(body)
+    return struct.pack(order + "II", btype, n) + body + struct.pack(order + "I", n)
+
+
+def _pcapng_two_interfaces(order: str, frames: list[tuple[int, float, bytes]]) -> bytes:
+    """SHB, an Ethernet interface in microseconds and one in nanoseconds (if_tsresol 9)."""
+    import struct
+
+    shb = _block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), order)
+    idb_us = _block(1, struct.pack(order + "HHI", 1, 0, 65535), order)
+    tsresol = struct.pack(order + "HH", 9, 1) + b"\x09\0\0\0" + struct.pack(order + "HH", 0, 0)
+    idb_ns = _block(1, struct.pack(order + "HHI", 1, 0, 65535) + tsresol, order)
+    parts = [shb, idb_us, idb_ns]
+    for iface, t, frame in frames:
+        ticks = round(t * (1e6 if iface == 0 else 1e9))
+        head = struct.pack(
+            order + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)
+        )
+        parts.append(_block(6, head + frame, order))
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_interfaces_resolutions_and_byte_order(tmp_path: Path, order: str) -> None:
+    haptic = _frame(UE, SERVER, dport=5000, dscp=46, size=50)
+    video = _frame(SERVER, UE, sport=5004, dport=40000, size=900)
+    frames = [
+        (0, T0 + 0.2, haptic),
+        (1, T0 + 0.7, video),
+        (1, T0 + 1.9, haptic),
+        (0, T0 + 2.1, video),
+    ]
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(_pcapng_two_interfaces(order, frames))
+    trace = Trace.concat(read_pcap(path, _policy(True), ue_prefixes=["10.45.0.0/16"]))
+    np.testing.assert_array_equal(trace.load_bps[:, 0, 1], [len(haptic) * 8, len(haptic) * 8, 0])
+    np.testing.assert_array_equal(trace.load_bps[:, 1, 0], [len(video) * 8, 0, len(video) * 8])
+    # a packet block whose trailing length disagrees is named by packet number and offset
+    raw = bytearray(path.read_bytes())
+    third = raw.index(haptic, raw.index(haptic) + 1) - 28
+    end = third + int.from_bytes(raw[third + 4 : third + 8], "little" if order == "<" else "big")
+    raw[end - 4 : end] = b"\x01\x02\x03\x04"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(TraceReadError, match="trailing length differs") as info:
+        list(read_pcap(path, _policy(True)))
+    assert info.value.position == f"packet 3 at byte {third}"
