@@ -177,49 +177,7 @@ class ControllerServicer:
                         raise InvalidInput("only telemetry may follow the Hello")
                     if not limiter.allow(key):
                         raise Exhausted("rate limit exceeded; send fewer, larger batches")
-                    t = msg.telemetry
-                    dl, ul = _rates(raw, t)
-                    n = len(dl)
-                    if t.dl_dropped_bytes or t.ul_dropped_bytes:
-                        if len(t.dl_dropped_bytes) != n or len(t.ul_dropped_bytes) != n:
-                            raise InvalidInput(
-                                "dropped-bytes columns must be empty or one per slice"
-                            )
-                        if t.period_s > 0:
-                            dl = (
-                                dl
-                                + 8.0 * np.array(t.dl_dropped_bytes, dtype=np.float64) / t.period_s
-                            )
-                            ul = (
-                                ul
-                                + 8.0 * np.array(t.ul_dropped_bytes, dtype=np.float64) / t.period_s
-                            )
-                    if t.slice_ids:
-                        if t.slices:
-                            raise InvalidInput("give slices or slice_ids, not both")
-                        if table is None:
-                            raise InvalidInput("slice_ids need a slice_table in the Hello")
-                        ids = np.array(t.slice_ids, dtype=np.int64)
-                        engine.ingest(
-                            source,
-                            t.timestamp_unix_s,
-                            t.period_s,
-                            ids,
-                            dl,
-                            ul,
-                            t.end_of_period,
-                            table,
-                        )
-                    else:
-                        engine.ingest(
-                            source,
-                            t.timestamp_unix_s,
-                            t.period_s,
-                            t.slices,
-                            dl,
-                            ul,
-                            t.end_of_period,
-                        )
+                    ingest_batch(engine, source, table, msg.telemetry, raw)
             except grpc.RpcError:
                 pass  # the client went away
             except BaseException as exc:
@@ -251,6 +209,33 @@ class ControllerServicer:
             ):
                 exc = InvalidInput(str(exc))
             abort(context, exc)
+
+
+def ingest_batch(
+    engine: Engine,
+    source: str,
+    table: tuple[str, ...] | None,
+    batch: controller_pb2.TelemetryBatch,
+    raw: bytes,
+) -> int:
+    """Validate and ingest one TelemetryBatch (``raw``: the wire bytes it was parsed from)."""
+    dl, ul = _rates(raw, batch)
+    n = len(dl)
+    if batch.dl_dropped_bytes or batch.ul_dropped_bytes:
+        if len(batch.dl_dropped_bytes) != n or len(batch.ul_dropped_bytes) != n:
+            raise InvalidInput("dropped-bytes columns must be empty or one per slice")
+        if batch.period_s > 0:  # dropped bytes are unmet demand: bit/s over the period
+            dl = dl + 8.0 * np.array(batch.dl_dropped_bytes, dtype=np.float64) / batch.period_s
+            ul = ul + 8.0 * np.array(batch.ul_dropped_bytes, dtype=np.float64) / batch.period_s
+    ts, period, end = batch.timestamp_unix_s, batch.period_s, batch.end_of_period
+    if not batch.slice_ids:
+        return engine.ingest(source, ts, period, batch.slices, dl, ul, end)
+    if batch.slices:
+        raise InvalidInput("give slices or slice_ids, not both")
+    if table is None:
+        raise InvalidInput("slice_ids need a slice_table in the Hello")
+    ids = np.array(batch.slice_ids, dtype=np.int64)
+    return engine.ingest(source, ts, period, ids, dl, ul, end, table)
 
 
 def _rates(
