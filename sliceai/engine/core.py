@@ -26,7 +26,7 @@ from sliceai.engine.errors import (
     Precondition,
     Unavailable,
 )
-from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster
+from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster, PipelineForecaster
 from sliceai.engine.grants import (
     BwRequest,
     Grant,
@@ -412,10 +412,13 @@ class Engine:
         start = time.time() - interval * history.count
         fallback = False
         try:
-            if hasattr(self.forecaster, "pipeline") and horizon > 1:
-                pipe = self.forecaster.pipeline
+            if isinstance(self.forecaster, PipelineForecaster) and horizon > 1:
+                ctx = series[:, -self.forecaster.context :]
+                first = start + interval * (series.shape[1] - ctx.shape[1])
                 q = np.asarray(
-                    pipe.quantiles(series[:, -256:], horizon, lv, interval_s=interval),
+                    self.forecaster.pipeline.quantiles(
+                        ctx, horizon, lv, start_time=first, interval_s=interval
+                    ),
                     dtype=np.float64,
                 )
             else:

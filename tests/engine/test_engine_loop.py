@@ -18,7 +18,7 @@ from sliceai.engine import (
     Precondition,
     StateStore,
 )
-from sliceai.engine.forecasting import EmpiricalForecaster
+from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
 from sliceai.engine.solving import Allocation, HeadroomSolver
 from sliceai.policy import DIRECTIONS, Policy
 
@@ -197,3 +197,30 @@ def test_loop_thread_plans_as_soon_as_every_source_reports(engine: Engine) -> No
     assert plan is not None
     assert plan.trigger_time is not None
     assert plan.measured_bps[0, 0] == 50e6
+
+
+class FakePipeline:
+    """Stands in for ForecastPipeline: quantile h of step k is (k + 1) * 1e6 * level."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, float | None]] = []
+
+    def quantiles(self, context, horizon, levels, start_time=None, interval_s=60.0):  # type: ignore[no-untyped-def]
+        self.calls.append((horizon, start_time))
+        steps = np.arange(1, horizon + 1)[None, :, None]
+        return np.broadcast_to(
+            steps * 1e6 * np.asarray(levels)[None, None, :], (len(context), horizon, len(levels))
+        )
+
+
+def test_forecast_query_uses_the_model_over_the_horizon(tmp_path: Path, policy_text: str) -> None:
+    pipe = FakePipeline()
+    eng = Engine(StateStore(tmp_path / "s.db"), policy_text, PipelineForecaster(pipe))
+    _feed(eng)
+    eng.loop.step()
+    result = eng.forecast(["consults"], 3, [0.5, 0.9])
+    assert result.values.shape == (1, 2, 3, 2)
+    assert result.values[0, 0, 2].tolist() == [1.5e6, 2.7e6]
+    assert not result.fallback
+    assert pipe.calls[-1][0] == 3
+    assert pipe.calls[-1][1] is not None
