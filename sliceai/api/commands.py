@@ -82,6 +82,21 @@ def _interval(text: str) -> float:
     return value
 
 
+def _bundled_policy(scenario: str) -> tuple[str, Path]:
+    """The policy that goes with a bundled scenario: ``policies/NAME.yaml`` of a checkout,
+    else the copy in the package."""
+    from sliceai.cli import UsageError
+
+    package = Path(__file__).resolve().parent.parent
+    for path in (
+        package.parent / "policies" / f"{scenario}.yaml",
+        package / "data" / "policies" / f"{scenario}.yaml",
+    ):
+        if path.is_file():
+            return path.read_text(encoding="utf-8"), path
+    raise UsageError(f"--simulate {scenario}: no bundled policy for it; give --policy")
+
+
 def _forecaster(model: str, device: str) -> Any:
     from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
 
@@ -137,6 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
         store = StateStore(args.db)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
+    if text is None and args.simulate and store.latest_policy() is None:
+        text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
     forecaster = _forecaster(args.model, args.device)
     try:
         engine = Engine(
