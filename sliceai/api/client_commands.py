@@ -138,7 +138,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     import grpc
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
     from sliceai.cli import UsageError
     from sliceai.traffic import TraceError
