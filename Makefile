@@ -52,6 +52,10 @@ protos-check: $(STAMP)
 	  rm -rf $$tmp; echo "protobuf code matches proto/"; \
 	fi
 
+# OpenFlow end to end on a real Open vSwitch with hosts in network namespaces (root).
+e2e: $(STAMP)
+	bash sims/ovs/e2e.sh
+
 constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
 
