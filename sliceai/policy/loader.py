@@ -82,7 +82,7 @@ def _to_python(
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = _scalar(key_node, path, issues)
             if not isinstance(key, str | int):
                 issues.append((path, f"mapping key {key!r} is not a name"))
                 continue
@@ -94,7 +94,7 @@ def _to_python(
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(n, (*path, i), pos, issues) for i, n in enumerate(node.value)]
-    return _scalar(node)
+    return _scalar(node, path, issues)
 
 
 # libyaml's C parser when PyYAML was built with it (10x faster); marks are the same.
@@ -102,10 +102,15 @@ _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.Node) -> Any:
+def _scalar(node: yaml.Node, path: FieldPath, issues: list[tuple[FieldPath, str]]) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return repr(node)
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:  # an unknown tag such as "!0", a bad timestamp...
+        problem = getattr(exc, "problem", None) or str(exc)
+        issues.append((path, f"cannot read value: {problem}"))
+        return None
 
 
 # --- loading -----------------------------------------------------------------------------

@@ -257,3 +257,8 @@ def test_policy_is_frozen() -> None:
     policy = loads_policy(BASE)
     with pytest.raises(ValidationError):
         policy.slices[0].risk = 0.3  # type: ignore[misc]
+
+
+def test_unknown_yaml_tag_is_a_policy_error() -> None:
+    errors = errors_of(BASE.replace("risk: 0.001", "risk: !0 0.001"))
+    assert any(e.startswith("p.yaml:8: slices[0].risk: cannot read value") for e in errors), errors
