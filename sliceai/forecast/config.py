@@ -20,6 +20,10 @@ class ForecastConfig:
     come out in one forward pass (longer horizons are generated block by block).
     ``rank`` is the number of latent factors of the Gaussian copula over the horizon;
     ``min_sigma`` floors the per-step standard deviation in the model's log space.
+    ``tail_linear`` and ``tail_cubic`` reshape each step's marginal after training: a
+    standard deviate ``z`` becomes ``tail_linear * z + tail_cubic * z**3`` (a sharper
+    body and heavier tails than the Gaussian; fitted on validation data by
+    :func:`sliceai.forecast.train.fit_tail_shape`; 1 and 0 leave the Gaussian as is).
     """
 
     context_length: int = 256
@@ -30,6 +34,8 @@ class ForecastConfig:
     rank: int = 8
     dropout: float = 0.05
     min_sigma: float = 0.002
+    tail_linear: float = 1.0
+    tail_cubic: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -47,6 +53,11 @@ class ForecastConfig:
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")
+        if not (self.tail_linear > 0.0 and self.tail_cubic >= 0.0):
+            raise ForecastError(
+                f"config fields 'tail_linear' > 0 and 'tail_cubic' >= 0 required, got "
+                f"{self.tail_linear!r}, {self.tail_cubic!r}"
+            )
         if not 0.0 < self.min_sigma < 1.0:
             raise ForecastError(
                 f"config field 'min_sigma' must be in (0, 1), got {self.min_sigma!r}"

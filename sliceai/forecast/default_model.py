@@ -24,7 +24,7 @@ from sliceai.forecast.train import STATE_DIR, TrainOptions, train
 TRAINING_CLOCKS = ((14.0, 60.0), (7.0, 10.0), (7.0, 10.0))
 
 
-def build(out: Path, epochs: int = 30, seed: int = 0, threads: int = 2) -> float:
+def build(out: Path, epochs: int = 40, seed: int = 0, threads: int = 2) -> float:
     """Train the default model into ``out``; returns the best validation CRPS."""
     torch.set_num_threads(threads)
     # Each scenario with its own seeds (campus shares slice generators with the others,
@@ -40,7 +40,14 @@ def build(out: Path, epochs: int = 30, seed: int = 0, threads: int = 2) -> float
         [a for a, _ in pairs],
         [b for _, b in pairs],
         out,
-        options=TrainOptions(epochs=epochs, seed=seed, device="cpu"),
+        options=TrainOptions(
+            epochs=epochs,
+            steps_per_epoch=200,
+            patience=8,
+            learning_rate=2e-3,
+            seed=seed,
+            device="cpu",
+        ),
         metadata={"trained_on": [f"{n}:{s}:{d:g} days at {i:g} s" for n, s, d, i in specs]},
     )
     state = out / STATE_DIR
@@ -54,7 +61,7 @@ def build(out: Path, epochs: int = 30, seed: int = 0, threads: int = 2) -> float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=default_checkpoint())
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

@@ -206,13 +206,17 @@ class ForecastPipeline:
             read_off: npt.NDArray[np.float32] = np.moveaxis(np.quantile(paths, lv, axis=1), 0, -1)
             return read_off.astype(np.float32)
         dist, scale = self.distribution(context, horizon, start_time, interval_s)
-        z = torch.as_tensor(ndtri(lv), dtype=torch.float32)
+        z = torch.as_tensor(self._shape(ndtri(lv)), dtype=torch.float32)
         y = dist.loc.unsqueeze(-1) + dist.marginal_std().unsqueeze(-1) * z  # (batch, horizon, Q)
         values = np.expm1(y.double().numpy()) * scale[:, None, None]
         result: npt.NDArray[np.float32] = np.maximum(values, 0.0).astype(np.float32)
         return result
 
     # -------------------------------------------------------------- helpers
+    def _shape(self, z: Any) -> Any:
+        """The fitted marginal reshaping ``a z + b z^3`` (numpy or torch, any shape)."""
+        return self.config.tail_linear * z + self.config.tail_cubic * z**3
+
     def _forward(
         self,
         ctx: npt.NDArray[np.float64],
@@ -244,7 +248,12 @@ class ForecastPipeline:
         if horizon <= block:
             dist, scale = self._forward(ctx, horizon, starts, interval_s)
             with torch.inference_mode():
-                y = dist.sample(n_samples, generator).double().cpu().numpy()
+                draws = dist.sample(n_samples, generator)
+                if self.config.tail_linear != 1.0 or self.config.tail_cubic != 0.0:
+                    std = dist.marginal_std().unsqueeze(1)
+                    loc = dist.loc.unsqueeze(1)
+                    draws = loc + std * self._shape((draws - loc) / std)
+                y = draws.double().cpu().numpy()
             return _from_log(y, scale)
         # Longer horizons: one row per sample path, extended block by block.
         batch = ctx.shape[0]

@@ -80,3 +80,24 @@ def test_bad_levels_raise(tiny_pipeline: ForecastPipeline) -> None:
         tiny_pipeline.quantiles(_context(1, 32), 2, (0.0, 0.5))
     with pytest.raises(ForecastError, match="context"):
         tiny_pipeline.sample(np.zeros((2, 3, 4)), 2)
+
+
+def test_tail_shape_keeps_quantiles_and_samples_consistent(tiny_model: object) -> None:
+    import dataclasses
+
+    from sliceai.forecast.model import ForecastModel
+
+    assert isinstance(tiny_model, ForecastModel)
+    plain = ForecastPipeline(tiny_model, device="cpu")
+    tiny_model.config = dataclasses.replace(tiny_model.config, tail_linear=0.8, tail_cubic=0.05)
+    shaped = ForecastPipeline(tiny_model, device="cpu")
+    ctx = _context(2, 32)
+    levels = (0.1, 0.5, 0.9, 0.99)
+    q = shaped.quantiles(ctx, 3, levels)
+    s = shaped.sample(ctx, 3, 20000, seed=4)
+    emp = np.moveaxis(np.quantile(s, levels, axis=1), 0, -1)
+    np.testing.assert_allclose(emp, q, rtol=0.05)
+    # A sharper body: the 80% band is narrower than the Gaussian one, the median is unchanged.
+    q0 = plain.quantiles(ctx, 3, levels)
+    np.testing.assert_allclose(q[..., 1], q0[..., 1], rtol=1e-5)
+    assert np.all(q[..., 2] - q[..., 0] < q0[..., 2] - q0[..., 0])
