@@ -49,3 +49,24 @@ def test_rate_range_scales_with_the_input(tiny_pipeline: ForecastPipeline, level
     # An untrained model still produces forecasts in the input's order of magnitude.
     assert np.all(med > level * 1e-3)
     assert np.all(med < level * 1e3)
+
+
+@pytest.mark.parametrize("level", [1e3, 1e6, 1e9, 3e10])
+def test_bundled_model_tracks_any_rate(level: float) -> None:
+    pipe = ForecastPipeline.load(device="cpu")
+    rng = np.random.default_rng(1)
+    ctx = level * rng.lognormal(0.0, 0.1, size=(3, 256))
+    ctx[0, ::7] = np.nan  # missing intervals
+    q = pipe.quantiles(ctx, 8, (0.025, 0.5, 0.975), start_time=1.767e9, interval_s=60.0)
+    assert np.all(np.abs(q[..., 1] / level - 1.0) < 0.25)
+    assert np.all(q[..., 0] < level * 1.1)
+    assert np.all(q[..., 2] > level * 0.9)
+
+
+def test_bundled_model_new_slice_and_idle_slice() -> None:
+    pipe = ForecastPipeline.load(device="cpu")
+    few = np.full((1, 4), 5e6)
+    q = pipe.quantiles(few, 4, (0.5,), start_time=1.767e9, interval_s=10.0)
+    assert np.all((q > 1e6) & (q < 2.5e7))
+    idle = pipe.quantiles(np.zeros((1, 256)), 4, (0.5, 0.99), start_time=1.767e9, interval_s=10.0)
+    assert np.all(idle[..., 0] < 10.0)
