@@ -85,13 +85,15 @@ def prepare(
     horizon: int,
     interval_s: float,
     start_time: FloatArray | None,
+    scale: FloatArray | None = None,
 ) -> PreparedContext:
     """Turn raw contexts into model inputs.
 
     ``context``: ``(batch, length)`` float64 bit/s from :func:`as_context`; the last
     ``context_length`` intervals are used, shorter ones are left-padded as missing.
     ``start_time``: ``(batch,)`` epoch s of the *first* interval of ``context`` (as
-    given, before cropping or padding), or None when unknown.
+    given, before cropping or padding), or None when unknown. ``scale``: ``(batch,)``
+    bit/s to use instead of the mean of the observed context (None: that mean).
     """
     if not np.isfinite(interval_s) or interval_s <= 0:
         raise ForecastError(f"interval_s must be positive, got {interval_s!r}")
@@ -106,7 +108,7 @@ def prepare(
     n_obs = observed.sum(axis=1)
     total = np.where(observed, window, 0.0).sum(axis=1)
     mean = np.divide(total, n_obs, out=np.zeros(batch), where=n_obs > 0)
-    scale = np.maximum(mean, SCALE_FLOOR_BPS)
+    scale = np.maximum(mean if scale is None else scale, SCALE_FLOOR_BPS)
     values = np.where(observed, np.log1p(np.where(observed, window, 0.0) / scale[:, None]), 0.0)
 
     if start_time is None:

@@ -28,13 +28,25 @@ def continue_trace(
     first = max(0, like.n_intervals - c)
     history = np.moveaxis(like.load_bps[first:], 0, -1).reshape(n_slices * 2, -1)
     start = like.start + first * like.interval_s
+    # Scale by the long-run mean: a slice idle at the end of ``like`` can still start sessions.
+    observed = np.moveaxis(like.load_bps, 0, -1).reshape(n_slices * 2, -1)
+    finite = np.isfinite(observed)
+    count = finite.sum(axis=1)
+    total = np.where(finite, observed, 0.0).sum(axis=1)
+    long_run = np.divide(total, count, out=np.zeros(n_slices * 2), where=count > 0)
     pieces = []
     done = 0
     with tqdm(total=n_intervals, desc="generate", unit="interval", file=sys.stderr) as bar:
         while done < n_intervals:
             step = min(CHUNK_INTERVALS, n_intervals - done)
             path = pipeline.sample(
-                history, step, 1, start_time=start, interval_s=like.interval_s, seed=seed + done
+                history,
+                step,
+                1,
+                start_time=start,
+                interval_s=like.interval_s,
+                seed=seed + done,
+                scale_bps=long_run,
             )
             piece = path[:, 0, :].astype(np.float64)
             pieces.append(piece)

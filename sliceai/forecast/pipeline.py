@@ -149,6 +149,7 @@ class ForecastPipeline:
         start_time: npt.ArrayLike | None = None,
         interval_s: float = 60.0,
         seed: int | None = None,
+        scale_bps: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float32]:
         """Joint sample paths ``(batch, n_samples, horizon)`` float32 bit/s on the CPU.
 
@@ -156,7 +157,9 @@ class ForecastPipeline:
         ``start_time``: ``(batch,)`` or scalar epoch s of the first context interval,
         None when unknown (the model then forecasts without calendar features).
         Horizons beyond ``config.max_horizon`` are generated block by block, each block
-        conditioned on the sampled path so far.
+        conditioned on the sampled path so far. ``scale_bps``: ``(batch,)`` bit/s that
+        replaces the context mean as each series' scale (for generation: the long-run
+        mean keeps an idle stretch from fixing the scale at the 1 bit/s floor).
         """
         ctx = as_context(context)
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
@@ -164,6 +167,11 @@ class ForecastPipeline:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ForecastError(f"n_samples must be a positive integer, got {n_samples!r}")
         starts = _as_starts(start_time, ctx.shape[0])
+        scales = None
+        if scale_bps is not None:
+            scales = np.broadcast_to(np.asarray(scale_bps, dtype=np.float64), (ctx.shape[0],))
+            if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+                raise ForecastError("scale_bps must be finite and non-negative")
         generator = torch.Generator(device=self.device)
         generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
         out = np.empty((ctx.shape[0], n_samples, horizon), dtype=np.float32)
@@ -177,6 +185,7 @@ class ForecastPipeline:
                 None if starts is None else starts[part],
                 interval_s,
                 generator,
+                None if scales is None else scales[part],
             )
         return out
 
@@ -223,8 +232,9 @@ class ForecastPipeline:
         horizon: int,
         starts: npt.NDArray[np.float64] | None,
         interval_s: float,
+        scales: npt.NDArray[np.float64] | None = None,
     ) -> tuple[HorizonDistribution, npt.NDArray[np.float64]]:
-        prep = prepare(ctx, self.config.context_length, horizon, interval_s, starts)
+        prep = prepare(ctx, self.config.context_length, horizon, interval_s, starts, scales)
         dev = self.device
         with torch.inference_mode():
             dist: HorizonDistribution = self.model(
@@ -243,10 +253,11 @@ class ForecastPipeline:
         starts: npt.NDArray[np.float64] | None,
         interval_s: float,
         generator: torch.Generator,
+        scales: npt.NDArray[np.float64] | None = None,
     ) -> npt.NDArray[np.float32]:
         block = self.config.max_horizon
         if horizon <= block:
-            dist, scale = self._forward(ctx, horizon, starts, interval_s)
+            dist, scale = self._forward(ctx, horizon, starts, interval_s, scales)
             with torch.inference_mode():
                 draws = dist.sample(n_samples, generator)
                 if self.config.tail_linear != 1.0 or self.config.tail_cubic != 0.0:
@@ -259,13 +270,14 @@ class ForecastPipeline:
         batch = ctx.shape[0]
         history = np.repeat(ctx, n_samples, axis=0)
         path_starts = None if starts is None else np.repeat(starts, n_samples)
+        path_scales = None if scales is None else np.repeat(scales, n_samples)
         pieces: list[npt.NDArray[np.float32]] = []
         done = 0
         while done < horizon:
             step = min(block, horizon - done)
-            piece = self._sample_block_chain(history, step, 1, path_starts, interval_s, generator)[
-                :, 0, :
-            ]
+            piece = self._sample_block_chain(
+                history, step, 1, path_starts, interval_s, generator, path_scales
+            )[:, 0, :]
             pieces.append(piece)
             done += step
             history = np.concatenate([history, piece.astype(np.float64)], axis=1)
