@@ -1,4 +1,9 @@
-"""Training: Gaussian-copula likelihood in log space, validation CRPS, early stopping.
+"""Training: robust likelihood + CRPS in log space, validation CRPS, early stopping.
+
+The loss is the Gaussian-copula log-likelihood with far-off targets winsorised plus
+the closed-form CRPS of each step's marginal (:func:`training_loss`); the learning
+rate decays with a cosine over the epochs. After training, the marginal tail shape
+is fitted on the validation windows (:func:`fit_tail_shape`) and stored in the config.
 
 Training is resumable: after every epoch the output directory holds the best
 checkpoint so far (``config.json`` + ``model.safetensors``) and a ``train_state/``
