@@ -2,8 +2,8 @@
 
 Trains on the ``campus``, ``hospital`` and ``factory`` generators with the
 training seeds of :mod:`sliceai.forecast.scenarios` (14 days at 1-minute and
-2 x 7 days at 10-second intervals per scenario; the last 15% of every series validates) and writes
-``sliceai/data/model/``. Deterministic on the CPU for a given seed; a few
+2 x 7 days at 10-second intervals per scenario; the last 15% of every series
+validates) and writes ``sliceai/data/model/``. Deterministic on the CPU for a given seed; a few
 minutes on two cores (about 4 minutes on a quiet 2-core machine).
 """
 
