@@ -24,15 +24,17 @@ Slope of segment k of slice s (units: per unit of normalised rate):
   grants), ranked by priority above every guarantee;
 - ``+ CHURN_COST`` below the previous rate, ``- CHURN_COST`` above it: the L1
   cost of changing a meter;
+- ``+ BEST_EFFORT_BONUS`` below the ``1 - risk`` quantile of a slice without
+  a guarantee: spare capacity covers it to the risk it accepts;
 - ``- RESERVE_COST`` everywhere: the price of capacity held by a meter.
 
 Why a price on reserved capacity: expected served traffic alone is flat above
 the demand, so without a price the LP is indifferent to handing a slice far
 more than it can use, and with the churn cost it never gives capacity back
 (a meter only ever grows). With the price, a slice without a guarantee stops
-where ``w_s * P(D_s > x) = RESERVE_COST`` (the newsvendor / DeepCog trade-off
-between unserved and overprovisioned traffic: the 95th percentile for a
-priority-1 slice, about the 65th for best-effort eMBB), guaranteed slices are
+at its ``1 - risk`` quantile or where ``w_s * P(D_s > x) = RESERVE_COST``,
+whichever is higher (the newsvendor / DeepCog trade-off between unserved and
+overprovisioned traffic), as long as capacity is spare; guaranteed slices are
 still held at their ``1 - risk`` quantile by the much larger tier bonus, and
 the churn cost becomes a dead band of ``+-CHURN_COST`` around that point.
 
@@ -61,8 +63,13 @@ CHURN_COST = 0.02
 #: Larger than CHURN_COST, so capacity a slice no longer needs is given back.
 RESERVE_COST = 0.05
 
+#: Slope bonus below a best-effort slice's ``1 - risk`` quantile: enough to beat the price
+#: of capacity and the churn cost, far below every guarantee tier. Spare capacity thus
+#: covers each slice up to the risk its policy accepts before the price stops it.
+BEST_EFFORT_BONUS = RESERVE_COST + 2 * CHURN_COST
+
 #: Gap between consecutive priority tiers, bigger than any slope below a tier.
-TIER_STEP = 1.0 + 1.0 + 2 * CHURN_COST + RESERVE_COST
+TIER_STEP = 1.0 + 1.0 + 2 * CHURN_COST + RESERVE_COST + BEST_EFFORT_BONUS
 
 
 def priority_weight(priority_level: npt.NDArray[np.int_]) -> FloatArray:

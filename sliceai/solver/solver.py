@@ -48,7 +48,13 @@ import numpy as np
 import numpy.typing as npt
 
 from sliceai.solver.demand import DemandForecast, SolverError
-from sliceai.solver.formulation import Segments, build_segments, priority_weight, tier_bonuses
+from sliceai.solver.formulation import (
+    BEST_EFFORT_BONUS,
+    Segments,
+    build_segments,
+    priority_weight,
+    tier_bonuses,
+)
 from sliceai.solver.lp import solve_direction
 from sliceai.solver.plan import Plan, fit_capacity
 from sliceai.solver.problem import PolicyArrays
@@ -86,9 +92,15 @@ class SliceSolver:
         floor, target = a.targets(demand, reserved)
         points, slopes = demand.breakpoints()
         guaranteed = a.guaranteed[:, None] & (target > 0)
+        # Slices without a guarantee are covered to their 1 - risk quantile from spare
+        # capacity only (a small bonus, below every guarantee tier).
+        q = np.minimum(demand.quantile(1.0 - a.risk), a.cap_bps)
+        best_effort = ~a.guaranteed[:, None] & (q > floor)
+        lp_target = np.where(best_effort, q, target)
         out = []
         for d in range(2):
             f_bonus, g_bonus = tier_bonuses(a.priority, floor[:, d] > 0, guaranteed[:, d])
+            g_bonus = np.where(best_effort[:, d], BEST_EFFORT_BONUS, g_bonus)
             out.append(
                 build_segments(
                     points[:, d, :],
@@ -96,7 +108,7 @@ class SliceSolver:
                     self.weight,
                     floor[:, d],
                     f_bonus,
-                    target[:, d],
+                    lp_target[:, d],
                     g_bonus,
                     a.cap_bps[:, d],
                     None if prev is None else prev[:, d],
