@@ -52,6 +52,11 @@ protos-check: $(STAMP)
 	  rm -rf $$tmp; echo "protobuf code matches proto/"; \
 	fi
 
+# Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios
+# (deterministic on the CPU, about 4 minutes on 2 cores).
+model: $(STAMP)
+	$(PY) -m sliceai.forecast.default_model
+
 # OpenFlow end to end on a real Open vSwitch with hosts in network namespaces (root).
 e2e: $(STAMP)
 	bash sims/ovs/e2e.sh

@@ -2,11 +2,27 @@
 
 This is an adapter around the pure core: only this package imports torch.
 Main entry point: :class:`ForecastPipeline` (``load``, ``sample``, ``quantiles``).
+Names are imported on first use, so ``sliceai.forecast.commands`` (the CLI) does
+not pay torch's import time until a command actually runs the model.
 """
 
-from sliceai.forecast.config import ForecastConfig
-from sliceai.forecast.errors import ForecastError
-from sliceai.forecast.pipeline import ForecastPipeline, default_checkpoint, resolve_device
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sliceai.forecast.config import ForecastConfig
+    from sliceai.forecast.errors import ForecastError
+    from sliceai.forecast.pipeline import ForecastPipeline, default_checkpoint, resolve_device
+
+_WHERE = {
+    "ForecastConfig": "sliceai.forecast.config",
+    "ForecastError": "sliceai.forecast.errors",
+    "ForecastPipeline": "sliceai.forecast.pipeline",
+    "default_checkpoint": "sliceai.forecast.pipeline",
+    "resolve_device": "sliceai.forecast.pipeline",
+}
 
 __all__ = [
     "ForecastConfig",
@@ -15,3 +31,9 @@ __all__ = [
     "default_checkpoint",
     "resolve_device",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'sliceai.forecast' has no attribute {name!r}")
