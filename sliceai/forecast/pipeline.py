@@ -264,8 +264,12 @@ class ForecastPipeline:
                     std = dist.marginal_std().unsqueeze(1)
                     loc = dist.loc.unsqueeze(1)
                     draws = loc + std * self._shape((draws - loc) / std)
-                y = draws.double().cpu().numpy()
-            return _from_log(y, scale)
+                # Back to bit/s where the draws are (on a GPU this keeps the host's work
+                # to one copy of the finished paths).
+                s = torch.as_tensor(scale, dtype=torch.float64, device=draws.device)
+                bps = torch.expm1(draws.double().clamp(max=60.0)) * s.view(-1, 1, 1)
+                result: npt.NDArray[np.float32] = bps.clamp(min=0.0).float().cpu().numpy()
+            return result
         # Longer horizons: one row per sample path, extended block by block.
         batch = ctx.shape[0]
         history = np.repeat(ctx, n_samples, axis=0)
@@ -288,13 +292,6 @@ class ForecastPipeline:
                     path_starts = path_starts + drop * interval_s
         paths = np.concatenate(pieces, axis=1)
         return paths.reshape(batch, n_samples, horizon)
-
-
-def _from_log(
-    y: npt.NDArray[np.float64], scale: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float32]:
-    s = scale.reshape(scale.shape + (1,) * (y.ndim - 1))
-    return np.maximum(np.expm1(np.minimum(y, 60.0)) * s, 0.0).astype(np.float32)
 
 
 def _check_horizon(horizon: int, max_horizon: int) -> None:
