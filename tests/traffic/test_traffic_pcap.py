@@ -289,3 +289,31 @@ def test_pcapng_interfaces_resolutions_and_byte_order(tmp_path: Path, order: str
     with pytest.raises(TraceReadError, match="trailing length differs") as info:
         list(read_pcap(path, _policy(True)))
     assert info.value.position == f"packet 3 at byte {third}"
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nano", [False, True])
+def test_pcap_byte_orders_and_resolutions(tmp_path: Path, order: str, nano: bool) -> None:
+    """Each libpcap magic: byte order, micro/nanosecond ticks, orig_len and link type."""
+    import struct
+
+    from sliceai.traffic.pcapformat import HEADER_BYTES, read_packets
+
+    frames = [_frame(UE, SERVER, size=10), _frame(SERVER, UE, sport=5004, size=300)]
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    parts = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 101)]
+    for k, frame in enumerate(frames):
+        ip = frame[14:]  # raw IP link type
+        frac = 123456789 if nano else 123456
+        parts.append(struct.pack(order + "IIII", int(T0) + k, frac, len(ip), len(ip) + 4))
+        parts.append(ip)
+    path = tmp_path / "orders.pcap"
+    path.write_bytes(b"".join(parts))
+    (batch,) = read_packets(path)
+    np.testing.assert_allclose(batch.time, T0 + np.arange(2) + 0.123456789, atol=1e-6)
+    np.testing.assert_array_equal(batch.length, [len(f) - 14 + 4 for f in frames])
+    np.testing.assert_array_equal(batch.linktype, [101, 101])
+    np.testing.assert_array_equal(batch.number, [1, 2])
+    assert bytes(batch.headers[0, : len(frames[0]) - 14]) == frames[0][14:]
+    assert not batch.headers[0, len(frames[0]) - 14 :].any()
+    assert bytes(batch.headers[1]) == frames[1][14 : 14 + HEADER_BYTES]
