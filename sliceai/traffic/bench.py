@@ -18,13 +18,12 @@ import random
 import socket
 import struct
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from sliceai.bench import Figure
+from sliceai.bench import Figure, time_calls
 from sliceai.policy.loader import loads_policy
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices, slice_load
 from sliceai.traffic.longcsv import read_long_csv, write_long_csv
@@ -59,13 +58,7 @@ topology:
 
 def _best(fn: Callable[[], object], repeat: int) -> float:
     """Fastest wall-clock seconds of ``repeat`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(time_calls(fn, repeat))
 
 
 def run(quick: bool) -> Iterator[Figure]:
