@@ -114,6 +114,9 @@ class SliceController(BaseApp):  # type: ignore[misc]
         self.apply_latency_ms: collections.deque[float] = collections.deque(maxlen=1000)
         self._meter_replies: dict[int, list[MeterSample]] = {}
         self._last_poll_reply: dict[int, float] = {}
+        # Datapaths polled this round that have not answered yet: the service plans at once
+        # when the last batch of a round says end_of_period, so only that one says it.
+        self._round_pending: set[int] = set()
         self._port_counters = CounterRates()
         self._port_rates: dict[int, dict[int, tuple[float, float]]] = {}
         self._service_connected = False
@@ -212,8 +215,11 @@ class SliceController(BaseApp):  # type: ignore[misc]
         rates = self.core.meter_stats(dpid, self._meter_replies.pop(dpid), now)
         previous = self._last_poll_reply.get(dpid)
         self._last_poll_reply[dpid] = now
+        self._round_pending.discard(dpid)
+        last_of_round = not (self._round_pending & set(self.datapaths))
         if rates and previous is not None and self.link is not None and self._service_connected:
-            self.link.send_telemetry(telemetry_batch(dpid, rates, now - previous, time.time()))
+            batch = telemetry_batch(dpid, rates, now - previous, time.time(), last_of_round)
+            self.link.send_telemetry(batch)
         self._write_stats()
 
     @on_event(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
@@ -227,6 +233,7 @@ class SliceController(BaseApp):  # type: ignore[misc]
     @on_event(EventTick)
     def _tick(self, ev: EventTick) -> None:
         self._send_all(self.core.tick(time.monotonic()), None)
+        self._round_pending = set(self.datapaths)
         for dp in self.datapaths.values():
             for req in ofmsgs.stats_requests(dp):
                 dp.send_msg(req)

@@ -52,8 +52,12 @@ def telemetry_batch(
     rates: Mapping[tuple[str, Direction], SliceRate],
     period_s: float,
     unix_now: float,
+    end_of_period: bool = True,
 ) -> Any:
-    """A ``ControllerMessage`` carrying one ``TelemetryBatch`` (carried bit/s, dropped bytes)."""
+    """A ``ControllerMessage`` carrying one ``TelemetryBatch`` (carried bit/s, dropped bytes).
+
+    ``end_of_period``: True only on the last datapath's batch of a polling round.
+    """
     from sliceai.v1 import controller_pb2
 
     names = sorted({name for name, _ in rates})
@@ -69,7 +73,7 @@ def telemetry_batch(
         ul_bps=[r.carried_bps for r in ul],
         dl_dropped_bytes=[r.dropped_bytes for r in dl],
         ul_dropped_bytes=[r.dropped_bytes for r in ul],
-        end_of_period=True,
+        end_of_period=end_of_period,
     )
     return controller_pb2.ControllerMessage(telemetry=batch)
 

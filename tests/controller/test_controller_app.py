@@ -119,3 +119,20 @@ def test_bad_plan_and_bad_policy_from_the_service_are_ignored(controller: Any) -
     controller._link(app_module.EventLink(LinkEvent("policy", now, policy_yaml="name: [broken")))
     assert dp.sent == []
     assert controller.core.keeper.current(now)[1].value == "startup"
+
+
+def test_only_the_last_switch_of_a_polling_round_ends_the_period(controller: Any) -> None:
+    a, b = FakeDatapath(0xA), FakeDatapath(0xB)
+    for dp in (a, b):
+        controller._state_change(SimpleNamespace(datapath=dp, state=handler.MAIN_DISPATCHER))
+    controller._link(app_module.EventLink(LinkEvent("connected", time.monotonic())))
+    factory_dl = meter_id(1, Direction.DL)
+    for dp in (a, b):  # a first reply per switch sets the counter baselines
+        controller._meter_stats(_meter_reply(dp, {factory_dl: (0, 0)}, 1.0))
+    time.sleep(0.02)
+    controller._tick(app_module.EventTick())
+    controller._meter_stats(_meter_reply(a, {factory_dl: (10_000, 0)}, 2.0))
+    controller._meter_stats(_meter_reply(b, {factory_dl: (20_000, 0)}, 2.0))
+    outbox = controller.link._outbox
+    sent = [outbox.get_nowait().telemetry for _ in range(outbox.qsize())]
+    assert [(t.datapath_id, t.end_of_period) for t in sent] == [(0xA, False), (0xB, True)]
