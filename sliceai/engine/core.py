@@ -31,7 +31,7 @@ from sliceai.engine.grants import (
     BwRequest,
     Grant,
     check_admission,
-    reserved_bps,
+    check_standing,
     resolve_slice,
     validate_request,
 )
@@ -209,7 +209,7 @@ class Engine:
                 f"standing grants in slices the policy drops: {', '.join(orphans[:10])}"
             )
         try:
-            check_admission(policy, reserved_bps(policy, grants))
+            check_standing(policy, grants)
         except Exhausted as exc:
             raise Precondition(f"standing grants would not fit: {exc}") from None
 
@@ -345,7 +345,9 @@ class Engine:
                 raise Conflict(
                     "an identical grant (app, slice, type, direction, filters) already exists"
                 )
-            check_admission(policy, reserved_bps(policy, [*self._grants.values(), _as_grant(req)]))
+            check_admission(
+                policy, tuple(self._grants.values()), _as_grant(req), self._risk_quantile()
+            )
             now = time.time()
             grant = Grant(str(uuid.uuid4()), req, now, now)
             self.store.put_grant(grant)
@@ -353,6 +355,13 @@ class Engine:
             self._grants_tuple = tuple(self._grants.values())
         self.loop.wake()
         return grant
+
+    def _risk_quantile(self) -> npt.NDArray[np.float64] | None:
+        """The latest plan's ``1 - risk`` demand quantiles if made under the running policy."""
+        plan = self.hub.latest
+        if plan is None or plan.policy_version != self._state.version:
+            return None
+        return plan.forecast_bps
 
     def _find(self, caller: Caller, allocation_id: str) -> Grant:
         grant = self._grants.get(allocation_id)
@@ -367,9 +376,8 @@ class Engine:
                 raise InvalidInput("app_ins_id of a grant cannot change")
             policy = self.policy
             req = validate_request(policy, request)
-            others = [g for g in self._grants.values() if g.allocation_id != allocation_id]
-            check_admission(policy, reserved_bps(policy, [*others, _as_grant(req)]))
             grant = Grant(allocation_id, req, old.created_unix_s, time.time())
+            check_admission(policy, tuple(self._grants.values()), grant, self._risk_quantile())
             self.store.put_grant(grant)
             self._grants[allocation_id] = grant
             self._grants_tuple = tuple(self._grants.values())

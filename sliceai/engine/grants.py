@@ -2,18 +2,18 @@
 
 A grant reserves ``fixed_allocation_bps`` inside one slice, in one or both
 directions. Reservations add up per slice into ``reserved_bps``
-``(n_slices, 2)`` bit/s, which the solver must give each slice at least.
-A request is admitted only if every standing guarantee still holds on every
-link the slice crosses: for each link and direction,
-``sum_j max(guaranteed[j], reserved[j]) <= capacity``, and the slice's own
-reservations stay within its maximum rate.
+``(n_slices, 2)`` bit/s, which the solver gives each slice on top of its
+guaranteed floor. Admission is the solver's (:func:`sliceai.solver.admit`): a
+request is admitted only if the slice's floor plus grants stays within its
+maximum and every slice on every link the slice crosses still gets its floor
+plus grants and, when guaranteed, its ``1 - risk`` demand quantile.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +22,14 @@ import numpy.typing as npt
 
 from sliceai.engine.errors import Exhausted, InvalidInput, NotFound
 from sliceai.policy import DIRECTIONS, Policy
+from sliceai.solver.admission import (
+    AllocationDirection,
+    GrantRequest,
+    GrantState,
+    RequestType,
+    admit,
+)
+from sliceai.solver.demand import SolverError
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_GRANT_BPS = 1e12
@@ -30,6 +38,11 @@ MAX_PORTS = 64
 PROTOCOLS = ("", "TCP", "UDP", "SCTP", "ICMP")
 REQUEST_TYPES = ("application", "session")
 GRANT_DIRECTIONS = ("dl", "ul", "both")
+_DIRECTION = {
+    "dl": AllocationDirection.DL,
+    "ul": AllocationDirection.UL,
+    "both": AllocationDirection.BOTH,
+}
 
 
 @dataclass(frozen=True)
@@ -223,29 +236,54 @@ def maxima_bps(policy: Policy) -> npt.NDArray[np.float64]:
     )
 
 
-def check_admission(policy: Policy, reserved: npt.NDArray[np.float64]) -> None:
-    """Raise Exhausted naming the first violated limit when ``reserved`` does not fit ``policy``.
+def protected_floor_bps(
+    policy: Policy, reserved: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """What no plan may go below: each slice's floor plus its grants, at most its maximum.
 
-    ``reserved`` is the would-be ``(n_slices, 2)`` bit/s sum of grants.
+    ``reserved``: ``(n_slices, 2)`` bit/s of grants; returns the same shape. Grants
+    count on top of the guaranteed floor, as :mod:`sliceai.solver` counts them.
     """
-    floors = np.maximum(guarantees_bps(policy), reserved)
-    maxima = maxima_bps(policy)
-    over = reserved > maxima * (1 + 1e-12)
-    if over.any():
-        i, d = (int(v) for v in np.argwhere(over)[0])
-        raise Exhausted(
-            f"grants in slice {policy.slices[i].name!r} would total {reserved[i, d]:.6g} bit/s "
-            f"{DIRECTIONS[d].value.upper()}, above its maximum {maxima[i, d]:.6g} bit/s"
-        )
-    incidence = policy.incidence.astype(np.float64)
-    need = incidence @ floors  # (n_links, 2)
-    for li, link in enumerate(policy.topology.links):
-        for d in range(2):
-            if need[li, d] > link.capacity * (1 + 1e-12) and not math.isclose(
-                need[li, d], link.capacity
-            ):
-                raise Exhausted(
-                    f"link {link.name!r} {DIRECTIONS[d].value.upper()}: "
-                    f"guarantees and grants would need "
-                    f"{need[li, d]:.6g} bit/s, capacity is {link.capacity:.6g} bit/s"
-                )
+    return np.minimum(guarantees_bps(policy) + reserved, maxima_bps(policy))
+
+
+def _as_request(grant: Grant) -> GrantRequest:
+    r = grant.request
+    return GrantRequest(
+        request_id=grant.allocation_id or "<new>",
+        app_ins_id=r.app_ins_id,
+        slice=r.slice,
+        fixed_allocation_bps=float(r.fixed_allocation_bps),
+        direction=_DIRECTION[r.direction],
+        request_type=RequestType.SESSION if r.request_type == "session" else RequestType.APP,
+    )
+
+
+def check_admission(
+    policy: Policy,
+    standing: Sequence[Grant],
+    grant: Grant,
+    risk_quantile_bps: npt.NDArray[np.float64] | None = None,
+) -> None:
+    """Raise Exhausted, naming the slices it would hurt, unless ``grant`` may join ``standing``.
+
+    :func:`sliceai.solver.admit` decides: with the grant, every slice on the links
+    of the grant's slice must still get its floor plus grants and, for guaranteed
+    slices, its ``1 - risk`` demand quantile (``risk_quantile_bps`` ``(n_slices, 2)``
+    bit/s from the latest forecast; None: floors only). A grant whose
+    ``allocation_id`` is among ``standing`` replaces that one (modify).
+    """
+    others = tuple(_as_request(g) for g in standing if g.allocation_id != grant.allocation_id)
+    try:
+        state = GrantState.from_risk_quantile(policy, risk_quantile_bps, others)
+        decision = admit(policy, state, _as_request(grant))
+    except SolverError as exc:
+        raise InvalidInput(str(exc)) from None
+    if not decision.accepted:
+        raise Exhausted(decision.reason)
+
+
+def check_standing(policy: Policy, grants: Sequence[Grant]) -> None:
+    """Raise Exhausted unless ``grants``, admitted one by one on floors only, all fit ``policy``."""
+    for k, grant in enumerate(grants):
+        check_admission(policy, grants[:k], grant)

@@ -291,7 +291,7 @@ class ControlLoop:
             why = f"solver failed ({type(exc).__name__}: {str(exc)[:200]})"
             if previous is not None and self._solver_failures <= self.settings.last_plan_limit:
                 mode = "last-plan"
-                rates = np.maximum(previous.rates_bps, reserved)
+                rates = np.maximum(previous.rates_bps, guarantees_only(policy, reserved))
                 notes.append(
                     f"{why}; last plan repeated "
                     f"({self._solver_failures}/{self.settings.last_plan_limit})"

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from sliceai.engine.grants import guarantees_bps, maxima_bps
+from sliceai.engine.grants import guarantees_bps, maxima_bps, protected_floor_bps
 from sliceai.policy import Policy
 
 
@@ -70,8 +70,8 @@ def risk_quantile(
 def guarantees_only(
     policy: Policy, reserved_bps: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """The fail-safe: each slice's floor (or its grants if larger), ``(n_slices, 2)`` bit/s."""
-    return np.maximum(guarantees_bps(policy), reserved_bps)
+    """The fail-safe: each slice's floor plus its grants, ``(n_slices, 2)`` bit/s."""
+    return protected_floor_bps(policy, reserved_bps)
 
 
 class HeadroomSolver:
@@ -95,7 +95,7 @@ class HeadroomSolver:
         previous: Allocation | None,
         reserved_bps: npt.NDArray[np.float64],
     ) -> Allocation:
-        floor = np.maximum(self.floors, reserved_bps)
+        floor = np.minimum(self.floors + reserved_bps, self.maxima)
         want = np.clip(
             risk_quantile(self.policy, levels, quantiles), floor, np.maximum(self.maxima, floor)
         )

@@ -131,12 +131,33 @@ class GrantState:
         grants: tuple[GrantRequest, ...] = (),
     ) -> GrantState:
         """Targets from a forecast; without one, guaranteed floors only."""
-        arrays = PolicyArrays.of(policy)
         if demand is None:
+            return cls.from_risk_quantile(policy, None, grants)
+        demand.check_policy(policy)
+        return cls.from_risk_quantile(
+            policy, demand.quantile(1.0 - PolicyArrays.of(policy).risk), grants
+        )
+
+    @classmethod
+    def from_risk_quantile(
+        cls,
+        policy: Policy,
+        risk_quantile_bps: FloatArray | None,
+        grants: tuple[GrantRequest, ...] = (),
+    ) -> GrantState:
+        """Targets from each slice's ``1 - risk`` demand quantile ``(n_slices, 2)`` bit/s
+        (what a live loop keeps of its last forecast); None: guaranteed floors only.
+        ``grants`` are taken as standing (not checked)."""
+        arrays = PolicyArrays.of(policy)
+        if risk_quantile_bps is None:
             base = np.minimum(arrays.floor_bps, arrays.cap_bps)
         else:
-            demand.check_policy(policy)
-            _, base = arrays.targets(demand, np.zeros_like(arrays.floor_bps))
+            q = np.asarray(risk_quantile_bps, dtype=np.float64)
+            if q.shape != arrays.floor_bps.shape or not np.all(np.isfinite(q)) or np.any(q < 0):
+                raise SolverError(
+                    f"risk quantiles must be finite bit/s >= 0 of shape {arrays.floor_bps.shape}"
+                )
+            _, base = arrays.targets_at(q, np.zeros_like(arrays.floor_bps))
         state = cls(policy.name, base)
         for g in grants:
             state = state._with(g)

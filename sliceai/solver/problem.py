@@ -81,7 +81,13 @@ class PolicyArrays:
         forecast, which errs towards keeping guarantees when the forecast already
         contains the granted traffic). Other slices are protected to their floor.
         """
+        return self.targets_at(demand.quantile(1.0 - self.risk), reserved)
+
+    def targets_at(
+        self, risk_quantile: FloatArray, reserved: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`targets` given each slice's ``1 - risk`` quantile ``(n_slices, 2)`` bit/s."""
         floor = np.minimum(self.floor_bps + reserved, self.cap_bps)
-        q = demand.quantile(1.0 - self.risk)
+        q = np.asarray(risk_quantile, dtype=np.float64)
         target = np.where(self.guaranteed[:, None], np.maximum(q, self.floor_bps) + reserved, floor)
         return floor, np.minimum(target, self.cap_bps)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sliceai.engine import (
@@ -22,6 +25,8 @@ from sliceai.engine import (
     StateStore,
 )
 from sliceai.engine.forecasting import EmpiricalForecaster
+from sliceai.engine.grants import protected_floor_bps, reserved_bps
+from sliceai.solver import DemandForecast, SliceSolver
 
 APP = Caller("mec-app", "app-1")
 OTHER = Caller("mec-app", "app-2")
@@ -59,17 +64,66 @@ def test_app_may_not_act_for_another_app(engine: Engine) -> None:
 
 
 def test_admission_refuses_what_breaks_a_maximum_or_a_link(engine: Engine) -> None:
-    # consults: guaranteed 20 Mbps, maximum 100 Mbps per direction.
-    engine.request_grant(APP, _req(bps=100_000_000))
+    # consults: guaranteed 20 Mbps, maximum 100 Mbps per direction; grants come on top.
+    engine.request_grant(APP, _req(bps=80_000_000))
     with pytest.raises(Exhausted, match="maximum"):
         engine.request_grant(APP, _req(bps=1_000_000, direction="dl"))
-    # cell-backhaul 500 Mbps: DL floors 2 + 35 + 100 (grant) + 1 = 138 Mbps, so 362 Mbps are left.
+    # cell-backhaul 500 Mbps: DL floors 2 + 35 + (20 + 80) + 1 = 138 Mbps, 362 Mbps left.
     engine.request_grant(APP, _req(slice_name="staff-embb", bps=350_000_000, direction="dl"))
     with pytest.raises(Exhausted, match="cell-backhaul"):
         engine.request_grant(
             OTHER, _req(app="app-2", slice_name="staff-embb", bps=15_000_000, direction="dl")
         )
     assert len(engine.grants(LOCAL_ADMIN)) == 2
+
+
+def test_a_grant_inside_a_guarantee_still_needs_room(engine: Engine) -> None:
+    # Backhaul DL: floors 2 + 35 + 20 + 1 = 58 Mbps, then grants of 400 (staff-embb)
+    # and 25 (surgery-video) leave 17 of the 500 Mbps.
+    engine.request_grant(APP, _req(slice_name="staff-embb", bps=400_000_000, direction="dl"))
+    engine.request_grant(APP, _req(slice_name="surgery-video", bps=25_000_000, direction="dl"))
+    # 18 Mbps fit inside consults' 20 Mbps guarantee, but the solver adds grants on top
+    # of it: 501 Mbps, so a guaranteed slice would lose its floor.
+    with pytest.raises(Exhausted, match="cell-backhaul"):
+        engine.request_grant(OTHER, _req(app="app-2", bps=18_000_000, direction="dl"))
+    engine.request_grant(OTHER, _req(app="app-2", bps=17_000_000, direction="dl"))
+
+
+def test_admission_protects_the_forecast_risk_quantile(engine: Engine) -> None:
+    engine.request_grant(APP, _req(slice_name="staff-embb", bps=400_000_000, direction="dl"))
+    plan = engine.loop.step()  # no telemetry: quantiles at zero, floors protect
+    consults = engine.policy.slice_index("consults")
+    busy = plan.forecast_bps.copy()
+    busy[consults] = 60e6  # consults expected to need 60 Mbps at its 1 - risk level
+    engine.hub.publish(replace(plan, version=plan.version + 1, forecast_bps=busy))
+    # 2 + 35 + (60 + 10) + 1 + 400 = 508 Mbps > 500: the grant would eat guarantees.
+    with pytest.raises(Exhausted, match="guarantee"):
+        engine.request_grant(OTHER, _req(app="app-2", bps=10_000_000, direction="dl"))
+    engine.hub.publish(replace(plan, version=plan.version + 2))
+    engine.request_grant(OTHER, _req(app="app-2", bps=10_000_000, direction="dl"))
+
+
+def test_whatever_is_admitted_the_solver_plans_without_shortfall(engine: Engine) -> None:
+    rng = np.random.default_rng(7)
+    names = engine.policy.slice_names
+    for k in range(60):
+        req = _req(
+            app=f"app-{k}",
+            slice_name=str(rng.choice(names)),
+            bps=int(rng.integers(1, 120)) * 1_000_000,
+            direction=str(rng.choice(["dl", "ul", "both"])),
+        )
+        with contextlib.suppress(Exhausted):
+            engine.request_grant(LOCAL_ADMIN, req)
+    grants = engine.grants(LOCAL_ADMIN)
+    assert 3 <= len(grants) < 60  # some admitted, some refused
+    reserved = reserved_bps(engine.policy, grants)
+    levels = np.array([0.5, 0.9, 0.99, 0.999])
+    floor = protected_floor_bps(engine.policy, np.zeros_like(reserved))
+    demand = DemandForecast.from_quantiles(levels, np.repeat(floor[:, :, None], 4, axis=2))
+    plan = SliceSolver(engine.policy).solve(demand, reserved_bps=reserved)
+    need = protected_floor_bps(engine.policy, reserved)
+    assert np.all(plan.rates_bps >= need * (1 - 1e-9) - 1e-3)
 
 
 def test_duplicate_request_is_a_conflict(engine: Engine) -> None:
