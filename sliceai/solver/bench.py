@@ -8,7 +8,8 @@ passes the previous plan, so the churn cost is part of the LP.
 Per interval and both directions, timed:
 
 - ``sliceai warm``: :meth:`SliceSolver.solve` of a solver kept across intervals
-  (vectorised build + exact reduced LP warm-started from last prices);
+  (vectorised build + exact reduced LP warm-started from last prices; DL and UL
+  on two threads from 128 slices up, also timed on one thread);
 - ``sliceai cold``: a fresh ``SliceSolver`` per interval (policy arrays too);
 - peer ``raw highspy``: the straightforward LP (one column per segment, one
   row per link) with its matrices pre-built: ``passModel`` + ``run`` only,
@@ -108,6 +109,8 @@ def run_case(n_slices: int, n_links: int, intervals: int, cvxpy_every: int) -> I
     policy, median = random_policy(rng, n_slices, n_links, links_per_slice=4)
     demands = demand_sequence(rng, median, intervals + 2)
     solver = SliceSolver(policy)
+    serial = SliceSolver(policy, parallel=False)
+    one_thread: list[float] = []
     capacity_bps = solver.arrays.capacity_bps
     previous: Plan | None = None
     warm: list[float] = []
@@ -123,6 +126,8 @@ def run_case(n_slices: int, n_links: int, intervals: int, cvxpy_every: int) -> I
         t1 = time.perf_counter()
         plan = solver.solve(demand, previous)
         t2 = time.perf_counter()
+        serial.solve(demand, previous)
+        one_thread.append(time.perf_counter() - t2)
         raw_s = 0.0
         cvx_s = 0.0
         for d in range(2):
@@ -177,6 +182,17 @@ def run_case(n_slices: int, n_links: int, intervals: int, cvxpy_every: int) -> I
         statistics.median(raw) * ms,
     )
     yield Figure("solver", case, "p95 solve (warm)", float(np.percentile(warm, 95)) * ms, "ms")
+    if solver.parallel:
+        yield Figure.compare(
+            "solver",
+            case,
+            "median solve (warm, 1 thread)",
+            statistics.median(one_thread[2:]) * ms,
+            "ms",
+            "raw highspy",
+            statistics.median(raw) * ms,
+            "DL then UL on one thread, as the peer",
+        )
 
 
 def _silence_highs_banner() -> None:

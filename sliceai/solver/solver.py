@@ -31,7 +31,8 @@ links that cannot bind are dropped, a single binding link per slice is a
 fractional knapsack solved greedily, and only the remainder goes to HiGHS,
 restricted to the segments near each slice's price and proven optimal by
 the duals. :class:`SliceSolver` keeps the policy's arrays and the last link
-prices between intervals to warm-start that restriction.
+prices between intervals to warm-start that restriction, and solves the two
+directions on two threads for large policies (HiGHS releases the GIL).
 
 Improvement over the straightforward form (one column per quantile segment
 and hard guarantee rows with slack columns): guarantees, floors and churn
@@ -42,6 +43,9 @@ the three steps above exploit.
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,7 +59,7 @@ from sliceai.solver.formulation import (
     priority_weight,
     tier_bonuses,
 )
-from sliceai.solver.lp import solve_direction
+from sliceai.solver.lp import DirectionResult, solve_direction
 from sliceai.solver.plan import Plan, fit_capacity
 from sliceai.solver.problem import PolicyArrays
 
@@ -64,16 +68,38 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 
+#: Policies with at least this many slices solve DL and UL on two threads (when the
+#: machine has two cores); below it the thread hand-off costs more than it saves.
+PARALLEL_SLICES = 128
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor | None:
+    """Two worker threads shared by every solver, or None on a one-core machine."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="sliceai-solver")
+
 
 class SliceSolver:
     """Solves successive intervals for one policy, reusing its arrays and the last link prices."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, parallel: bool | None = None) -> None:
+        """``parallel``: solve DL and UL on two threads; None: when the policy has at
+        least :data:`PARALLEL_SLICES` slices and the machine two cores."""
         self.policy = policy
+        if parallel is None:
+            parallel = len(policy.slices) >= PARALLEL_SLICES
+        self._pool = _pool() if parallel else None
         self.arrays = PolicyArrays.of(policy)
         self.weight = priority_weight(self.arrays.priority)
         self.scale = float(self.arrays.capacity_bps.max())
         self._prices: list[FloatArray | None] = [None, None]
+
+    @property
+    def parallel(self) -> bool:
+        """Whether DL and UL solve on two threads."""
+        return self._pool is not None
 
     def segments(
         self,
@@ -136,10 +162,17 @@ class SliceSolver:
         capacity = a.capacity_bps / self.scale
         rates = np.empty((a.n_slices, 2))
         desire = np.empty((a.n_slices, 2))
-        methods = []
-        for d in range(2):
+
+        def direction(d: int) -> DirectionResult:
             guess = None if previous is None else previous.rates_bps[:, d] / self.scale
-            result = solve_direction(segs[d], a.incidence, capacity, self._prices[d], guess)
+            return solve_direction(segs[d], a.incidence, capacity, self._prices[d], guess)
+
+        if self._pool is not None:  # HiGHS releases the GIL: DL and UL solve side by side
+            results = list(self._pool.map(direction, range(2)))
+        else:
+            results = [direction(d) for d in range(2)]
+        methods = []
+        for d, result in enumerate(results):
             self._prices[d] = result.prices if result.method == "highs" else self._prices[d]
             rates[:, d] = result.rates * self.scale
             desire[:, d] = segs[d].desire * self.scale

@@ -181,3 +181,19 @@ def test_screened_lp_matches_the_full_lp(
             best = _full_lp(seg, sc.policy, plan.capacity_bps / seg.scale)
             assert mine >= best - 1e-7 * max(1.0, abs(best))
         previous = plan
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31), n_slices=st.integers(4, 40), n_links=st.integers(2, 8))
+def test_directions_on_two_threads_plan_as_one_thread_does(
+    seed: int, n_slices: int, n_links: int
+) -> None:
+    sc = _scenario(seed, n_slices, n_links, 3, 2.0, 1.0, 8)
+    plans = []
+    for parallel in (True, False):
+        solver = SliceSolver(sc.policy, parallel=parallel)
+        first = solver.solve(sc.demand)
+        plans.append((first, solver.solve(sc.demand, first)))
+    for a, b in zip(plans[0], plans[1], strict=True):
+        np.testing.assert_array_equal(a.rates_bps, b.rates_bps)
+        assert a.methods == b.methods
