@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 
-.PHONY: all venv test lint typecheck unit demo bench protos protos-check model e2e clean constraints
+.PHONY: all venv test lint typecheck unit demo bench protos protos-check model e2e ryu-check clean constraints
 
 all: test
 
@@ -60,6 +60,12 @@ model: $(STAMP)
 # OpenFlow end to end on a real Open vSwitch with hosts in network namespaces (root).
 e2e: $(STAMP)
 	bash sims/ovs/e2e.sh
+
+# The controller app under Ryu 4.34 instead of os-ken, on a real Open vSwitch (root).
+# Downloads ryu==4.34 into a throwaway venv (RYU_VENV=.ryu-venv keeps and reuses one);
+# not part of `make test` or CI. See sims/ovs/README.md.
+ryu-check: $(STAMP)
+	bash sims/ovs/ryu-check.sh
 
 constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
