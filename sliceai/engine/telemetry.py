@@ -43,8 +43,10 @@ class SliceIndexer:
         self.slice_names = tuple(slice_names)
         self._index = {name: i for i, name in enumerate(self.slice_names)}
         self._cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], bool]] = {}
-        self._tables: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
-        self._dups: dict[bytes, bool] = {}
+        self._tables: dict[
+            tuple[str, ...],
+            tuple[npt.NDArray[np.intp], dict[bytes, tuple[npt.NDArray[np.intp] | slice, bool]]],
+        ] = {}
 
     def indices(self, names: Sequence[str]) -> tuple[npt.NDArray[np.intp], bool]:
         """``(indices (n,), has_duplicates)``; NotFound for an unknown name."""
@@ -64,18 +66,26 @@ class SliceIndexer:
 
     def from_table(
         self, table: tuple[str, ...], ids: npt.NDArray[np.integer]
-    ) -> tuple[npt.NDArray[np.intp], bool]:
-        """``(indices, has_duplicates)`` for ``ids`` into a stream's slice ``table``.
+    ) -> tuple[npt.NDArray[np.intp] | slice, bool]:
+        """``(where, has_duplicates)`` for ``ids`` into a stream's slice ``table``.
 
-        InvalidInput for an id outside the table, NotFound for a table name the
-        policy does not know.
+        ``where`` indexes the policy's slices: an index array, or a slice when
+        the ids name a run of consecutive policy slices in order. InvalidInput for
+        an id outside the table, NotFound for a table name the policy does not know.
+        Results are cached per table and int64 id list (a controller sends the
+        same ids in every batch).
         """
-        mapping = self._tables.get(table)
-        if mapping is None:
+        known = self._tables.get(table)
+        if known is None:
             mapping = np.array([self._index.get(name, -1) for name in table], dtype=np.intp)
             if len(self._tables) >= _INDEX_CACHE_SIZE:
                 self._tables.clear()
-            self._tables[table] = mapping
+            known = self._tables[table] = (mapping, {})
+        mapping, results = known
+        key = ids.tobytes() if ids.dtype == np.int64 else None
+        hit = results.get(key) if key is not None else None
+        if hit is not None:
+            return hit
         if ids.size == 0:
             return np.zeros(0, dtype=np.intp), False
         if ids.min() < 0 or ids.max() >= len(table):
@@ -86,14 +96,15 @@ class SliceIndexer:
         if idx.min() < 0:
             missing = table[int(ids[np.argmin(idx)])]
             raise NotFound(f"unknown slice {missing[:64]!r}")
-        key = ids.tobytes()
-        dups = self._dups.get(key)
-        if dups is None:
-            dups = bool(len(np.unique(ids)) != len(ids))
-            if len(self._dups) >= _INDEX_CACHE_SIZE:
-                self._dups.clear()
-            self._dups[key] = dups
-        return idx, dups
+        dups = bool(len(np.unique(ids)) != len(ids))
+        where: npt.NDArray[np.intp] | slice = idx
+        if not dups and int(idx[-1]) - int(idx[0]) == len(idx) - 1 and (np.diff(idx) == 1).all():
+            where = slice(int(idx[0]), int(idx[-1]) + 1)
+        if key is not None:
+            if len(results) >= _INDEX_CACHE_SIZE:
+                results.clear()
+            results[key] = (where, dups)
+        return where, dups
 
 
 def check_time(timestamp_unix_s: float, period_s: float, now: float | None = None) -> None:
@@ -108,8 +119,16 @@ def check_time(timestamp_unix_s: float, period_s: float, now: float | None = Non
         raise InvalidInput(f"period {period_s!r} s outside (0, {MAX_PERIOD_S:g}] s")
 
 
+_MAX_RATE_BITS = np.array(MAX_RATE_BPS).view(np.uint64)[()]
+
+
 def check_rates(name: str, values: npt.NDArray[np.float64]) -> None:
     """InvalidInput unless every value is finite, >= 0 and <= 1e13."""
+    # fast path, one reduction: +0.0 .. 1e13 are exactly the float64s whose bits, read as
+    # uint64, are at most those of 1e13 (negative numbers, -0.0 included, have the sign bit
+    # set; infinities and NaNs have larger exponents). Anything else gets the full check.
+    if values.dtype == np.float64 and values.view(np.uint64).max(initial=0) <= _MAX_RATE_BITS:
+        return
     # min / max are NaN when any value is NaN, and NaN fails both comparisons
     if values.size and not (values.min() >= 0 and values.max() <= MAX_RATE_BPS):
         bad = values[~(np.isfinite(values) & (values >= 0) & (values <= MAX_RATE_BPS))]
@@ -198,6 +217,7 @@ class TelemetryBuffer:
         check_rates("ul_bps", ul_bps)
         for _ in range(2):  # retry once if the policy changed between indexing and locking
             indexer = self._indexer
+            idx: npt.NDArray[np.intp] | slice
             if table is None:
                 idx, dups = indexer.indices(cast(Sequence[str], slices))
             else:
@@ -205,7 +225,7 @@ class TelemetryBuffer:
             with self._lock:
                 if indexer is not self._indexer:
                     continue
-                self._store(source_id, indexer, idx, dups, dl_bps, ul_bps, end_of_period)
+                self._store(source_id, indexer, idx, n, dups, dl_bps, ul_bps, end_of_period)
                 return n
         raise InvalidInput("policy changed during ingestion; resend the batch")
 
@@ -213,7 +233,8 @@ class TelemetryBuffer:
         self,
         source_id: str,
         indexer: SliceIndexer,
-        idx: npt.NDArray[np.intp],
+        idx: npt.NDArray[np.intp] | slice,
+        n: int,
         dups: bool,
         dl_bps: npt.NDArray[np.float64],
         ul_bps: npt.NDArray[np.float64],
@@ -225,7 +246,8 @@ class TelemetryBuffer:
             src = self._sources[source_id] = _Source(
                 np.full((len(indexer.slice_names), 2), np.nan), 0.0
             )
-        if dups:
+        if dups:  # (never a slice: a run of consecutive slices has no duplicates)
+            assert not isinstance(idx, slice)
             summed = np.zeros((len(indexer.slice_names), 2))
             np.add.at(summed[:, 0], idx, dl_bps)
             np.add.at(summed[:, 1], idx, ul_bps)
@@ -235,7 +257,7 @@ class TelemetryBuffer:
             src.rates[idx, 1] = ul_bps
         now = time.monotonic()
         src.last_seen = now
-        self._samples += len(idx)
+        self._samples += n
         if end_of_period:
             src.ended = True
             if all(

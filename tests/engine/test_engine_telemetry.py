@@ -6,9 +6,17 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sliceai.engine import Exhausted, InvalidInput, NotFound
-from sliceai.engine.telemetry import MAX_BATCH_SLICES, TelemetryBuffer, check_time
+from sliceai.engine.telemetry import (
+    MAX_BATCH_SLICES,
+    MAX_RATE_BPS,
+    TelemetryBuffer,
+    check_rates,
+    check_time,
+)
 
 NAMES = ("a", "b", "c")
 
@@ -127,3 +135,59 @@ def test_slice_ids_index_the_stream_table() -> None:
     with pytest.raises(NotFound, match="retired-slice"):
         buf.ingest("s1", np.array([0, 2]), _arr(1, 1), _arr(1, 1), table=table)
     assert buf.collect().measured_bps[0].tolist() == [3, 30]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(width=64),
+            st.sampled_from([0.0, -0.0, MAX_RATE_BPS, np.nextafter(MAX_RATE_BPS, np.inf)]),
+        ),
+        max_size=8,
+    )
+)
+def test_rate_check_accepts_exactly_finite_rates_up_to_the_limit(values: list[float]) -> None:
+    arr = np.array(values, dtype=np.float64)
+    ok = all(0 <= v <= MAX_RATE_BPS for v in values)  # False for NaN; True for -0.0
+    if ok:
+        check_rates("dl_bps", arr)
+    else:
+        with pytest.raises(InvalidInput, match="dl_bps"):
+            check_rates("dl_bps", arr)
+
+
+@pytest.mark.parametrize(
+    ("table", "ids"),
+    [
+        (("a", "b", "c"), [0, 1, 2]),  # policy order: stored through a slice
+        (("x", "b", "c"), [1, 2]),
+        (("c", "b", "a"), [0, 1, 2]),  # reversed: an index array
+        (("a", "b", "c"), [2, 0]),
+        (("a", "b", "c"), [1, 1, 2]),  # summed duplicates
+        (("a", "b", "c"), [0, 2]),
+    ],
+)
+def test_table_ids_store_the_same_whatever_the_layout(
+    table: tuple[str, ...], ids: list[int]
+) -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    dl = _arr(*(10.0 * (k + 1) for k in range(len(ids))))
+    for _ in range(2):  # the second time from the cache
+        buf.ingest("s1", np.array(ids, dtype=np.int64), dl, dl / 10, table=table)
+        want = np.full((3, 2), np.nan)
+        for i, v in zip(ids, dl, strict=True):
+            row = NAMES.index(table[i])
+            want[row] = np.nan_to_num(want[row]) + np.array([v, v / 10])
+        np.testing.assert_array_equal(buf.collect().measured_bps, want)
+
+
+def test_table_errors_are_raised_every_time() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    table = ("a", "gone")
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            buf.ingest("s1", np.array([0, 1]), _arr(1, 1), _arr(1, 1), table=table)
+        with pytest.raises(InvalidInput):
+            buf.ingest("s1", np.array([0, 2]), _arr(1, 1), _arr(1, 1), table=table)
+    assert buf.sources() == {}
