@@ -10,16 +10,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
-from sliceai.api import convert
+from sliceai.api import convert, wire
 from sliceai.api.auth import Authorizer
-from sliceai.api.wire import packed_doubles
 from sliceai.engine import (
     Conflict,
     Engine,
@@ -145,11 +144,12 @@ class ControllerServicer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "hello.source_id: 1..128 characters of [A-Za-z0-9._:-]",
             )
-        table = tuple(first.hello.slice_table) or None
-        if table is not None and len(table) > MAX_BATCH_SLICES:
+        names = tuple(first.hello.slice_table)
+        if len(names) > MAX_BATCH_SLICES:
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"slice_table over {MAX_BATCH_SLICES} names"
             )
+        table = SliceTable(names) if names else None
         self.streams.enter(context)
         try:
             yield from self._serve(source, caller, table, request_iterator, context)
@@ -160,7 +160,7 @@ class ControllerServicer:
         self,
         source: str,
         caller: Any,
-        table: tuple[str, ...] | None,
+        table: SliceTable | None,
         requests: Iterator[tuple[controller_pb2.ControllerMessage, bytes]],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
@@ -211,43 +211,78 @@ class ControllerServicer:
             abort(context, exc)
 
 
+class SliceTable:
+    """A stream's Hello.slice_table, with its id lists decoded once per distinct wire encoding.
+
+    A controller sends the same ``slice_ids`` in every batch, so the wire bytes
+    of the packed field key a small cache of read-only int64 arrays decoded by
+    the parser (a new encoding is always decoded from the parsed message).
+    """
+
+    MAX_LISTS = 64
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._ids: dict[bytes, npt.NDArray[np.int64]] = {}
+
+    def ids(self, key: bytes, parsed: Sequence[int]) -> npt.NDArray[np.int64]:
+        """A batch's ids: ``key``, its packed slice_ids on the wire; ``parsed``, parsed."""
+        hit = self._ids.get(key)
+        if hit is None:
+            hit = np.array(parsed, dtype=np.int64)
+            hit.flags.writeable = False
+            if len(self._ids) >= self.MAX_LISTS:
+                self._ids.clear()
+            self._ids[key] = hit
+        return hit
+
+
 def ingest_batch(
     engine: Engine,
     source: str,
-    table: tuple[str, ...] | None,
+    table: SliceTable | None,
     batch: controller_pb2.TelemetryBatch,
     raw: bytes,
 ) -> int:
-    """Validate and ingest one TelemetryBatch (``raw``: the wire bytes it was parsed from)."""
-    dl, ul = _rates(raw, batch)
+    """Validate and ingest one TelemetryBatch (``raw``: the ControllerMessage it was parsed from).
+
+    The columns are read from the wire bytes when :func:`wire.telemetry_spans`
+    vouches for them, else from the parsed message; both give the same values.
+    """
+    spans = wire.telemetry_spans(raw)
+    dl = ul = None
+    if spans is not None:
+        dl = wire.doubles(raw, spans, wire.DL_BPS)
+        ul = wire.doubles(raw, spans, wire.UL_BPS)
+    if dl is None or ul is None or len(dl) != len(batch.dl_bps) or len(ul) != len(batch.ul_bps):
+        spans = None  # (the last two cannot differ when the walk accepts; belt and braces)
+        dl = np.array(batch.dl_bps, dtype=np.float64)
+        ul = np.array(batch.ul_bps, dtype=np.float64)
     n = len(dl)
-    if batch.dl_dropped_bytes or batch.ul_dropped_bytes:
+    dropped = spans is None or wire.DL_DROPPED in spans or wire.UL_DROPPED in spans
+    if dropped and (batch.dl_dropped_bytes or batch.ul_dropped_bytes):
         if len(batch.dl_dropped_bytes) != n or len(batch.ul_dropped_bytes) != n:
             raise InvalidInput("dropped-bytes columns must be empty or one per slice")
         if batch.period_s > 0:  # dropped bytes are unmet demand: bit/s over the period
             dl = dl + 8.0 * np.array(batch.dl_dropped_bytes, dtype=np.float64) / batch.period_s
             ul = ul + 8.0 * np.array(batch.ul_dropped_bytes, dtype=np.float64) / batch.period_s
     ts, period, end = batch.timestamp_unix_s, batch.period_s, batch.end_of_period
-    if not batch.slice_ids:
+    if spans is None:
+        key, has_ids, has_names = None, bool(batch.slice_ids), bool(batch.slices)
+    else:
+        key = wire.field_bytes(raw, spans, wire.SLICE_IDS)
+        has_ids, has_names = bool(key), wire.SLICES in spans
+    if not has_ids:
         return engine.ingest(source, ts, period, batch.slices, dl, ul, end)
-    if batch.slices:
+    if has_names:
         raise InvalidInput("give slices or slice_ids, not both")
     if table is None:
         raise InvalidInput("slice_ids need a slice_table in the Hello")
-    ids = np.array(batch.slice_ids, dtype=np.int64)
-    return engine.ingest(source, ts, period, ids, dl, ul, end, table)
-
-
-def _rates(
-    raw: bytes, batch: controller_pb2.TelemetryBatch
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``(dl_bps, ul_bps)`` of a batch, viewed in the wire bytes when possible (see wire.py)."""
-    dl = packed_doubles(raw, 5, batch.dl_bps)
-    ul = packed_doubles(raw, 6, batch.ul_bps, dl[1] if dl is not None else 0)
-    return (
-        dl[0] if dl is not None else np.array(batch.dl_bps, dtype=np.float64),
-        ul[0] if ul is not None else np.array(batch.ul_bps, dtype=np.float64),
-    )
+    if key is None:
+        ids = np.array(batch.slice_ids, dtype=np.int64)
+    else:
+        ids = table.ids(key, batch.slice_ids)
+    return engine.ingest(source, ts, period, ids, dl, ul, end, table.names)
 
 
 def _watch_message(plan: PlanRecord, wanted: tuple[str, ...], own: str | None) -> bytes:

@@ -1,64 +1,108 @@
-"""Read packed ``repeated double`` fields straight from a message's wire bytes.
+"""Locate a telemetry batch's columns in its ControllerMessage's wire bytes.
 
 Converting a protobuf ``repeated double`` to numpy goes through one Python
-float per value (about 25 ns each), which is the largest per-batch cost of
-telemetry ingestion. A packed field is, on the wire, the tag, the byte length
-and then the IEEE-754 little-endian values back to back, so numpy can view
-them in place (:func:`numpy.frombuffer`) once the field is found.
+float per value (about 25 ns each), and ``repeated uint32`` likewise, which
+is the largest per-batch cost of telemetry ingestion. A packed field is, on
+the wire, the tag, the byte length and then the values back to back
+(IEEE-754 little-endian for doubles), so numpy can view them in place
+(:func:`numpy.frombuffer`) once the field is found.
 
-:func:`packed_doubles` finds the field by searching for its tag and exact
-length and checks the first and last values against the parsed message; when
-anything does not line up (unpacked encoding, an unusual field order, NaN at
-either end) it returns None and the caller uses the parsed message instead.
-So the result is either exactly the parsed values or None: the fast path can
-never change what is ingested. The client controls every byte either way.
+:func:`telemetry_spans` walks the fields of the message (already parsed, so
+well-formed) and returns where each length-delimited TelemetryBatch field
+lies. It declines (None) whenever a column could be spread over several
+records or is not packed: a repeated field given twice or unpacked, a
+ControllerMessage that is not exactly one telemetry record, a field number
+over 15, a group. Protobuf concatenates repeated records and merges repeated
+message records, so when the walk accepts, each span holds exactly the values
+the parser read for that field, and the caller may use the bytes instead of
+the parsed containers; when it declines, the caller uses the parsed message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
-_MAX_TRIES = 4
+TELEMETRY = 2  # ControllerMessage.telemetry
+SLICES, DL_BPS, UL_BPS, DL_DROPPED, UL_DROPPED, SLICE_IDS = 4, 5, 6, 7, 8, 10
+_REPEATED = frozenset({SLICES, DL_BPS, UL_BPS, DL_DROPPED, UL_DROPPED, SLICE_IDS})
+
+Spans = dict[int, tuple[int, int]]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    """``(value, position after it)`` of the varint at ``pos``."""
+    value = shift = 0
     while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
+        b = raw[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
 
 
-def packed_doubles(
-    raw: bytes, field_number: int, parsed: Sequence[float], start: int = 0
-) -> tuple[npt.NDArray[np.float64], int] | None:
-    """``(values (n,) float64 read-only view, end offset)`` of a packed double field, or None.
+def telemetry_spans(raw: bytes) -> Spans | None:
+    """Field number -> ``(begin, end)`` byte span of each length-delimited field, or None.
 
-    ``raw``: the serialized message containing the field (possibly nested);
-    ``field_number``: 1..15; ``parsed``: the same field from the parsed message;
-    ``start``: byte offset to search from.
+    ``raw``: a serialized ControllerMessage holding a TelemetryBatch. Fields that
+    are absent have no entry. None when the fast path must not be used (see the
+    module docstring).
     """
-    n = len(parsed)
-    if n == 0:
-        return np.zeros(0), start
-    head = bytes([(field_number << 3) | 2]) + _varint(8 * n)
-    first, last = parsed[0], parsed[n - 1]
-    pos = raw.find(head, start)
-    for _ in range(_MAX_TRIES):
-        if pos < 0:
+    size = len(raw)
+    try:
+        if raw[0] != (TELEMETRY << 3 | 2):
             return None
-        begin = pos + len(head)
-        end = begin + 8 * n
-        if end <= len(raw):
-            values = np.frombuffer(raw, dtype="<f8", count=n, offset=begin)
-            if values[0] == first and values[n - 1] == last:
-                return values.astype(np.float64, copy=False), end
-        pos = raw.find(head, pos + 1)
-    return None
+        length, pos = _varint(raw, 1)
+        if pos + length != size:
+            return None
+        spans: Spans = {}
+        while pos < size:
+            tag = raw[pos]
+            if tag >= 0x80:  # field number over 15: not one of ours
+                return None
+            pos += 1
+            wire_type = tag & 7
+            if wire_type == 2:
+                length = raw[pos]
+                if length < 0x80:
+                    pos += 1
+                else:
+                    length, pos = _varint(raw, pos)
+                field = tag >> 3
+                if field in spans:
+                    return None
+                spans[field] = (pos, pos + length)
+                pos += length
+            elif tag >> 3 in _REPEATED:  # unpacked entries of a repeated field
+                return None
+            elif wire_type == 0:
+                while raw[pos] >= 0x80:
+                    pos += 1
+                pos += 1
+            elif wire_type == 1:
+                pos += 8
+            elif wire_type == 5:
+                pos += 4
+            else:
+                return None
+    except IndexError:
+        return None
+    return spans if pos == size else None
+
+
+def doubles(raw: bytes, spans: Spans, field: int) -> npt.NDArray[np.float64] | None:
+    """The packed double field's values, a read-only view of ``raw``; None if malformed."""
+    span = spans.get(field)
+    if span is None:
+        return np.zeros(0)
+    begin, end = span
+    if (end - begin) % 8:
+        return None
+    return np.frombuffer(raw, dtype="<f8", count=(end - begin) // 8, offset=begin)
+
+
+def field_bytes(raw: bytes, spans: Spans, field: int) -> bytes:
+    """The payload bytes of a length-delimited field (b"" when absent)."""
+    span = spans.get(field)
+    return raw[span[0] : span[1]] if span is not None else b""

@@ -63,6 +63,47 @@ def bad_batches(draw: st.DrawFn) -> controller_pb2.TelemetryBatch:
     )
 
 
+TABLE = [*NAMES, "retired-slice"]
+
+
+@st.composite
+def bad_id_batches(draw: st.DrawFn) -> controller_pb2.TelemetryBatch:
+    """Like :func:`bad_batches`, naming slices by index into :data:`TABLE`."""
+    n = draw(st.integers(1, 6))
+    ids = draw(st.lists(st.integers(0, len(NAMES) - 1), min_size=n, max_size=n))
+    dl = draw(st.lists(good_rate, min_size=n, max_size=n))
+    ul = draw(st.lists(good_rate, min_size=n, max_size=n))
+    ts, period, names = time.time(), 1.0, []
+    flaw = draw(
+        st.sampled_from(["rate", "ul", "id", "retired", "time", "period", "ragged", "both"])
+    )
+    if flaw in ("rate", "ul"):
+        (dl if flaw == "rate" else ul)[draw(st.integers(0, n - 1))] = draw(bad_rate)
+    elif flaw == "id":
+        ids[draw(st.integers(0, n - 1))] = draw(st.integers(len(TABLE), 2**32 - 1))
+    elif flaw == "retired":
+        ids[draw(st.integers(0, n - 1))] = len(TABLE) - 1
+    elif flaw == "time":
+        ts = ts + draw(st.one_of(st.floats(400, 1e12), st.floats(-1e12, -400), st.just(math.nan)))
+    elif flaw == "period":
+        period = draw(
+            st.one_of(st.floats(max_value=0), st.floats(min_value=901), st.just(math.nan))
+        )
+    elif flaw == "ragged":
+        dl = [*dl, 1.0]
+    else:
+        names = [NAMES[0]]
+    return controller_pb2.TelemetryBatch(
+        timestamp_unix_s=ts,
+        period_s=period,
+        slices=names,
+        slice_ids=ids,
+        dl_bps=dl,
+        ul_bps=ul,
+        end_of_period=draw(st.booleans()),
+    )
+
+
 @st.composite
 def bad_bw_infos(draw: st.DrawFn) -> mec_pb2.BwInfo:
     info = mec_pb2.BwInfo(
@@ -123,6 +164,22 @@ def test_bad_telemetry_batches_are_refused_without_effect(fuzz_client: Any, batc
     client, engine = fuzz_client
     before = _state(engine)
     stream = client.connect("fuzz-source")
+    it = iter(stream)
+    next(it)
+    stream.send(batch)
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in it:
+            pass
+    assert info.value.code() in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+    assert _state(engine) == before
+
+
+@FUZZ
+@given(batch=bad_id_batches())
+def test_bad_slice_id_batches_are_refused_without_effect(fuzz_client: Any, batch: Any) -> None:
+    client, engine = fuzz_client
+    before = _state(engine)
+    stream = client.connect("fuzz-source", slice_table=TABLE)
     it = iter(stream)
     next(it)
     stream.send(batch)
