@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -225,11 +225,11 @@ class SliceTable:
         self.names = names
         self._ids: dict[bytes, npt.NDArray[np.int64]] = {}
 
-    def ids(self, key: bytes, parsed: Sequence[int]) -> npt.NDArray[np.int64]:
-        """A batch's ids: ``key``, its packed slice_ids on the wire; ``parsed``, parsed."""
+    def ids(self, key: bytes, batch: controller_pb2.TelemetryBatch) -> npt.NDArray[np.int64]:
+        """``batch.slice_ids``, given ``key``, the bytes of that packed field on the wire."""
         hit = self._ids.get(key)
         if hit is None:
-            hit = np.array(parsed, dtype=np.int64)
+            hit = np.array(batch.slice_ids, dtype=np.int64)
             hit.flags.writeable = False
             if len(self._ids) >= self.MAX_LISTS:
                 self._ids.clear()
@@ -246,42 +246,52 @@ def ingest_batch(
 ) -> int:
     """Validate and ingest one TelemetryBatch (``raw``: the ControllerMessage it was parsed from).
 
-    The columns are read from the wire bytes when :func:`wire.telemetry_spans`
-    vouches for them, else from the parsed message; both give the same values.
+    Without dropped bytes (the common case) the columns are read from the wire
+    bytes when :func:`wire.telemetry_spans` vouches for them; they are then the
+    parsed values, so either path ingests the same or raises the same.
     """
     spans = wire.telemetry_spans(raw)
-    dl = ul = None
-    if spans is not None:
-        dl = wire.doubles(raw, spans, wire.DL_BPS)
-        ul = wire.doubles(raw, spans, wire.UL_BPS)
-    if dl is None or ul is None or len(dl) != len(batch.dl_bps) or len(ul) != len(batch.ul_bps):
-        spans = None  # (the last two cannot differ when the walk accepts; belt and braces)
-        dl = np.array(batch.dl_bps, dtype=np.float64)
-        ul = np.array(batch.ul_bps, dtype=np.float64)
+    if spans is None or wire.DL_DROPPED in spans or wire.UL_DROPPED in spans:
+        return _ingest_parsed(engine, source, table, batch)
+    dl = wire.doubles(raw, spans, wire.DL_BPS)
+    ul = wire.doubles(raw, spans, wire.UL_BPS)
+    if dl is None or ul is None:
+        return _ingest_parsed(engine, source, table, batch)
+    ts, period, end = batch.timestamp_unix_s, batch.period_s, batch.end_of_period
+    key = wire.field_bytes(raw, spans, wire.SLICE_IDS)
+    if not key:
+        return engine.ingest(source, ts, period, batch.slices, dl, ul, end)
+    if wire.SLICES in spans:
+        raise InvalidInput("give slices or slice_ids, not both")
+    if table is None:
+        raise InvalidInput("slice_ids need a slice_table in the Hello")
+    return engine.ingest(source, ts, period, table.ids(key, batch), dl, ul, end, table.names)
+
+
+def _ingest_parsed(
+    engine: Engine,
+    source: str,
+    table: SliceTable | None,
+    batch: controller_pb2.TelemetryBatch,
+) -> int:
+    """:func:`ingest_batch` from the parsed message alone."""
+    dl = np.array(batch.dl_bps, dtype=np.float64)
+    ul = np.array(batch.ul_bps, dtype=np.float64)
     n = len(dl)
-    dropped = spans is None or wire.DL_DROPPED in spans or wire.UL_DROPPED in spans
-    if dropped and (batch.dl_dropped_bytes or batch.ul_dropped_bytes):
+    if batch.dl_dropped_bytes or batch.ul_dropped_bytes:
         if len(batch.dl_dropped_bytes) != n or len(batch.ul_dropped_bytes) != n:
             raise InvalidInput("dropped-bytes columns must be empty or one per slice")
         if batch.period_s > 0:  # dropped bytes are unmet demand: bit/s over the period
             dl = dl + 8.0 * np.array(batch.dl_dropped_bytes, dtype=np.float64) / batch.period_s
             ul = ul + 8.0 * np.array(batch.ul_dropped_bytes, dtype=np.float64) / batch.period_s
     ts, period, end = batch.timestamp_unix_s, batch.period_s, batch.end_of_period
-    if spans is None:
-        key, has_ids, has_names = None, bool(batch.slice_ids), bool(batch.slices)
-    else:
-        key = wire.field_bytes(raw, spans, wire.SLICE_IDS)
-        has_ids, has_names = bool(key), wire.SLICES in spans
-    if not has_ids:
+    if not batch.slice_ids:
         return engine.ingest(source, ts, period, batch.slices, dl, ul, end)
-    if has_names:
+    if batch.slices:
         raise InvalidInput("give slices or slice_ids, not both")
     if table is None:
         raise InvalidInput("slice_ids need a slice_table in the Hello")
-    if key is None:
-        ids = np.array(batch.slice_ids, dtype=np.int64)
-    else:
-        ids = table.ids(key, batch.slice_ids)
+    ids = np.array(batch.slice_ids, dtype=np.int64)
     return engine.ingest(source, ts, period, ids, dl, ul, end, table.names)
 
 

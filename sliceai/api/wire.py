@@ -28,6 +28,8 @@ SLICES, DL_BPS, UL_BPS, DL_DROPPED, UL_DROPPED, SLICE_IDS = 4, 5, 6, 7, 8, 10
 _REPEATED = frozenset({SLICES, DL_BPS, UL_BPS, DL_DROPPED, UL_DROPPED, SLICE_IDS})
 
 Spans = dict[int, tuple[int, int]]
+_TELEMETRY_TAG = TELEMETRY << 3 | 2
+_F8 = np.dtype("<f8")
 
 
 def _varint(raw: bytes, pos: int) -> tuple[int, int]:
@@ -51,7 +53,7 @@ def telemetry_spans(raw: bytes) -> Spans | None:
     """
     size = len(raw)
     try:
-        if raw[0] != (TELEMETRY << 3 | 2):
+        if raw[0] != _TELEMETRY_TAG:
             return None
         length, pos = _varint(raw, 1)
         if pos + length != size:
@@ -61,14 +63,16 @@ def telemetry_spans(raw: bytes) -> Spans | None:
             tag = raw[pos]
             if tag >= 0x80:  # field number over 15: not one of ours
                 return None
-            pos += 1
             wire_type = tag & 7
             if wire_type == 2:
-                length = raw[pos]
+                length = raw[pos + 1]
                 if length < 0x80:
-                    pos += 1
+                    pos += 2
+                elif raw[pos + 2] < 0x80:  # (inline: most lengths are one or two bytes)
+                    length = (length & 0x7F) | raw[pos + 2] << 7
+                    pos += 3
                 else:
-                    length, pos = _varint(raw, pos)
+                    length, pos = _varint(raw, pos + 1)
                 field = tag >> 3
                 if field in spans:
                     return None
@@ -76,14 +80,15 @@ def telemetry_spans(raw: bytes) -> Spans | None:
                 pos += length
             elif tag >> 3 in _REPEATED:  # unpacked entries of a repeated field
                 return None
+            elif wire_type == 1:
+                pos += 9
             elif wire_type == 0:
+                pos += 1
                 while raw[pos] >= 0x80:
                     pos += 1
                 pos += 1
-            elif wire_type == 1:
-                pos += 8
             elif wire_type == 5:
-                pos += 4
+                pos += 5
             else:
                 return None
     except IndexError:
@@ -97,9 +102,9 @@ def doubles(raw: bytes, spans: Spans, field: int) -> npt.NDArray[np.float64] | N
     if span is None:
         return np.zeros(0)
     begin, end = span
-    if (end - begin) % 8:
+    if (end - begin) & 7:
         return None
-    return np.frombuffer(raw, dtype="<f8", count=(end - begin) // 8, offset=begin)
+    return np.frombuffer(raw, _F8, (end - begin) >> 3, begin)
 
 
 def field_bytes(raw: bytes, spans: Spans, field: int) -> bytes:

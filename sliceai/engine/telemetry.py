@@ -30,6 +30,12 @@ MAX_RATE_BPS = 1e13
 MAX_CLOCK_SKEW_S = 300.0
 MAX_PERIOD_S = 900.0
 _INDEX_CACHE_SIZE = 256
+_MAX_BITS = np.array(MAX_RATE_BPS).view(np.uint64)[()]
+_FLOAT64, _UINT64, _INT64 = np.dtype(np.float64), np.dtype(np.uint64), np.dtype(np.int64)
+_max = np.maximum.reduce
+
+# per stream slice table: its policy indices, and (where, has_duplicates) per int64 id list
+_TableCache = tuple[npt.NDArray[np.intp], dict[bytes, tuple[npt.NDArray[np.intp] | slice, bool]]]
 
 
 class SliceIndexer:
@@ -43,10 +49,8 @@ class SliceIndexer:
         self.slice_names = tuple(slice_names)
         self._index = {name: i for i, name in enumerate(self.slice_names)}
         self._cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], bool]] = {}
-        self._tables: dict[
-            tuple[str, ...],
-            tuple[npt.NDArray[np.intp], dict[bytes, tuple[npt.NDArray[np.intp] | slice, bool]]],
-        ] = {}
+        self._tables: dict[tuple[str, ...], _TableCache] = {}
+        self._table_of_id: dict[int, tuple[tuple[str, ...], _TableCache]] = {}
 
     def indices(self, names: Sequence[str]) -> tuple[npt.NDArray[np.intp], bool]:
         """``(indices (n,), has_duplicates)``; NotFound for an unknown name."""
@@ -75,14 +79,22 @@ class SliceIndexer:
         Results are cached per table and int64 id list (a controller sends the
         same ids in every batch).
         """
-        known = self._tables.get(table)
-        if known is None:
-            mapping = np.array([self._index.get(name, -1) for name in table], dtype=np.intp)
-            if len(self._tables) >= _INDEX_CACHE_SIZE:
-                self._tables.clear()
-            known = self._tables[table] = (mapping, {})
+        same = self._table_of_id.get(id(table))  # (a tuple of names is slow to hash)
+        if same is not None and same[0] is table:
+            known = same[1]
+        else:
+            found = self._tables.get(table)
+            if found is None:
+                mapping = np.array([self._index.get(name, -1) for name in table], dtype=np.intp)
+                if len(self._tables) >= _INDEX_CACHE_SIZE:
+                    self._tables.clear()
+                found = self._tables[table] = (mapping, {})
+            if len(self._table_of_id) >= _INDEX_CACHE_SIZE:
+                self._table_of_id.clear()
+            self._table_of_id[id(table)] = (table, found)  # holds ``table``: its id stays its own
+            known = found
         mapping, results = known
-        key = ids.tobytes() if ids.dtype == np.int64 else None
+        key = ids.tobytes() if ids.dtype is _INT64 else None
         hit = results.get(key) if key is not None else None
         if hit is not None:
             return hit
@@ -119,15 +131,12 @@ def check_time(timestamp_unix_s: float, period_s: float, now: float | None = Non
         raise InvalidInput(f"period {period_s!r} s outside (0, {MAX_PERIOD_S:g}] s")
 
 
-_MAX_RATE_BITS = np.array(MAX_RATE_BPS).view(np.uint64)[()]
-
-
 def check_rates(name: str, values: npt.NDArray[np.float64]) -> None:
     """InvalidInput unless every value is finite, >= 0 and <= 1e13."""
     # fast path, one reduction: +0.0 .. 1e13 are exactly the float64s whose bits, read as
     # uint64, are at most those of 1e13 (negative numbers, -0.0 included, have the sign bit
     # set; infinities and NaNs have larger exponents). Anything else gets the full check.
-    if values.dtype == np.float64 and values.view(np.uint64).max(initial=0) <= _MAX_RATE_BITS:
+    if values.dtype is _FLOAT64 and (not values.size or _max(values.view(_UINT64)) <= _MAX_BITS):
         return
     # min / max are NaN when any value is NaN, and NaN fails both comparisons
     if values.size and not (values.min() >= 0 and values.max() <= MAX_RATE_BPS):

@@ -151,7 +151,7 @@ def test_fast_path_equals_the_parser_or_declines(encoded: tuple[bytes, bool]) ->
         (wire.UL_DROPPED, parsed.ul_dropped_bytes),
     ):
         assert field in spans or not column
-    ids = SliceTable(("a",)).ids(key, parsed.slice_ids)
+    ids = SliceTable(("a",)).ids(key, parsed)
     assert ids.tolist() == list(parsed.slice_ids)
 
 
