@@ -219,11 +219,12 @@ class SliceTable:
     the parser (a new encoding is always decoded from the parsed message).
     """
 
-    MAX_LISTS = 64
+    MAX_BYTES = 1 << 20  # keys and arrays cached per stream
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
         self._ids: dict[bytes, npt.NDArray[np.int64]] = {}
+        self._bytes = 0
 
     def ids(self, key: bytes, batch: controller_pb2.TelemetryBatch) -> npt.NDArray[np.int64]:
         """``batch.slice_ids``, given ``key``, the bytes of that packed field on the wire."""
@@ -231,8 +232,13 @@ class SliceTable:
         if hit is None:
             hit = np.array(batch.slice_ids, dtype=np.int64)
             hit.flags.writeable = False
-            if len(self._ids) >= self.MAX_LISTS:
+            if len(hit) > MAX_BATCH_SLICES:  # refused anyway: not worth keeping
+                return hit
+            size = len(key) + hit.nbytes
+            if self._bytes + size > self.MAX_BYTES:
                 self._ids.clear()
+                self._bytes = 0
+            self._bytes += size
             self._ids[key] = hit
         return hit
 

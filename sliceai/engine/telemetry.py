@@ -30,6 +30,7 @@ MAX_RATE_BPS = 1e13
 MAX_CLOCK_SKEW_S = 300.0
 MAX_PERIOD_S = 900.0
 _INDEX_CACHE_SIZE = 256
+_RESULTS_CACHE_BYTES = 16 << 20
 _MAX_BITS = np.array(MAX_RATE_BPS).view(np.uint64)[()]
 _FLOAT64, _UINT64, _INT64 = np.dtype(np.float64), np.dtype(np.uint64), np.dtype(np.int64)
 _max = np.maximum.reduce
@@ -51,6 +52,7 @@ class SliceIndexer:
         self._cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], bool]] = {}
         self._tables: dict[tuple[str, ...], _TableCache] = {}
         self._table_of_id: dict[int, tuple[tuple[str, ...], _TableCache]] = {}
+        self._cached_bytes = 0  # keys and index arrays of the tables' results
 
     def indices(self, names: Sequence[str]) -> tuple[npt.NDArray[np.intp], bool]:
         """``(indices (n,), has_duplicates)``; NotFound for an unknown name."""
@@ -88,6 +90,8 @@ class SliceIndexer:
                 mapping = np.array([self._index.get(name, -1) for name in table], dtype=np.intp)
                 if len(self._tables) >= _INDEX_CACHE_SIZE:
                     self._tables.clear()
+                    self._table_of_id.clear()
+                    self._cached_bytes = 0
                 found = self._tables[table] = (mapping, {})
             if len(self._table_of_id) >= _INDEX_CACHE_SIZE:
                 self._table_of_id.clear()
@@ -113,8 +117,12 @@ class SliceIndexer:
         if not dups and int(idx[-1]) - int(idx[0]) == len(idx) - 1 and (np.diff(idx) == 1).all():
             where = slice(int(idx[0]), int(idx[-1]) + 1)
         if key is not None:
-            if len(results) >= _INDEX_CACHE_SIZE:
-                results.clear()
+            size = len(key) + (0 if isinstance(where, slice) else where.nbytes)
+            if self._cached_bytes + size > _RESULTS_CACHE_BYTES:
+                for _, cached in self._tables.values():
+                    cached.clear()
+                self._cached_bytes = 0
+            self._cached_bytes += size
             results[key] = (where, dups)
         return where, dups
 

@@ -224,3 +224,15 @@ def test_ingest_batch_gives_the_engine_the_same_with_or_without_the_fast_path(
         except InvalidInput as exc:
             outcomes.append(("InvalidInput", str(exc)))
     assert outcomes[0] == outcomes[1]
+
+
+def test_slice_table_cache_is_bounded_and_returns_the_parsed_ids() -> None:
+    table = SliceTable(("a", "b"))
+    for k in range(2000):
+        batch = controller_pb2.TelemetryBatch(slice_ids=[k, k + 1, 7] * 40)
+        key = b"".join(varint(v) for v in batch.slice_ids)
+        for _ in range(2):
+            ids = table.ids(key, batch)
+            assert ids.tolist() == list(batch.slice_ids)
+            assert not ids.flags.writeable
+    assert table._bytes <= SliceTable.MAX_BYTES

@@ -191,3 +191,15 @@ def test_table_errors_are_raised_every_time() -> None:
         with pytest.raises(InvalidInput):
             buf.ingest("s1", np.array([0, 2]), _arr(1, 1), _arr(1, 1), table=table)
     assert buf.sources() == {}
+
+
+def test_table_cache_memory_is_bounded() -> None:
+    buf = TelemetryBuffer(NAMES, stale_after_s=60)
+    indexer = buf._indexer
+    table = ("a", "b", "c")
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        ids = rng.integers(0, 3, size=400).astype(np.int64)
+        _, dups = indexer.from_table(table, ids)
+        assert dups == (len(set(ids.tolist())) != len(ids))
+        assert indexer._cached_bytes <= 16 << 20
