@@ -1,9 +1,10 @@
 """The ``sliceai`` replay allocator: model quantiles into the solver, interval by interval.
 
 Every ``block`` intervals (an origin) the model forecasts the next ``block``
-intervals of every (slice, direction) from the ``context_length`` intervals
-before the origin; all origins of a replay chunk go through the model in one
-batch. Row ``t`` uses the forecast made at the last origin ``<= t``, so it
+intervals of every (slice, direction) from the history before the origin that
+the model reads (``config.history_length``: the context, and a day back when the
+model has a seasonal window); the origins of a replay chunk go through the model in
+batches of :data:`ORIGIN_CHUNK`. Row ``t`` uses the forecast made at the last origin ``<= t``, so it
 depends only on intervals before ``t``. The quantiles (the levels below plus
 each slice's ``1 - risk``) feed :class:`sliceai.replay.QuantilePlanner`, the
 replay's shared quantiles -> solver helper. Importing this module registers the
@@ -30,6 +31,8 @@ FloatArray = npt.NDArray[np.float64]
 LEVELS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 #: Intervals forecast per origin.
 DEFAULT_BLOCK = 1
+#: Origins per model call: every one carries the history the model reads (up to a day).
+ORIGIN_CHUNK = 128
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,30 +78,34 @@ class SliceaiAllocator(PolicyAllocator):
         self.cut_index = np.searchsorted(lv, target)  # (S,) index of each slice's level
         self.start_time = start_time
         self.seen = 0  # intervals before the current chunk
-        context = self.pipeline.config.context_length
-        self.keep = context + self.block
+        self.hist = self.pipeline.config.history_length(interval_s)
+        self.keep = self.hist + self.block
         self.history = np.full((self.keep, len(policy.slices), 2), np.nan)  # raw, NaN = missing
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
         raw = np.asarray(load, dtype=np.float64)
         n, n_slices = raw.shape[0], raw.shape[1]
-        c, block = self.pipeline.config.context_length, self.block
+        c, block = self.hist, self.block
         ext = np.concatenate([self.history, raw], axis=0)  # ext[k] = interval seen - keep + k
         offset = self.seen - self.keep
         absolute = self.seen + np.arange(n)
         origin_of_row = (absolute // block) * block
         origins = np.unique(origin_of_row)
-        # Context of origin o: intervals [o - c, o), i.e. ext[o - c - offset : o - offset].
+        # History of origin o: intervals [o - c, o), i.e. ext[o - c - offset : o - offset].
         series = np.moveaxis(ext, 0, -1).reshape(n_slices * 2, -1)  # (S*2, len(ext))
         windows = sliding_window_view(series, c, axis=1)  # (S*2, len(ext) - c + 1, c)
         # The history starts as `keep` missing intervals, so every context is in `ext`.
-        ctx = windows[:, origins - c - offset]  # (S*2, n_origins, c)
-        flat = ctx.reshape(-1, c)
-        starts = np.tile(self.start_time + (origins - c) * self.interval_s, n_slices * 2)
-        q = self.pipeline.quantiles(
-            flat, block, self.levels, start_time=starts, interval_s=self.interval_s
-        )
-        q64: FloatArray = q.reshape(n_slices, 2, len(origins), block, -1).astype(np.float64)
+        parts = []
+        for first in range(0, len(origins), ORIGIN_CHUNK):  # bounds the copies of long histories
+            some = origins[first : first + ORIGIN_CHUNK]
+            flat = windows[:, some - c - offset].reshape(-1, c)  # (S*2 * len(some), c)
+            starts = np.tile(self.start_time + (some - c) * self.interval_s, n_slices * 2)
+            q = self.pipeline.quantiles(
+                flat, block, self.levels, start_time=starts, interval_s=self.interval_s
+            )
+            parts.append(q.reshape(n_slices * 2, len(some), block, -1))
+        q_all = np.concatenate(parts, axis=1)
+        q64: FloatArray = q_all.reshape(n_slices, 2, len(origins), block, -1).astype(np.float64)
         which = np.searchsorted(origins, origin_of_row)
         step = absolute - origin_of_row
         per_row = np.moveaxis(q64[:, :, which, step, :], 2, 0)  # (n, S, 2, Q)

@@ -132,11 +132,13 @@ def _sources(args: argparse.Namespace) -> list[Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from sliceai.forecast import ForecastError
+    from sliceai.forecast.config import ForecastConfig
     from sliceai.forecast.data import series_from_traces
     from sliceai.forecast.train import TrainOptions, train
 
     traces = _sources(args)
-    pairs = [s.split(0.85) for s in series_from_traces(traces)]
+    history = ForecastConfig().history_length
+    pairs = [s.split(0.85, history=history(s.interval_s)) for s in series_from_traces(traces)]
     opts = TrainOptions(
         epochs=args.epochs, steps_per_epoch=args.steps, seed=args.seed, device=args.device
     )

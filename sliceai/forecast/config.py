@@ -9,6 +9,12 @@ from typing import Any
 from sliceai.forecast.errors import ForecastError
 
 FORMAT_VERSION = 1
+SECONDS_PER_DAY = 86400.0
+
+
+def day_period(interval_s: float) -> int:
+    """One day in intervals of ``interval_s`` seconds (at least 1)."""
+    return max(1, round(SECONDS_PER_DAY / interval_s))
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,13 @@ class ForecastConfig:
     ``tail_linear`` and ``tail_cubic`` reshape each step's marginal after training: a
     standard deviate ``z`` becomes ``tail_linear * z + tail_cubic * z**3`` (a sharper
     body and heavier tails than the Gaussian; fitted on validation data by
-    :func:`sliceai.forecast.train.fit_tail_shape`; 1 and 0 leave the Gaussian as is).
+    :func:`sliceai.forecast.train.fit_tail_shape` to the interval coverage; 1 and 0 leave
+    the Gaussian as is).
+    ``seasonal_window`` intervals of history one day earlier, centred on the forecast
+    origin, go in as well when the history reaches that far back (the same time of day
+    yesterday: scheduled sessions and the daily profile); 0 leaves them out.
+    ``zero_inflated`` adds a per-step probability that the slice is idle (exactly 0):
+    a session that may end or start within the horizon is two lumps, not one.
     """
 
     context_length: int = 256
@@ -36,6 +48,8 @@ class ForecastConfig:
     min_sigma: float = 0.002
     tail_linear: float = 1.0
     tail_cubic: float = 0.0
+    seasonal_window: int = 0
+    zero_inflated: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,6 +65,21 @@ class ForecastConfig:
                 raise ForecastError(
                     f"config field {name!r} must be a positive integer, got {value!r}"
                 )
+        if (
+            not isinstance(self.seasonal_window, int)
+            or isinstance(self.seasonal_window, bool)
+            or self.seasonal_window < 0
+            or self.seasonal_window % 2
+            or 0 < self.seasonal_window < 2 * self.max_horizon
+        ):
+            raise ForecastError(
+                "config field 'seasonal_window' must be 0 or an even integer >= 2 x "
+                f"max_horizon, got {self.seasonal_window!r}"
+            )
+        if not isinstance(self.zero_inflated, bool):
+            raise ForecastError(
+                f"config field 'zero_inflated' must be true or false, got {self.zero_inflated!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")
         if not (self.tail_linear > 0.0 and self.tail_cubic >= 0.0):
@@ -62,6 +91,13 @@ class ForecastConfig:
             raise ForecastError(
                 f"config field 'min_sigma' must be in (0, 1), got {self.min_sigma!r}"
             )
+
+    def history_length(self, interval_s: float) -> int:
+        """Intervals of history the model reads at ``interval_s``: the context, and with a
+        seasonal window back to one day plus half that window before the origin."""
+        if self.seasonal_window == 0:
+            return self.context_length
+        return max(self.context_length, day_period(interval_s) + self.seasonal_window // 2)
 
     def to_json(self, **extra: Any) -> str:
         """JSON text with the fields, the format version and any ``extra`` metadata."""

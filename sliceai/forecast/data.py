@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.forecast.config import day_period
 from sliceai.forecast.errors import ForecastError
 from sliceai.traffic import DIRECTION_NAMES, Trace
 
@@ -22,20 +23,35 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Series:
-    """One column of a trace: ``values`` ``(n_intervals,)`` bit/s (NaN = missing)."""
+    """One column of a trace: ``values`` ``(n_intervals,)`` bit/s (NaN = missing).
+
+    Windows forecast from origins ``first_target`` onwards; the intervals before it
+    serve as history only.
+    """
 
     name: str
     values: FloatArray
     start: float
     interval_s: float
+    first_target: int = 0
 
-    def split(self, fraction: float) -> tuple[Series, Series]:
-        """The first ``fraction`` of the intervals and the rest (time order kept)."""
+    def split(self, fraction: float, history: int = 0) -> tuple[Series, Series]:
+        """The first ``fraction`` of the intervals and the rest (time order kept).
+
+        The second part keeps up to ``history`` intervals before the cut as history
+        only, so its windows can look as far back as a model reads, while their
+        targets all lie after the cut.
+        """
         cut = int(len(self.values) * fraction)
+        first = max(0, cut - history)
         return (
             Series(self.name, self.values[:cut], self.start, self.interval_s),
             Series(
-                self.name, self.values[cut:], self.start + cut * self.interval_s, self.interval_s
+                self.name,
+                self.values[first:],
+                self.start + first * self.interval_s,
+                self.interval_s,
+                first_target=cut - first,
             ),
         )
 
@@ -43,12 +59,15 @@ class Series:
 @dataclass(frozen=True)
 class Windows:
     """A batch of windows: ``context`` ``(n, context_length)``, ``target`` ``(n, horizon)``
-    bit/s, ``start_time`` ``(n,)`` epoch s of the first context interval (NaN = unknown)."""
+    bit/s, ``start_time`` ``(n,)`` epoch s of the first context interval (NaN = unknown),
+    ``seasonal`` ``(n, seasonal_window)`` bit/s one day before the origin (see
+    :func:`sliceai.forecast.features.seasonal_slice`; NaN = not in the history)."""
 
     context: FloatArray
     target: FloatArray
     start_time: FloatArray
     interval_s: FloatArray
+    seasonal: FloatArray | None = None
 
 
 def series_from_trace(trace: Trace, prefix: str = "") -> list[Series]:
@@ -72,20 +91,24 @@ def sample_windows(
     horizon: int,
     rng: np.random.Generator,
     augment: bool = True,
+    seasonal_window: int = 0,
 ) -> Windows:
     """``n`` random windows whose targets are fully observed.
 
-    With ``augment``: 10% get a history truncated to 1..context_length points,
-    10% lose 5% of their context points, 10% lose the calendar, 30% are rescaled
-    by a log-uniform factor in [1e-3, 1e3] (clipped to 1e3..1e11 bit/s).
+    With ``augment``: 10% get a history truncated to 1..context_length points (and
+    lose the seasonal window), another 10% lose the seasonal window, 10% lose 5% of
+    their context points, 10% lose the calendar, 30% are rescaled by a log-uniform
+    factor in [1e-3, 1e3] (clipped to 1e3..1e11 bit/s).
     """
-    usable = [s for s in series if len(s.values) > horizon + 1]
+    usable = [s for s in series if len(s.values) > max(s.first_target, 1) + horizon]
     if not usable:
         raise ForecastError(f"no series longer than the horizon ({horizon} intervals) to train on")
     contexts = np.full((n, context_length), np.nan)
     targets = np.empty((n, horizon))
     starts = np.empty(n)
     intervals = np.empty(n)
+    seasonal = np.full((n, seasonal_window), np.nan)
+    lag_offsets = np.arange(seasonal_window) - seasonal_window // 2
     filled = 0
     for _ in range(50):
         if filled >= n:
@@ -94,7 +117,7 @@ def sample_windows(
         picks = rng.integers(0, len(usable), size=want * 2)
         for k in picks:
             s = usable[k]
-            origin = int(rng.integers(1, len(s.values) - horizon + 1))
+            origin = int(rng.integers(max(s.first_target, 1), len(s.values) - horizon + 1))
             target = s.values[origin : origin + horizon]
             if not np.all(np.isfinite(target)):
                 continue
@@ -104,20 +127,25 @@ def sample_windows(
             targets[filled] = target
             starts[filled] = s.start + (origin - context_length) * s.interval_s
             intervals[filled] = s.interval_s
+            if seasonal_window:
+                idx = origin - day_period(s.interval_s) + lag_offsets
+                ok = (idx >= 0) & (idx < origin)
+                seasonal[filled, ok] = s.values[idx[ok]]
             filled += 1
             if filled >= n:
                 break
     if filled < n:
         raise ForecastError("too few fully observed target windows in the training series")
     if augment:
-        _augment(contexts, targets, starts, context_length, rng)
-    return Windows(contexts, targets, starts, intervals)
+        _augment(contexts, targets, starts, seasonal, context_length, rng)
+    return Windows(contexts, targets, starts, intervals, seasonal)
 
 
 def _augment(
     contexts: FloatArray,
     targets: FloatArray,
     starts: FloatArray,
+    seasonal: FloatArray,
     context_length: int,
     rng: np.random.Generator,
 ) -> None:
@@ -126,6 +154,7 @@ def _augment(
     keep = rng.integers(1, context_length + 1, size=n)
     cols = np.arange(context_length)[None, :]
     contexts[short[:, None] & (cols < (context_length - keep)[:, None])] = np.nan
+    seasonal[short | (rng.random(n) < 0.1)] = np.nan
     holes = (rng.random(n) < 0.1)[:, None] & (rng.random(contexts.shape) < 0.05)
     contexts[holes] = np.nan
     starts[rng.random(n) < 0.1] = np.nan
@@ -140,6 +169,7 @@ def _augment(
     factor = np.where(rescale, factor, 1.0)
     contexts *= factor[:, None]
     targets *= factor[:, None]
+    seasonal *= factor[:, None]
 
 
 def synthetic_series(

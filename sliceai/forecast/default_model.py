@@ -3,8 +3,9 @@
 Trains on the ``campus``, ``hospital`` and ``factory`` generators with the
 training seeds of :mod:`sliceai.forecast.scenarios` (14 days at 1-minute and
 2 x 7 days at 10-second intervals per scenario; the last 15% of every series
-validates) and writes ``sliceai/data/model/``. Deterministic on the CPU for a given seed; a few
-minutes on two cores (about 4 minutes on a quiet 2-core machine).
+validates, with the day of history before it) and writes ``sliceai/data/model/``.
+Deterministic on the CPU for a given seed; a few minutes on two cores (about 4
+minutes on a quiet 2-core machine).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import series_from_traces
 from sliceai.forecast.pipeline import default_checkpoint
 from sliceai.forecast.scenarios import TRAINING_SCENARIOS, TRAINING_SEEDS, generate_scenario
@@ -22,9 +24,17 @@ from sliceai.forecast.train import STATE_DIR, TrainOptions, train
 
 #: (days, interval_s) of the trace for each training seed: 1-minute and 10-second clocks.
 TRAINING_CLOCKS = ((14.0, 60.0), (7.0, 10.0), (7.0, 10.0))
+#: Intervals of yesterday's history around the origin that the model reads.
+SEASONAL_WINDOW = 128
 
 
-def build(out: Path, epochs: int = 60, seed: int = 0, threads: int = 2) -> float:
+def build(
+    out: Path,
+    epochs: int = 60,
+    seed: int = 0,
+    threads: int = 2,
+    seasonal_window: int = SEASONAL_WINDOW,
+) -> float:
     """Train the default model into ``out``; returns the best validation CRPS."""
     torch.set_num_threads(threads)
     # Each scenario with its own seeds (campus shares slice generators with the others,
@@ -35,11 +45,16 @@ def build(out: Path, epochs: int = 60, seed: int = 0, threads: int = 2) -> float
         for s, (days, interval) in zip(TRAINING_SEEDS, TRAINING_CLOCKS, strict=True)
     ]
     traces = [generate_scenario(name, s, days, interval) for name, s, days, interval in specs]
-    pairs = [s.split(0.85) for s in series_from_traces(traces)]
+    config = ForecastConfig(seasonal_window=seasonal_window, zero_inflated=True)
+    pairs = [
+        s.split(0.85, history=config.history_length(s.interval_s))
+        for s in series_from_traces(traces)
+    ]
     result = train(
         [a for a, _ in pairs],
         [b for _, b in pairs],
         out,
+        config=config,
         options=TrainOptions(
             epochs=epochs,
             steps_per_epoch=200,
@@ -64,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seasonal-window", type=int, default=SEASONAL_WINDOW)
     args = parser.parse_args(argv)
-    crps = build(args.out, args.epochs, args.seed, args.threads)
+    crps = build(args.out, args.epochs, args.seed, args.threads, args.seasonal_window)
     print(f"default model written to {args.out} (validation CRPS {crps:.4f})", file=sys.stderr)
     return 0
 

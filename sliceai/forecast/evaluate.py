@@ -36,6 +36,8 @@ FloatArray = npt.NDArray[np.float64]
 PINBALL_LEVELS = (0.5, 0.9, 0.99, 0.999)
 COVERAGES = (0.8, 0.95, 0.99)
 MODEL = "sliceai"
+#: Forecast origins per model call (bounds the memory of long histories).
+ORIGIN_CHUNK = 512
 
 
 def _all_levels() -> FloatArray:
@@ -100,17 +102,24 @@ def evaluate(
 
     Returns a JSON-ready dict: ``methods`` -> {crps, pinball{level}, coverage{level}}
     (CRPS and pinball relative to the mean load, averaged over series; coverage as
-    the fraction of forecast points inside the central interval), plus the counts
-    and ``crps_improvement`` = 1 - model CRPS / best baseline CRPS.
+    the fraction of forecast points inside the central interval), plus the counts,
+    ``crps_improvement`` = 1 - model CRPS / best baseline CRPS, and ``per_trace``: for
+    each trace its ``crps`` per method and its ``crps_improvement``.
     """
     opts = options or EvaluationOptions()
     levels = _all_levels()
-    scores = {name: _Scores() for name in (MODEL, "seasonal-naive", "ewma", "rolling-quantile")}
+    names = (MODEL, "seasonal-naive", "ewma", "rolling-quantile")
+    scores = {name: _Scores() for name in names}
+    per_trace = [{name: _Scores() for name in names} for _ in traces]
     n_series = n_forecasts = 0
     columns = [
-        (t, i, d) for t in traces for i in range(len(t.slices)) for d in range(len(DIRECTION_NAMES))
+        (k, t, i, d)
+        for k, t in enumerate(traces)
+        for i in range(len(t.slices))
+        for d in range(len(DIRECTION_NAMES))
     ]
-    for trace, i, d in tqdm(columns, desc="evaluate", file=sys.stderr, disable=not opts.progress):
+    bar = tqdm(columns, desc="evaluate", file=sys.stderr, disable=not opts.progress)
+    for k, trace, i, d in bar:
         values = np.asarray(trace.load_bps[:, i, d], dtype=np.float64)
         period = seasonal_period(trace.interval_s, len(values) - opts.horizon)
         first = max(pipeline.config.context_length, WINDOW + (period if period > 1 else 0))
@@ -124,28 +133,65 @@ def evaluate(
             continue
         n_series += 1
         n_forecasts += origins.size
-        c = pipeline.config.context_length
-        contexts = sliding_window_view(values, c)[origins - c]
-        starts = trace.start + (origins - c) * trace.interval_s
-        kw: dict[str, Any] = {"start_time": starts, "interval_s": trace.interval_s}
-        ens = pipeline.sample(contexts, opts.horizon, opts.n_samples, seed=opts.seed, **kw)
-        quant = pipeline.quantiles(contexts, opts.horizon, levels, **kw)
-        scores[MODEL].add(
-            np.moveaxis(ens, 1, -1).astype(np.float64), quant.astype(np.float64), targets, levels
-        )
+        ens, quant = _model_forecast(pipeline, trace, values, origins, levels, opts)
+        forecasts = {MODEL: (np.moveaxis(ens, 1, -1), quant)}
         for name, fc in _baselines(values, origins, opts, period).items():
-            scores[name].add(fc.ensemble, fc.quantiles(levels), targets, levels)
+            forecasts[name] = (fc.ensemble, fc.quantiles(levels))
+        for name, (members, q) in forecasts.items():
+            scores[name].add(members, q, targets, levels)
+            per_trace[k][name].add(members, q, targets, levels)
     methods = {name: s.summary() for name, s in scores.items()}
-    best = min(methods[b]["crps"] for b in methods if b != MODEL)
+    best = _best_baseline(methods)
+    traces_crps = []
+    for trace_scores in per_trace:
+        crps = {name: s.summary()["crps"] for name, s in trace_scores.items()}
+        b = min(crps[name] for name in crps if name != MODEL)
+        traces_crps.append({"crps": crps, "crps_improvement": _improvement(crps[MODEL], b)})
     return {
         "methods": methods,
         "best_baseline_crps": best,
-        "crps_improvement": 1.0 - methods[MODEL]["crps"] / best if best > 0 else float("nan"),
+        "crps_improvement": _improvement(methods[MODEL]["crps"], best),
+        "per_trace": traces_crps,
         "n_series": n_series,
         "n_forecasts": n_forecasts,
         "horizon": opts.horizon,
         "n_samples": opts.n_samples,
     }
+
+
+def _best_baseline(methods: dict[str, Any]) -> float:
+    return float(min(methods[b]["crps"] for b in methods if b != MODEL))
+
+
+def _improvement(model_crps: float, best: float) -> float:
+    """1 - model / best baseline (NaN when the baseline scores 0 or nothing was scored)."""
+    return 1.0 - model_crps / best if best > 0 else float("nan")
+
+
+def _model_forecast(
+    pipeline: ForecastPipeline,
+    trace: Trace,
+    values: FloatArray,
+    origins: npt.NDArray[np.int64],
+    levels: FloatArray,
+    opts: EvaluationOptions,
+) -> tuple[FloatArray, FloatArray]:
+    """Sample paths ``(n, n_samples, horizon)`` and quantiles ``(n, horizon, Q)`` from all
+    the history before each origin that the model reads (NaN before the trace starts)."""
+    hist = pipeline.config.history_length(trace.interval_s)
+    padded = np.concatenate([np.full(hist, np.nan), values])
+    ens, quant = [], []
+    for first in range(0, origins.size, ORIGIN_CHUNK):
+        part = origins[first : first + ORIGIN_CHUNK]
+        contexts = sliding_window_view(padded, hist)[part]  # row o: values[o - hist : o]
+        kw: dict[str, Any] = {
+            "start_time": trace.start + (part - hist) * trace.interval_s,
+            "interval_s": trace.interval_s,
+        }
+        seed = opts.seed + first
+        ens.append(pipeline.sample(contexts, opts.horizon, opts.n_samples, seed=seed, **kw))
+        quant.append(pipeline.quantiles(contexts, opts.horizon, levels, **kw))
+    return np.concatenate(ens).astype(np.float64), np.concatenate(quant).astype(np.float64)
 
 
 def _baselines(

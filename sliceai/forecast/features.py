@@ -1,8 +1,9 @@
 """Numpy preprocessing: mean scaling, masks and calendar features (no torch here).
 
 The model works in a log space: a value ``x`` (bit/s) of a series with scale ``s``
-becomes ``log1p(x / s)``, where ``s`` is the mean of the observed context. So one
-model serves slices from kbit/s to tens of Gbit/s, and all-zero series map to 0.
+becomes ``log1p(x / s)``, where ``s`` is the mean of the observed context (and of
+the seasonal window, when there is one). So one model serves slices from kbit/s to
+tens of Gbit/s, and all-zero series map to 0.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.forecast.config import SECONDS_PER_DAY, day_period
 from sliceai.forecast.errors import ForecastError
 
 #: Scale (bit/s) used when a context has no positive observation.
@@ -20,7 +22,6 @@ SCALE_FLOOR_BPS = 1.0
 N_CALENDAR = 6
 #: Number of per-series scalar features (see :class:`PreparedContext.series_features`).
 N_SERIES_FEATURES = 4 + N_CALENDAR
-SECONDS_PER_DAY = 86400.0
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,6 +40,9 @@ class PreparedContext:
     forecast step.
     ``step_calendar``: ``(batch, horizon, N_CALENDAR)`` float32 for the forecast steps
     (zeros when the start time is unknown).
+    ``seasonal``, ``seasonal_mask``: ``(batch, seasonal_window)`` float32, the log values
+    one day before ``origin - seasonal_window / 2 .. origin + seasonal_window / 2`` and
+    where they are observed (see :func:`seasonal_slice`).
     """
 
     values: Float32Array
@@ -46,6 +50,23 @@ class PreparedContext:
     scale: FloatArray
     series_features: Float32Array
     step_calendar: Float32Array
+    seasonal: Float32Array
+    seasonal_mask: Float32Array
+
+
+def seasonal_slice(context: FloatArray, interval_s: float, seasonal_window: int) -> FloatArray:
+    """``(batch, seasonal_window)`` bit/s of ``context`` one day before the forecast origin.
+
+    The origin is the interval after the last one of ``context``; column ``k`` is the
+    value at ``origin - day + k - seasonal_window // 2`` (NaN where ``context`` does
+    not reach back that far, or where that is not before the origin).
+    """
+    batch, length = context.shape
+    idx = length - day_period(interval_s) - seasonal_window // 2 + np.arange(seasonal_window)
+    ok = (idx >= 0) & (idx < length)
+    out = np.full((batch, seasonal_window), np.nan)
+    out[:, ok] = context[:, idx[ok]]
+    return out
 
 
 def calendar_features(times_s: FloatArray) -> FloatArray:
@@ -86,6 +107,8 @@ def prepare(
     interval_s: float,
     start_time: FloatArray | None,
     scale: FloatArray | None = None,
+    seasonal_window: int = 0,
+    seasonal: FloatArray | None = None,
 ) -> PreparedContext:
     """Turn raw contexts into model inputs.
 
@@ -94,6 +117,9 @@ def prepare(
     ``start_time``: ``(batch,)`` epoch s of the *first* interval of ``context`` (as
     given, before cropping or padding), or None when unknown. ``scale``: ``(batch,)``
     bit/s to use instead of the mean of the observed context (None: that mean).
+    ``seasonal_window``: intervals of the seasonal input, taken from ``context`` by
+    :func:`seasonal_slice` unless ``seasonal`` ``(batch, seasonal_window)`` bit/s (NaN
+    where missing) gives them.
     """
     if not np.isfinite(interval_s) or interval_s <= 0:
         raise ForecastError(f"interval_s must be positive, got {interval_s!r}")
@@ -104,12 +130,20 @@ def prepare(
         window = np.full((batch, context_length), np.nan)
         if length:
             window[:, context_length - length :] = context
+    if seasonal is None:
+        seasonal = seasonal_slice(context, interval_s, seasonal_window)
+    elif seasonal.shape != (batch, seasonal_window):
+        raise ForecastError(f"seasonal must have shape ({batch}, {seasonal_window})")
     observed = np.isfinite(window)
+    seen_before = np.isfinite(seasonal)
     n_obs = observed.sum(axis=1)
+    n_all = n_obs + seen_before.sum(axis=1)
     total = np.where(observed, window, 0.0).sum(axis=1)
-    mean = np.divide(total, n_obs, out=np.zeros(batch), where=n_obs > 0)
+    total = total + np.where(seen_before, seasonal, 0.0).sum(axis=1)
+    mean = np.divide(total, n_all, out=np.zeros(batch), where=n_all > 0)
     scale = np.maximum(mean if scale is None else scale, SCALE_FLOOR_BPS)
-    values = np.where(observed, np.log1p(np.where(observed, window, 0.0) / scale[:, None]), 0.0)
+    values = to_log_space(np.where(observed, window, 0.0), scale)
+    lagged = to_log_space(np.where(seen_before, seasonal, 0.0), scale)
 
     if start_time is None:
         has_calendar = np.zeros(batch)
@@ -140,6 +174,8 @@ def prepare(
         scale=scale,
         series_features=series.astype(np.float32),
         step_calendar=step_cal.astype(np.float32),
+        seasonal=lagged.astype(np.float32),
+        seasonal_mask=seen_before.astype(np.float32),
     )
 
 

@@ -19,12 +19,12 @@ def continue_trace(
     """A sampled continuation of ``like``: ``n_intervals`` intervals from where it ends.
 
     Every (slice, direction) follows one sample path of the model, conditioned on the
-    last ``context_length`` intervals of ``like`` and on its own earlier samples.
+    history of ``like`` the model reads and on its own earlier samples.
     """
     from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
     n_slices = len(like.slices)
-    c = pipeline.config.context_length
+    c = pipeline.config.history_length(like.interval_s)
     first = max(0, like.n_intervals - c)
     history = np.moveaxis(like.load_bps[first:], 0, -1).reshape(n_slices * 2, -1)
     start = like.start + first * like.interval_s

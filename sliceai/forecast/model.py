@@ -1,5 +1,8 @@
 """The forecast network: an MLP encoder over the context and a per-step decoder.
 
+With a ``seasonal_window`` the encoder also reads the history one day earlier around
+the forecast origin, and the decoder reads yesterday's value at each step's time of day.
+
 The output is a Gaussian over the whole horizon in the model's log space
 (``y = log1p(x / scale)``, see :mod:`sliceai.forecast.features`) with a
 low-rank-plus-diagonal covariance (a Gaussian copula with ``rank`` latent
@@ -27,6 +30,9 @@ N_SUMMARY = 2
 #: spread, absolute loc.
 N_HEADS = 4
 POSITION_EMBED_SIZE = 8
+#: Per-step seasonal inputs of the decoder: yesterday's log value at the step's time of
+#: day, the same standardised by today's level and volatility, and whether it was observed.
+N_STEP_SEASONAL = 3
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,29 @@ class HorizonDistribution:
 
     ``loc``: ``(batch, horizon)``; ``sigma``: ``(batch, horizon)`` per-step
     idiosyncratic standard deviation; ``factors``: ``(batch, horizon, rank)``.
-    Covariance = ``factors @ factors.T + diag(sigma**2)``.
+    Covariance = ``factors @ factors.T + diag(sigma**2)``. ``zero_prob``: ``(batch,
+    horizon)`` probability that a step is exactly 0 (an idle slice) instead of following
+    the Gaussian, or None (never; :attr:`ForecastConfig.zero_inflated` off).
     """
 
     loc: torch.Tensor
     sigma: torch.Tensor
     factors: torch.Tensor
+    zero_prob: torch.Tensor | None = None
+
+    def switch_off(
+        self, paths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``paths`` ``(batch, n_samples, horizon)`` with each step set to 0 (idle) with
+        probability ``zero_prob``. One uniform per path decides every step (idle at step
+        ``h`` when below ``zero_prob[h]``), so a path that goes idle as a session ends
+        stays idle, and one that wakes up for an onset stays awake."""
+        if self.zero_prob is None:
+            return paths
+        batch, n_samples, _ = paths.shape
+        u = torch.rand(batch, n_samples, 1, generator=generator, device=paths.device)
+        off = u < self.zero_prob.unsqueeze(1).to(u.dtype)
+        return torch.where(off, torch.zeros_like(paths), paths)
 
     def marginal_std(self) -> torch.Tensor:
         """``(batch, horizon)`` standard deviation of each step."""
@@ -71,17 +94,23 @@ class ForecastModel(nn.Module):
     def __init__(self, config: ForecastConfig) -> None:
         super().__init__()
         self.config = config
-        c, h = config.context_length, config.hidden_size
-        self.encoder_in = nn.Linear(3 * c + N_SERIES_FEATURES + N_SUMMARY, h)
+        c, h, w = config.context_length, config.hidden_size, config.seasonal_window
+        self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + N_SUMMARY, h)
         self.encoder_hidden = nn.Linear(h, h)
         self.dropout = nn.Dropout(config.dropout)
         self.to_step = nn.Linear(h, config.step_embed_size)
         self.position = nn.Embedding(config.max_horizon, POSITION_EMBED_SIZE)
+        step_lag = N_STEP_SEASONAL if w else 0
         self.decoder_in = nn.Linear(
-            config.step_embed_size + POSITION_EMBED_SIZE + N_CALENDAR, config.decoder_hidden_size
+            config.step_embed_size + POSITION_EMBED_SIZE + N_CALENDAR + step_lag,
+            config.decoder_hidden_size,
         )
-        self.decoder_out = nn.Linear(config.decoder_hidden_size, N_HEADS + config.rank)
-        self.linear_skip = nn.Linear(c, config.max_horizon)
+        extra = 1 if config.zero_inflated else 0
+        self.decoder_out = nn.Linear(config.decoder_hidden_size, N_HEADS + config.rank + extra)
+        if extra:  # start with idle steps improbable: the plain Gaussian
+            with torch.no_grad():
+                self.decoder_out.bias[-1] = -4.0
+        self.linear_skip = nn.Linear(c + w, config.max_horizon)
         nn.init.zeros_(self.linear_skip.weight)
         nn.init.zeros_(self.linear_skip.bias)
 
@@ -91,11 +120,18 @@ class ForecastModel(nn.Module):
         mask: torch.Tensor,
         series_features: torch.Tensor,
         step_calendar: torch.Tensor,
+        seasonal: torch.Tensor | None = None,
+        seasonal_mask: torch.Tensor | None = None,
     ) -> HorizonDistribution:
         """Shapes: ``values``, ``mask`` ``(batch, context_length)``; ``series_features``
         ``(batch, N_SERIES_FEATURES)``; ``step_calendar`` ``(batch, horizon, N_CALENDAR)``
-        with ``horizon <= max_horizon``."""
+        with ``horizon <= max_horizon``; ``seasonal``, ``seasonal_mask`` ``(batch,
+        seasonal_window)`` (None: nothing observed a day earlier)."""
         horizon = step_calendar.shape[1]
+        w = self.config.seasonal_window
+        if seasonal is None or seasonal_mask is None:
+            seasonal = values.new_zeros(values.shape[0], w)
+            seasonal_mask = values.new_zeros(values.shape[0], w)
         act = nn.functional.gelu
         level, volatility = context_summary(values, mask)
         log_vol = torch.log(volatility)
@@ -103,24 +139,35 @@ class ForecastModel(nn.Module):
         # series look alike, so the network's corrections scale with the series.
         vol = volatility.unsqueeze(1)
         z = ((values - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * mask
+        z_lag = ((seasonal - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * seasonal_mask
         summary = torch.stack([level, log_vol], dim=1)
-        x = torch.cat([values, z, mask, series_features, summary], dim=1)
+        x = torch.cat(
+            [values, z, mask, seasonal, z_lag, seasonal_mask, series_features, summary], dim=1
+        )
         hidden = act(self.encoder_in(x))
         hidden = hidden + act(self.encoder_hidden(self.dropout(hidden)))
         step = self.to_step(self.dropout(hidden))  # (batch, E)
         batch = step.shape[0]
         pos = self.position.weight[:horizon].unsqueeze(0).expand(batch, -1, -1)
-        dec_in = torch.cat([step.unsqueeze(1).expand(-1, horizon, -1), pos, step_calendar], dim=2)
+        parts = [step.unsqueeze(1).expand(-1, horizon, -1), pos, step_calendar]
+        if w:
+            # Yesterday at each forecast step's time of day.
+            at = slice(w // 2, w // 2 + horizon)
+            lag = [seasonal[:, at], z_lag[:, at], seasonal_mask[:, at]]
+            parts.append(torch.stack(lag, dim=2))
+        dec_in = torch.cat(parts, dim=2)
         out = self.decoder_out(act(self.decoder_in(dec_in)))  # (batch, horizon, N_HEADS + rank)
 
-        skip = self.linear_skip(z)[:, :horizon]
+        skip = self.linear_skip(torch.cat([z, z_lag], dim=1))[:, :horizon]
         loc = level.unsqueeze(1) + vol * (skip + out[..., 0]) + 0.1 * out[..., 3]
         # Spread relative to the context's own recent volatility (a calm series starts
         # calm) plus an absolute part for what the context cannot show (session onsets).
         relative = vol * torch.exp(out[..., 1].clamp(-8.0, 4.0))
         sigma = self.config.min_sigma + relative + nn.functional.softplus(out[..., 2] - 4.0)
-        factors = 0.3 * vol.unsqueeze(2) * out[..., N_HEADS:]
-        return HorizonDistribution(loc=loc, sigma=sigma, factors=factors)
+        rank = self.config.rank
+        factors = 0.3 * vol.unsqueeze(2) * out[..., N_HEADS : N_HEADS + rank]
+        zero_prob = torch.sigmoid(out[..., -1]) if self.config.zero_inflated else None
+        return HorizonDistribution(loc=loc, sigma=sigma, factors=factors, zero_prob=zero_prob)
 
 
 def context_summary(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -128,7 +128,7 @@ class ForecastPipeline:
         ctx = as_context(context)
         _check_horizon(horizon, self.config.max_horizon)
         starts = _as_starts(start_time, ctx.shape[0])
-        locs, sigmas, factors, scales = [], [], [], []
+        locs, sigmas, factors, zeros, scales = [], [], [], [], []
         for first in range(0, ctx.shape[0], MAX_BATCH):
             part = slice(first, first + MAX_BATCH)
             dist, scale = self._forward(
@@ -137,8 +137,11 @@ class ForecastPipeline:
             locs.append(dist.loc.float().cpu())
             sigmas.append(dist.sigma.float().cpu())
             factors.append(dist.factors.float().cpu())
+            if dist.zero_prob is not None:
+                zeros.append(dist.zero_prob.float().cpu())
             scales.append(scale)
-        out = HorizonDistribution(torch.cat(locs), torch.cat(sigmas), torch.cat(factors))
+        zero_prob = torch.cat(zeros) if zeros else None
+        out = HorizonDistribution(torch.cat(locs), torch.cat(sigmas), torch.cat(factors), zero_prob)
         return out, np.concatenate(scales)
 
     def sample(
@@ -153,7 +156,8 @@ class ForecastPipeline:
     ) -> npt.NDArray[np.float32]:
         """Joint sample paths ``(batch, n_samples, horizon)`` float32 bit/s on the CPU.
 
-        ``context``: ``(batch, context_len)`` bit/s, NaN where missing (any length, even 0).
+        ``context``: ``(batch, context_len)`` bit/s, NaN where missing (any length, even 0;
+        the model reads the last ``config.history_length(interval_s)`` intervals).
         ``start_time``: ``(batch,)`` or scalar epoch s of the first context interval,
         None when unknown (the model then forecasts without calendar features).
         Horizons beyond ``config.max_horizon`` are generated block by block, each block
@@ -215,9 +219,18 @@ class ForecastPipeline:
             read_off: npt.NDArray[np.float32] = np.moveaxis(np.quantile(paths, lv, axis=1), 0, -1)
             return read_off.astype(np.float32)
         dist, scale = self.distribution(context, horizon, start_time, interval_s)
-        z = torch.as_tensor(self._shape(ndtri(lv)), dtype=torch.float32)
-        y = dist.loc.unsqueeze(-1) + dist.marginal_std().unsqueeze(-1) * z  # (batch, horizon, Q)
-        values = np.expm1(y.double().numpy()) * scale[:, None, None]
+        loc = dist.loc.numpy()[..., None]
+        std = dist.marginal_std().numpy()[..., None]
+        if dist.zero_prob is None:
+            z = self._shape(ndtri(lv)).astype(np.float32)
+            y = (loc + std * z).astype(np.float64)  # (batch, horizon, Q)
+        else:
+            # Levels up to the idle probability are 0; the rest are the Gaussian's.
+            p0 = dist.zero_prob.double().numpy()[..., None]
+            rest = np.clip((lv - p0) / np.maximum(1.0 - p0, 1e-12), 1e-12, 1.0 - 1e-12)
+            z = self._shape(ndtri(rest)).astype(np.float32)
+            y = np.where(lv <= p0, 0.0, (loc + std * z).astype(np.float64))
+        values = np.expm1(np.minimum(y, 60.0)) * scale[:, None, None]
         result: npt.NDArray[np.float32] = np.maximum(values, 0.0).astype(np.float32)
         return result
 
@@ -234,7 +247,10 @@ class ForecastPipeline:
         interval_s: float,
         scales: npt.NDArray[np.float64] | None = None,
     ) -> tuple[HorizonDistribution, npt.NDArray[np.float64]]:
-        prep = prepare(ctx, self.config.context_length, horizon, interval_s, starts, scales)
+        cfg = self.config
+        prep = prepare(
+            ctx, cfg.context_length, horizon, interval_s, starts, scales, cfg.seasonal_window
+        )
         dev = self.device
         with torch.inference_mode():
             dist: HorizonDistribution = self.model(
@@ -242,6 +258,8 @@ class ForecastPipeline:
                 torch.from_numpy(prep.mask).to(dev),
                 torch.from_numpy(prep.series_features).to(dev),
                 torch.from_numpy(prep.step_calendar).to(dev),
+                torch.from_numpy(prep.seasonal).to(dev),
+                torch.from_numpy(prep.seasonal_mask).to(dev),
             )
         return dist, prep.scale
 
@@ -264,6 +282,7 @@ class ForecastPipeline:
                     std = dist.marginal_std().unsqueeze(1)
                     loc = dist.loc.unsqueeze(1)
                     draws = loc + std * self._shape((draws - loc) / std)
+                draws = dist.switch_off(draws, generator)
                 # Back to bit/s where the draws are (on a GPU this keeps the host's work
                 # to one copy of the finished paths).
                 s = torch.as_tensor(scale, dtype=torch.float64, device=draws.device)
@@ -272,6 +291,10 @@ class ForecastPipeline:
             return result
         # Longer horizons: one row per sample path, extended block by block.
         batch = ctx.shape[0]
+        extra = ctx.shape[1] - self.config.history_length(interval_s)
+        if extra > 0:  # what the model never reads need not be repeated per path
+            ctx = ctx[:, extra:]
+            starts = None if starts is None else starts + extra * interval_s
         history = np.repeat(ctx, n_samples, axis=0)
         path_starts = None if starts is None else np.repeat(starts, n_samples)
         path_scales = None if scales is None else np.repeat(scales, n_samples)
@@ -285,7 +308,7 @@ class ForecastPipeline:
             pieces.append(piece)
             done += step
             history = np.concatenate([history, piece.astype(np.float64)], axis=1)
-            drop = history.shape[1] - self.config.context_length
+            drop = history.shape[1] - self.config.history_length(interval_s)
             if drop > 0:
                 history = history[:, drop:]
                 if path_starts is not None:

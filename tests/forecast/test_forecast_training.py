@@ -79,3 +79,27 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         a.model.state_dict().items(), b.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
+    from sliceai.forecast.data import sample_windows
+    from sliceai.forecast.pipeline import load_model
+    from sliceai.forecast.train import _to_tensors, fit_tail_shape, interval_coverage
+
+    # Heavy-tailed log noise (Student t, 3 degrees of freedom): a Gaussian is miscalibrated.
+    rng = np.random.default_rng(5)
+    series = [
+        Series(f"t{k}", LEVEL * np.exp(0.2 * rng.standard_t(3, size=3000)), 1.7e9, 60.0)
+        for k in range(8)
+    ]
+    train(series[:6], series[6:], tmp_path, CFG, _opts(3))
+    model, _ = load_model(tmp_path)
+    windows = sample_windows(series[6:], 512, 32, 4, np.random.default_rng(1), augment=False)
+    a, b = fit_tail_shape(model, windows, torch.device("cpu"))
+    tensors, target = _to_tensors(windows, model.config, torch.device("cpu"))
+    with torch.inference_mode():
+        dist = model(*tensors)
+    fitted = interval_coverage(dist, target, 0.95, a, b)
+    plain = interval_coverage(dist, target, 0.95, 1.0, 0.0)
+    assert abs(fitted - 0.95) <= abs(plain - 0.95)
+    assert abs(fitted - 0.95) < 0.015

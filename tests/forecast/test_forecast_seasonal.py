@@ -1,0 +1,135 @@
+"""The seasonal window: yesterday's history around the origin goes into the model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline
+from sliceai.forecast.data import Series, sample_windows
+from sliceai.forecast.features import prepare, seasonal_slice
+from sliceai.forecast.model import ForecastModel
+from sliceai.forecast.train import TrainOptions, train
+
+HOUR = 3600.0  # one day = 24 intervals
+SEASONAL = ForecastConfig(
+    context_length=16,
+    max_horizon=4,
+    hidden_size=32,
+    step_embed_size=8,
+    decoder_hidden_size=16,
+    rank=2,
+    seasonal_window=8,
+)
+
+
+def test_seasonal_slice_is_one_day_before_the_origin() -> None:
+    context = np.arange(30.0)[None, :]  # origin = interval 30
+    got = seasonal_slice(context, HOUR, 8)
+    # Columns: intervals 30 - 24 - 4 .. 30 - 24 + 3 = 2 .. 9.
+    np.testing.assert_array_equal(got[0], np.arange(2.0, 10.0))
+    short = seasonal_slice(context[:, 3:], HOUR, 8)  # intervals 3..29: 2 is not there
+    assert np.isnan(short[0, 0])
+    np.testing.assert_array_equal(short[0, 1:], np.arange(3.0, 10.0))
+    assert np.all(np.isnan(seasonal_slice(context[:, :20], HOUR, 8)))
+
+
+def test_seasonal_slice_never_reaches_the_origin() -> None:
+    # A day of 2 intervals with a window of 8: the window's second half is the future.
+    got = seasonal_slice(np.arange(10.0)[None, :], 43200.0, 8)
+    np.testing.assert_array_equal(got[0, :6], np.arange(4.0, 10.0))
+    assert np.all(np.isnan(got[0, 6:]))
+
+
+def test_history_length_covers_a_day_and_half_the_window() -> None:
+    assert SEASONAL.history_length(HOUR) == 24 + 4
+    assert SEASONAL.history_length(60.0) == 1440 + 4
+    assert SEASONAL.history_length(86400.0) == 16  # the context reaches further back
+    plain = dataclasses.replace(SEASONAL, seasonal_window=0)
+    assert plain.history_length(60.0) == 16
+
+
+@pytest.mark.parametrize("window", [-2, 3, 6])
+def test_bad_seasonal_window_is_rejected(window: int) -> None:
+    with pytest.raises(ForecastError, match="seasonal_window"):
+        dataclasses.replace(SEASONAL, seasonal_window=window)
+
+
+def test_scale_includes_the_seasonal_window() -> None:
+    context = np.zeros((1, 28))
+    context[0, :8] = 8e6  # busy yesterday around this time, idle today
+    prep = prepare(context, 16, 4, HOUR, None, seasonal_window=8)
+    assert prep.scale[0] == pytest.approx(8e6 * 8 / (16 + 8))
+    np.testing.assert_array_equal(prep.seasonal_mask[0], np.ones(8))
+    assert np.all(prep.values == 0.0)
+    assert np.all(prep.seasonal > 0.0)
+
+
+def test_forecast_depends_on_yesterday() -> None:
+    torch.manual_seed(0)
+    pipe = ForecastPipeline(ForecastModel(SEASONAL).eval(), device="cpu")
+    rng = np.random.default_rng(0)
+    history = rng.lognormal(np.log(1e6), 0.3, size=(2, 40))
+    changed = history.copy()
+    changed[:, 40 - 24 - 4 : 40 - 24 + 4] *= 10.0  # only yesterday's window
+    too_old = history.copy()
+    too_old[:, : 40 - 24 - 4] *= 10.0  # before anything the model reads
+    q = pipe.quantiles(history, 4, (0.1, 0.5, 0.9), interval_s=HOUR)
+    assert not np.allclose(pipe.quantiles(changed, 4, (0.1, 0.5, 0.9), interval_s=HOUR), q)
+    np.testing.assert_allclose(pipe.quantiles(too_old, 4, (0.1, 0.5, 0.9), interval_s=HOUR), q)
+    # Beyond max_horizon the block chain keeps a day of history for every path.
+    paths = pipe.sample(history, 11, 5, interval_s=HOUR, seed=1)
+    assert paths.shape == (2, 5, 11)
+    assert np.all(np.isfinite(paths))
+
+
+def test_validation_part_keeps_history_but_targets_after_the_cut() -> None:
+    series = Series("s", np.arange(100.0), 0.0, HOUR)
+    head, tail = series.split(0.8, history=30)
+    assert len(head.values) == 80
+    assert tail.values[0] == 50.0
+    assert tail.start == 50 * HOUR
+    assert tail.first_target == 30
+    w = sample_windows(
+        [tail], 64, 16, 4, np.random.default_rng(0), augment=False, seasonal_window=8
+    )
+    assert np.all(w.target[:, 0] >= 80.0)
+    assert w.seasonal is not None
+    # Seasonal column k of a window with origin o holds the value at o - 24 - 4 + k.
+    origin = w.target[:, :1]
+    np.testing.assert_array_equal(w.seasonal, origin - 28.0 + np.arange(8.0))
+
+
+def _daily_pattern_series(n_series: int, days: int, seed: int) -> list[Series]:
+    """Each series repeats its own random 24-hour pattern with 10% noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n_series):
+        pattern = 1e6 * rng.lognormal(0.0, 1.0, size=24)
+        noise = rng.lognormal(0.0, 0.1, size=24 * days)
+        out.append(Series(f"s{k}", np.tile(pattern, days) * noise, 1.7e9, HOUR))
+    return out
+
+
+def test_seasonal_window_learns_what_the_context_cannot_see(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    tr, va = _daily_pattern_series(32, 20, 0), _daily_pattern_series(8, 6, 1)
+    opts = TrainOptions(
+        epochs=4,
+        steps_per_epoch=40,
+        batch_size=128,
+        seed=3,
+        device="cpu",
+        validation_windows=256,
+        progress=False,
+        patience=10,
+    )
+    with_lag = train(tr, va, tmp_path / "lag", SEASONAL, opts)
+    plain = dataclasses.replace(SEASONAL, seasonal_window=0)
+    without = train(tr, va, tmp_path / "plain", plain, opts)
+    # The 16-hour context never shows the same hour of the day; yesterday does.
+    assert with_lag.best_val_crps < 0.7 * without.best_val_crps
