@@ -57,6 +57,11 @@ protos-check: $(STAMP)
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model
 
+# Held-out forecast accuracy (CRPS, pinball, coverage against the baselines, on a 60 s and a
+# 10 s clock) into BENCHMARKS.md's "forecast accuracy (held-out)" section (about 4 minutes).
+evaluate: $(STAMP)
+	$(PY) -m sliceai.forecast.accuracy --markdown BENCHMARKS.md
+
 # OpenFlow end to end on a real Open vSwitch with hosts in network namespaces (root).
 e2e: $(STAMP)
 	bash sims/ovs/e2e.sh

@@ -83,9 +83,14 @@ def section(name: str, figures: Sequence[Figure], command: str) -> str:
 def update_markdown(
     path: Path, names: Sequence[str], figures: Sequence[Figure], command: str
 ) -> None:
+    replace_sections(path, {name: section(name, figures, command) for name in names})
+
+
+def replace_sections(path: Path, sections: dict[str, str]) -> None:
+    """Put each ``sections[name]`` (marked ``<!-- bench:NAME:start/end -->``) into ``path``
+    in place of the section of that name, or append it; other sections stay as they are."""
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    for name in names:
-        new = section(name, figures, command)
+    for name, new in sections.items():
         pattern = re.compile(
             rf"<!-- bench:{re.escape(name)}:start -->.*?<!-- bench:{re.escape(name)}:end -->\n?",
             re.S,

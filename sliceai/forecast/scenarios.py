@@ -1,17 +1,29 @@
 """Training and held-out traces from the bundled scenario generators.
 
 Seeds below :data:`HELD_OUT_SEED_BASE` are for training; evaluation uses seeds from
-it upwards, and the ``embb`` scenario mix is never used in training.
+it upwards, and the ``stadium`` scenario mix (``heldout/stadium.yaml``) is never
+used in training.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sliceai.traffic import Trace
 
 TRAINING_SCENARIOS = ("campus", "hospital", "factory")
-HELD_OUT_SCENARIOS = ("embb",)
+#: The held-out scenario mix: a file next to this module, not a bundled scenario.
+HELD_OUT_SCENARIO = str(Path(__file__).resolve().parent / "heldout" / "stadium.yaml")
 TRAINING_SEEDS = (1, 2, 3)
 HELD_OUT_SEED_BASE = 1000
+#: (scenario, seed) of the held-out evaluation: the training scenarios on unseen seeds
+#: and the held-out mix.
+HELD_OUT = (
+    ("hospital", HELD_OUT_SEED_BASE + 1),
+    ("factory", HELD_OUT_SEED_BASE + 2),
+    ("campus", HELD_OUT_SEED_BASE + 3),
+    (HELD_OUT_SCENARIO, HELD_OUT_SEED_BASE + 4),
+)
 #: Monday 2026-01-05 00:00 UTC: every generated trace starts here.
 START_EPOCH_S = 1_767_571_200.0
 INTERVAL_S = 60.0
