@@ -85,11 +85,6 @@ def _passthrough(message: Any) -> bytes:
     return out
 
 
-def _with_raw(raw: bytes) -> tuple[controller_pb2.ControllerMessage, bytes]:
-    """Parsed message plus its wire bytes (telemetry rates are read from the bytes)."""
-    return controller_pb2.ControllerMessage.FromString(raw), raw
-
-
 def _handlers(
     controller: ControllerServicer, mec: MecServicer, admin: AdminServicer
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
@@ -101,7 +96,7 @@ def _handlers(
             {
                 "Connect": grpc.stream_stream_rpc_method_handler(
                     controller.Connect,
-                    request_deserializer=_with_raw,
+                    request_deserializer=None,  # wire bytes: the servicer reads or parses them
                     response_serializer=_passthrough,
                 )
             },

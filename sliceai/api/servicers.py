@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 
 from sliceai.api import convert, wire
 from sliceai.api.auth import Authorizer
@@ -131,11 +132,12 @@ class ControllerServicer:
 
     def Connect(
         self,
-        request_iterator: Iterator[tuple[controller_pb2.ControllerMessage, bytes]],
+        request_iterator: Iterator[bytes],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
         caller = self.auth.check(context, "ControllerService.Connect")
-        first, _ = next(request_iterator, (None, b""))
+        raw = next(request_iterator, None)
+        first = None if raw is None else _parse_or_none(raw)
         if first is None or first.WhichOneof("kind") != "hello":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
         source = first.hello.source_id
@@ -161,7 +163,7 @@ class ControllerServicer:
         source: str,
         caller: Any,
         table: SliceTable | None,
-        requests: Iterator[tuple[controller_pb2.ControllerMessage, bytes]],
+        requests: Iterator[bytes],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
         failure: list[BaseException] = []
@@ -170,14 +172,14 @@ class ControllerServicer:
         key = self.auth.rate_key(caller, context)
         engine = self.engine
 
+        def admit() -> None:
+            if not limiter.allow(key):
+                raise Exhausted("rate limit exceeded; send fewer, larger batches")
+
         def read() -> None:
             try:
-                for msg, raw in requests:
-                    if msg.WhichOneof("kind") != "telemetry":
-                        raise InvalidInput("only telemetry may follow the Hello")
-                    if not limiter.allow(key):
-                        raise Exhausted("rate limit exceeded; send fewer, larger batches")
-                    ingest_batch(engine, source, table, msg.telemetry, raw)
+                for raw in requests:
+                    ingest_message(engine, source, table, raw, admit)
             except grpc.RpcError:
                 pass  # the client went away
             except BaseException as exc:
@@ -212,11 +214,12 @@ class ControllerServicer:
 
 
 class SliceTable:
-    """A stream's Hello.slice_table, with its id lists decoded once per distinct wire encoding.
+    """A stream's Hello.slice_table, with its id lists by their packed wire bytes.
 
-    A controller sends the same ``slice_ids`` in every batch, so the wire bytes
-    of the packed field key a small cache of read-only int64 arrays decoded by
-    the parser (a new encoding is always decoded from the parsed message).
+    A controller sends the same ``slice_ids`` in every batch, so the bytes of
+    the packed field key a small cache of read-only int64 arrays. Only ids that
+    protobuf parsed are entered (:meth:`remember`), so a hit is both valid wire
+    data and exactly what protobuf would read.
     """
 
     MAX_BYTES = 1 << 20  # keys and arrays cached per stream
@@ -226,21 +229,64 @@ class SliceTable:
         self._ids: dict[bytes, npt.NDArray[np.int64]] = {}
         self._bytes = 0
 
-    def ids(self, key: bytes, batch: controller_pb2.TelemetryBatch) -> npt.NDArray[np.int64]:
-        """``batch.slice_ids``, given ``key``, the bytes of that packed field on the wire."""
-        hit = self._ids.get(key)
-        if hit is None:
-            hit = np.array(batch.slice_ids, dtype=np.int64)
-            hit.flags.writeable = False
-            if len(hit) > MAX_BATCH_SLICES:  # refused anyway: not worth keeping
-                return hit
-            size = len(key) + hit.nbytes
-            if self._bytes + size > self.MAX_BYTES:
-                self._ids.clear()
-                self._bytes = 0
-            self._bytes += size
-            self._ids[key] = hit
-        return hit
+    def get(self, key: bytes) -> npt.NDArray[np.int64] | None:
+        return self._ids.get(key)
+
+    def remember(self, key: bytes, ids: npt.NDArray[np.int64]) -> None:
+        """Enter ``ids``, protobuf's parse of the packed field whose payload is ``key``."""
+        if len(ids) > MAX_BATCH_SLICES:  # refused anyway: not worth keeping
+            return
+        ids.flags.writeable = False
+        size = len(key) + ids.nbytes
+        if self._bytes + size > self.MAX_BYTES:
+            self._ids.clear()
+            self._bytes = 0
+        self._bytes += size
+        self._ids[key] = ids
+
+
+def _parse_or_none(raw: bytes) -> controller_pb2.ControllerMessage | None:
+    try:
+        return controller_pb2.ControllerMessage.FromString(raw)
+    except DecodeError:
+        return None
+
+
+def ingest_message(
+    engine: Engine,
+    source: str,
+    table: SliceTable | None,
+    raw: bytes,
+    admit: Callable[[], None],
+) -> int:
+    """Validate and ingest one ControllerMessage after the Hello (``raw``: its wire bytes).
+
+    ``admit`` is called once the message is known to be telemetry, before it is
+    ingested (the rate limit). The common shape of batch is read from the bytes
+    (:func:`wire.parse_telemetry`); anything else is parsed with protobuf.
+    Both ingest the same values and raise the same errors.
+    """
+    fast = wire.parse_telemetry(raw)
+    ids = None
+    if fast is not None and fast[5] and table is not None:
+        ids = table.get(fast[5])
+    if fast is None or (fast[5] and ids is None):
+        msg = _parse_or_none(raw)
+        if msg is None:
+            raise InvalidInput("malformed ControllerMessage")
+        if msg.WhichOneof("kind") != "telemetry":
+            raise InvalidInput("only telemetry may follow the Hello")
+        admit()
+        remember = None
+        if fast is not None and table is not None:  # only the ids were unknown
+            remember = functools.partial(table.remember, fast[5])
+        return ingest_batch(engine, source, table, msg.telemetry, remember)
+    admit()
+    ts, period, end, dl, ul, _ = fast
+    if ids is None:  # no slice_ids (and no names: batches with names are parsed)
+        return engine.ingest(source, ts, period, (), dl, ul, end)
+    assert table is not None
+    return engine.ingest(source, ts, period, ids, dl, ul, end, table.names)
 
 
 def ingest_batch(
@@ -248,39 +294,12 @@ def ingest_batch(
     source: str,
     table: SliceTable | None,
     batch: controller_pb2.TelemetryBatch,
-    raw: bytes,
+    remember: Callable[[npt.NDArray[np.int64]], None] | None = None,
 ) -> int:
-    """Validate and ingest one TelemetryBatch (``raw``: the ControllerMessage it was parsed from).
+    """Validate and ingest one parsed TelemetryBatch.
 
-    Without dropped bytes (the common case) the columns are read from the wire
-    bytes when :func:`wire.telemetry_spans` vouches for them; they are then the
-    parsed values, so either path ingests the same or raises the same.
+    ``remember``: called with the parsed ``slice_ids`` (see :class:`SliceTable`).
     """
-    spans = wire.telemetry_spans(raw)
-    if spans is None or wire.DL_DROPPED in spans or wire.UL_DROPPED in spans:
-        return _ingest_parsed(engine, source, table, batch)
-    dl = wire.doubles(raw, spans, wire.DL_BPS)
-    ul = wire.doubles(raw, spans, wire.UL_BPS)
-    if dl is None or ul is None:
-        return _ingest_parsed(engine, source, table, batch)
-    ts, period, end = batch.timestamp_unix_s, batch.period_s, batch.end_of_period
-    key = wire.field_bytes(raw, spans, wire.SLICE_IDS)
-    if not key:
-        return engine.ingest(source, ts, period, batch.slices, dl, ul, end)
-    if wire.SLICES in spans:
-        raise InvalidInput("give slices or slice_ids, not both")
-    if table is None:
-        raise InvalidInput("slice_ids need a slice_table in the Hello")
-    return engine.ingest(source, ts, period, table.ids(key, batch), dl, ul, end, table.names)
-
-
-def _ingest_parsed(
-    engine: Engine,
-    source: str,
-    table: SliceTable | None,
-    batch: controller_pb2.TelemetryBatch,
-) -> int:
-    """:func:`ingest_batch` from the parsed message alone."""
     dl = np.array(batch.dl_bps, dtype=np.float64)
     ul = np.array(batch.ul_bps, dtype=np.float64)
     n = len(dl)
@@ -298,6 +317,8 @@ def _ingest_parsed(
     if table is None:
         raise InvalidInput("slice_ids need a slice_table in the Hello")
     ids = np.array(batch.slice_ids, dtype=np.int64)
+    if remember is not None:
+        remember(ids)
     return engine.ingest(source, ts, period, ids, dl, ul, end, table.names)
 
 
