@@ -142,7 +142,16 @@ def test_slice_ids_index_the_stream_table() -> None:
     values=st.lists(
         st.one_of(
             st.floats(width=64),
-            st.sampled_from([0.0, -0.0, MAX_RATE_BPS, np.nextafter(MAX_RATE_BPS, np.inf)]),
+            st.sampled_from(
+                [
+                    0.0,
+                    -0.0,
+                    2.0**33,
+                    np.nextafter(2.0**33, 0),
+                    MAX_RATE_BPS,
+                    np.nextafter(MAX_RATE_BPS, np.inf),
+                ]
+            ),
         ),
         max_size=8,
     )
