@@ -172,7 +172,7 @@ def _forecast(args: argparse.Namespace) -> int:
     trace = read_trace(args.trace)
     pipe = _pipeline(args)
     n_slices = len(trace.slices)
-    ctx_len = min(trace.n_intervals, pipe.config.context_length)
+    ctx_len = min(trace.n_intervals, pipe.config.history_length(trace.interval_s))
     first = trace.n_intervals - ctx_len
     contexts = np.moveaxis(trace.load_bps[first:], 0, -1).reshape(n_slices * 2, ctx_len)
     start = trace.start + first * trace.interval_s
@@ -204,7 +204,8 @@ def _forecast(args: argparse.Namespace) -> int:
         qp = pipe.quantiles(
             contexts, args.horizon, bands, start_time=start, interval_s=trace.interval_s
         )
-        fan_chart(args.plot, names, contexts, qp, bands, trace.interval_s)
+        shown = contexts[:, -pipe.config.context_length :]
+        fan_chart(args.plot, names, shown, qp, bands, trace.interval_s)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
