@@ -68,14 +68,29 @@ class EmpiricalForecaster:
         out = np.zeros((n_series, len(levels)))
         if recent.shape[1] == 0:
             return out
-        seen = ~np.isnan(recent)
-        full = seen.all(axis=1)
-        if full.any():
-            out[full] = np.quantile(recent[full], levels, axis=1).T
-        partial = seen.any(axis=1) & ~full
-        if partial.any():
-            out[partial] = np.nanquantile(recent[partial], levels, axis=1).T
+        count = (~np.isnan(recent)).sum(axis=1)
+        some = count > 0
+        if some.any():
+            out[some] = nan_quantiles(recent[some], count[some], np.asarray(levels))
         return np.maximum(out, 0.0)
+
+
+def nan_quantiles(
+    rows: npt.NDArray[np.float64], count: npt.NDArray[np.int_], levels: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``np.nanquantile(rows, levels, axis=1).T`` (linear method) for rows with
+    ``count`` >= 1 values, without numpy's per-row loop when NaNs are present.
+
+    ``rows`` ``(n, T)``; ``count`` ``(n,)`` non-NaN values per row; returns ``(n, Q)``.
+    """
+    ordered = np.sort(rows, axis=1)  # NaN sort last
+    pos = levels[None, :] * (count[:, None] - 1)
+    below = np.floor(pos).astype(np.intp)
+    above = np.minimum(below + 1, count[:, None] - 1)
+    frac = pos - below
+    lo = np.take_along_axis(ordered, below, axis=1)
+    hi = np.take_along_axis(ordered, above, axis=1)
+    return np.asarray(lo + (hi - lo) * frac)
 
 
 class PipelineForecaster:

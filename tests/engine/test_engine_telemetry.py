@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sliceai.engine import Exhausted, InvalidInput, NotFound
+from sliceai.engine.forecasting import EmpiricalForecaster
 from sliceai.engine.telemetry import (
     MAX_BATCH_SLICES,
     MAX_RATE_BPS,
@@ -212,3 +213,28 @@ def test_table_cache_memory_is_bounded() -> None:
         _, dups = indexer.from_table(table, ids)
         assert dups == (len(set(ids.tolist())) != len(ids))
         assert indexer._cached_bytes <= 16 << 20
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(
+        st.lists(st.one_of(st.none(), st.floats(0, 1e10)), min_size=1, max_size=40),
+        min_size=1,
+        max_size=8,
+    ),
+    levels=st.lists(st.floats(0.001, 0.999), min_size=1, max_size=6, unique=True),
+)
+def test_rolling_quantiles_with_gaps_are_numpys_nanquantile(
+    data: list[list[float | None]], levels: list[float]
+) -> None:
+    width = max(len(r) for r in data)
+    rows = np.full((len(data), width), np.nan)
+    for i, r in enumerate(data):
+        rows[i, : len(r)] = [np.nan if v is None else v for v in r]
+    q = np.array(sorted(levels))
+    got = EmpiricalForecaster(window=width).quantiles(rows, q, 0.0, 1.0)
+    some = ~np.isnan(rows).all(axis=1)
+    want = np.zeros_like(got)
+    if some.any():
+        want[some] = np.nanquantile(rows[some], q, axis=1).T
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-6)
