@@ -4,8 +4,8 @@ Trains on the ``campus``, ``hospital`` and ``factory`` generators with the
 training seeds of :mod:`sliceai.forecast.scenarios` (14 days at 1-minute and
 2 x 7 days at 10-second intervals per scenario; the last 15% of every series
 validates, with the day of history before it) and writes ``sliceai/data/model/``.
-Deterministic on the CPU for a given seed; a few minutes on two cores (about 4
-minutes on a quiet 2-core machine).
+Deterministic on the CPU for a given seed and thread count; about 12 minutes
+measured on two cores shared with other work.
 """
 
 from __future__ import annotations
