@@ -53,7 +53,7 @@ protos-check: $(STAMP)
 	fi
 
 # Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios
-# (deterministic on the CPU for a given thread count; about 12 minutes on 2 busy cores).
+# (deterministic on the CPU; one torch thread, as the shipped one was built; about 7 minutes).
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model
 
