@@ -421,7 +421,7 @@ class Engine:
         fallback = False
         try:
             if isinstance(self.forecaster, PipelineForecaster) and horizon > 1:
-                ctx = series[:, -self.forecaster.context :]
+                ctx = series[:, series.shape[1] - self.forecaster.context(series, interval) :]
                 first = start + interval * (series.shape[1] - ctx.shape[1])
                 q = np.asarray(
                     self.forecaster.pipeline.quantiles(

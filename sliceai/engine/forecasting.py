@@ -16,7 +16,20 @@ import numpy as np
 import numpy.typing as npt
 
 DEFAULT_CONTEXT = 256
-"""Intervals of history handed to the model."""
+"""Intervals of history handed to a model whose config does not say."""
+
+MAX_HISTORY = 4096
+"""Most intervals of history the live loop keeps for a forecaster: a day back (the
+model's seasonal window) is within reach from 30 s intervals up; below that the
+model gets its context only, as in training windows without yesterday."""
+
+
+def history_needed(forecaster: object, interval_s: float) -> int:
+    """Intervals of history ``forecaster`` reads at ``interval_s`` (its
+    ``history_length`` when it has one and that is at most :data:`MAX_HISTORY`);
+    0 when it does not say."""
+    wanted = getattr(forecaster, "history_length", None)
+    return int(wanted(interval_s)) if callable(wanted) else 0
 
 
 class Forecaster(Protocol):
@@ -102,9 +115,21 @@ class PipelineForecaster:
 
     name = "model"
 
-    def __init__(self, pipeline: Any, context: int = DEFAULT_CONTEXT) -> None:
+    def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
-        self.context = context
+
+    def history_length(self, interval_s: float) -> int:
+        """Intervals the model reads: its context and, when the loop keeps that much,
+        a window around the same time one day earlier."""
+        config = getattr(self.pipeline, "config", None)
+        if config is None or not hasattr(config, "history_length"):
+            return DEFAULT_CONTEXT
+        needed = int(config.history_length(interval_s))
+        return needed if needed <= MAX_HISTORY else int(config.context_length)
+
+    def context(self, series: npt.NDArray[np.float64], interval_s: float) -> int:
+        """How many of the last intervals of ``series`` to hand the model."""
+        return min(int(series.shape[1]), history_needed(self, interval_s) or DEFAULT_CONTEXT)
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto") -> PipelineForecaster:
@@ -120,7 +145,7 @@ class PipelineForecaster:
         start_time: float,
         interval_s: float,
     ) -> npt.NDArray[np.float64]:
-        ctx = history[:, -self.context :]
+        ctx = history[:, history.shape[1] - self.context(history, interval_s) :]
         first = start_time + interval_s * (history.shape[1] - ctx.shape[1])
         q = self.pipeline.quantiles(ctx, 1, levels, start_time=first, interval_s=interval_s)
         out = np.asarray(q, dtype=np.float64)[:, 0, :]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster
+from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster, history_needed
 from sliceai.engine.grants import Grant, reserved_bps
 from sliceai.engine.solving import Allocation, PlanSolver, guarantees_only, risk_quantile
 from sliceai.engine.telemetry import CollectedTelemetry, TelemetryBuffer
@@ -243,7 +243,9 @@ class ControlLoop:
                 tel = self.buffer.collect()
         names = policy.slice_names
         if self._history is None:
-            self._history = History(names, self.settings.history)
+            needed = history_needed(self.forecaster, self.settings.interval_s)
+            keep = max(self.settings.history, needed)
+            self._history = History(names, keep)
         elif self._history.slice_names != names:
             self._history = self._history.rebind(names)
         self._history.append(tel.measured_bps)

@@ -204,9 +204,11 @@ class FakePipeline:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, float | None]] = []
+        self.contexts: list[np.ndarray] = []
 
     def quantiles(self, context, horizon, levels, start_time=None, interval_s=60.0):  # type: ignore[no-untyped-def]
         self.calls.append((horizon, start_time))
+        self.contexts.append(np.asarray(context))
         steps = np.arange(1, horizon + 1)[None, :, None]
         return np.broadcast_to(
             steps * 1e6 * np.asarray(levels)[None, None, :], (len(context), horizon, len(levels))
@@ -224,3 +226,43 @@ def test_forecast_query_uses_the_model_over_the_horizon(tmp_path: Path, policy_t
     assert not result.fallback
     assert pipe.calls[-1][0] == 3
     assert pipe.calls[-1][1] is not None
+
+
+class _DayConfig:
+    """A model config that reads a day back plus 60 intervals, or its 256-interval context."""
+
+    context_length = 256
+
+    @staticmethod
+    def history_length(interval_s: float) -> int:
+        return max(256, round(86400 / interval_s) + 60)
+
+
+def test_the_model_gets_the_history_its_config_asks_for() -> None:
+    pipe = FakePipeline()
+    pipe.config = _DayConfig()  # type: ignore[attr-defined]
+    forecaster = PipelineForecaster(pipe)
+    history = np.arange(2 * 3000, dtype=np.float64).reshape(2, 3000)
+    levels = np.array([0.5])
+    forecaster.quantiles(history, levels, 0.0, 60.0)
+    assert pipe.contexts[-1].shape == (2, 1500)  # a day at 60 s is 1,440 intervals
+    assert pipe.contexts[-1][0, -1] == history[0, -1]  # the most recent intervals
+    forecaster.quantiles(history, levels, 0.0, 1.0)
+    assert pipe.contexts[-1].shape == (2, 256)  # a day at 1 s is out of the loop's reach
+    forecaster.quantiles(history[:, :100], levels, 0.0, 60.0)
+    assert pipe.contexts[-1].shape == (2, 100)  # what there is
+
+
+def test_the_loop_keeps_a_day_of_history_for_a_seasonal_model(
+    tmp_path: Path, policy_text: str
+) -> None:
+    pipe = FakePipeline()
+    pipe.config = _DayConfig()  # type: ignore[attr-defined]
+    settings = EngineSettings(interval_s=60.0)
+    eng = Engine(
+        StateStore(tmp_path / "s.db"), policy_text, PipelineForecaster(pipe), settings=settings
+    )
+    eng.loop.step()
+    assert eng.loop.history is not None
+    assert eng.loop.history.capacity == 1500
+    eng.stop()
