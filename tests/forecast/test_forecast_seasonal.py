@@ -8,23 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from forecast_configs import SMALL
 
-from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline
+from sliceai.forecast import ForecastError, ForecastPipeline
 from sliceai.forecast.data import Series, sample_windows
 from sliceai.forecast.features import prepare, seasonal_slice
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.train import TrainOptions, train
 
 HOUR = 3600.0  # one day = 24 intervals
-SEASONAL = ForecastConfig(
-    context_length=16,
-    max_horizon=4,
-    hidden_size=32,
-    step_embed_size=8,
-    decoder_hidden_size=16,
-    rank=2,
-    seasonal_window=8,
-)
+SEASONAL = dataclasses.replace(SMALL, context_length=16, seasonal_window=8)
 
 
 def test_seasonal_slice_is_one_day_before_the_origin() -> None:

@@ -7,19 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from forecast_configs import SMALL
 
-from sliceai.forecast import ForecastConfig, ForecastPipeline
+from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.data import Series
 from sliceai.forecast.train import TrainOptions, train
 
-CFG = ForecastConfig(
-    context_length=32,
-    max_horizon=4,
-    hidden_size=32,
-    step_embed_size=8,
-    decoder_hidden_size=16,
-    rank=2,
-)
+CFG = SMALL
 # Independent log-normal traffic: log(x / LEVEL) ~ N(MU, SIGMA).
 MU, SIGMA, LEVEL = 0.7, 0.2, 1e6
 

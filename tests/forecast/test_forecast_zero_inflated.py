@@ -8,22 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from forecast_configs import SMALL
 
-from sliceai.forecast import ForecastConfig, ForecastPipeline
+from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.data import Series
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 from sliceai.forecast.train import TrainOptions, marginal_crps, train
 
-ZERO = ForecastConfig(
-    context_length=32,
-    max_horizon=4,
-    hidden_size=32,
-    step_embed_size=8,
-    decoder_hidden_size=16,
-    rank=2,
-    zero_inflated=True,
-)
+ZERO = dataclasses.replace(SMALL, zero_inflated=True)
 
 
 def _pipeline(idle_logit: float) -> ForecastPipeline:
