@@ -189,6 +189,9 @@ class SliceController(BaseApp):  # type: ignore[misc]
         received_at = self._pending_barriers.pop(key, None)
         if received_at is not None:
             self.apply_latency_ms.append((time.monotonic() - received_at) * 1000.0)
+            # The stats file shows the plan the switch has just acknowledged, not only
+            # the one in force at the last counter poll.
+            self._write_stats()
 
     @on_event(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev: Any) -> None:
@@ -267,6 +270,7 @@ class SliceController(BaseApp):  # type: ignore[misc]
             self._send_all(per_dp, le.received_at)
             if not per_dp:  # nothing changed: count it as applied at once
                 self.apply_latency_ms.append((time.monotonic() - le.received_at) * 1000.0)
+                self._write_stats()
 
     # -- reporting --------------------------------------------------------------------
     def _write_stats(self) -> None:

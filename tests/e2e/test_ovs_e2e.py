@@ -208,6 +208,12 @@ def _meters_of_reported_plan(rig: Rig) -> dict[int, int]:
     }
 
 
+def _switch_matches_a_reported_plan(rig: Rig) -> bool:
+    before = _meters_of_reported_plan(rig)
+    switch = rig.switch_meters()
+    return switch in (before, _meters_of_reported_plan(rig))
+
+
 def test_real_sliceai_service_drives_the_meters(rig: Rig) -> None:
     """`sliceai serve` on the plugin's service address: its plans reach the switch."""
     rig.service.stop()
@@ -253,9 +259,10 @@ def test_real_sliceai_service_drives_the_meters(rig: Rig) -> None:
         )
         proc = rig.iperf(3, "industrial", 3)
         iperf_result(proc)
-        # The service plans every second: compare with the plan in force when reading.
+        # The service plans up to twice a second: compare the switch with the plan the
+        # plugin reported just before or just after reading it.
         wait_for(
-            lambda: rig.switch_meters() == _meters_of_reported_plan(rig),
+            lambda: _switch_matches_a_reported_plan(rig),
             10,
             "switch meters to follow the service's plans",
         )
