@@ -26,8 +26,7 @@ model gets its context only, as in training windows without yesterday."""
 
 def history_needed(forecaster: object, interval_s: float) -> int:
     """Intervals of history ``forecaster`` reads at ``interval_s`` (its
-    ``history_length`` when it has one and that is at most :data:`MAX_HISTORY`);
-    0 when it does not say."""
+    ``history_length``, when it has one); 0 when it does not say."""
     wanted = getattr(forecaster, "history_length", None)
     return int(wanted(interval_s)) if callable(wanted) else 0
 
@@ -129,7 +128,7 @@ class PipelineForecaster:
 
     def context(self, series: npt.NDArray[np.float64], interval_s: float) -> int:
         """How many of the last intervals of ``series`` to hand the model."""
-        return min(int(series.shape[1]), history_needed(self, interval_s) or DEFAULT_CONTEXT)
+        return min(int(series.shape[1]), self.history_length(interval_s))
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto") -> PipelineForecaster:

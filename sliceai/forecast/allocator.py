@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from sliceai.forecast.features import origins_per_call
 from sliceai.forecast.pipeline import ForecastPipeline
 from sliceai.policy import Policy
 from sliceai.replay.allocators import PolicyAllocator, register_allocator
@@ -31,7 +32,8 @@ FloatArray = npt.NDArray[np.float64]
 LEVELS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 #: Intervals forecast per origin.
 DEFAULT_BLOCK = 1
-#: Origins per model call: every one carries the history the model reads (up to a day).
+#: Origins per model call, at most: every one carries the history the model reads (up to
+#: a day; fewer origins per call where that is long, see ``origins_per_call``).
 ORIGIN_CHUNK = 128
 
 
@@ -96,8 +98,9 @@ class SliceaiAllocator(PolicyAllocator):
         windows = sliding_window_view(series, c, axis=1)  # (S*2, len(ext) - c + 1, c)
         # The history starts as `keep` missing intervals, so every context is in `ext`.
         parts = []
-        for first in range(0, len(origins), ORIGIN_CHUNK):  # bounds the copies of long histories
-            some = origins[first : first + ORIGIN_CHUNK]
+        chunk = origins_per_call(n_slices * 2, c, ORIGIN_CHUNK)  # bounds the history copies
+        for first in range(0, len(origins), chunk):
+            some = origins[first : first + chunk]
             flat = windows[:, some - c - offset].reshape(-1, c)  # (S*2 * len(some), c)
             starts = np.tile(self.start_time + (some - c) * self.interval_s, n_slices * 2)
             q = self.pipeline.quantiles(

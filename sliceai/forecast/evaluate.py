@@ -28,6 +28,7 @@ from sliceai.forecast.baselines import (
     seasonal_naive,
     seasonal_period,
 )
+from sliceai.forecast.features import origins_per_call
 from sliceai.forecast.metrics import covered, crps_ensemble, interval_levels, pinball_loss
 from sliceai.forecast.pipeline import ForecastPipeline
 from sliceai.traffic import DIRECTION_NAMES, Trace
@@ -36,7 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 PINBALL_LEVELS = (0.5, 0.9, 0.99, 0.999)
 COVERAGES = (0.8, 0.95, 0.99)
 MODEL = "sliceai"
-#: Forecast origins per model call (bounds the memory of long histories).
+#: Forecast origins per model call, at most (see ``origins_per_call``).
 ORIGIN_CHUNK = 512
 
 
@@ -181,8 +182,9 @@ def _model_forecast(
     hist = pipeline.config.history_length(trace.interval_s)
     padded = np.concatenate([np.full(hist, np.nan), values])
     ens, quant = [], []
-    for first in range(0, origins.size, ORIGIN_CHUNK):
-        part = origins[first : first + ORIGIN_CHUNK]
+    chunk = origins_per_call(1, hist, ORIGIN_CHUNK)
+    for first in range(0, origins.size, chunk):
+        part = origins[first : first + chunk]
         contexts = sliding_window_view(padded, hist)[part]  # row o: values[o - hist : o]
         kw: dict[str, Any] = {
             "start_time": trace.start + (part - hist) * trace.interval_s,

@@ -16,6 +16,10 @@ import numpy.typing as npt
 from sliceai.forecast.config import SECONDS_PER_DAY, day_period
 from sliceai.forecast.errors import ForecastError
 
+#: Bytes of copied history one model call may hold: with a seasonal window the model
+#: reads a day back, which at short intervals is a long row per forecast origin.
+HISTORY_COPY_BYTES = 64 << 20
+
 #: Scale (bit/s) used when a context has no positive observation.
 SCALE_FLOOR_BPS = 1.0
 #: Number of calendar features per time step (see :func:`calendar_features`).
@@ -52,6 +56,13 @@ class PreparedContext:
     step_calendar: Float32Array
     seasonal: Float32Array
     seasonal_mask: Float32Array
+
+
+def origins_per_call(rows_per_origin: int, history: int, at_most: int) -> int:
+    """Forecast origins per model call (at most ``at_most``) whose copied histories,
+    ``rows_per_origin`` rows of ``history`` float64 each, fit :data:`HISTORY_COPY_BYTES`."""
+    fit = HISTORY_COPY_BYTES // (8 * max(1, rows_per_origin) * max(1, history))
+    return max(1, min(at_most, fit))
 
 
 def seasonal_slice(context: FloatArray, interval_s: float, seasonal_window: int) -> FloatArray:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sliceai.forecast import features
 from sliceai.forecast.allocator import SliceaiAllocator
 from sliceai.policy import load_policy
 from sliceai.replay.allocators import make_allocator, policy_bounds
@@ -61,3 +62,25 @@ def test_chunking_does_not_change_the_plan(tiny_checkpoint: Path) -> None:
     whole = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=3), load, [50])
     split = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=3), load, [7, 1, 20, 22])
     np.testing.assert_allclose(split, whole, rtol=1e-9)
+
+
+def test_a_small_history_budget_splits_the_model_calls_not_the_plan(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = load_policy(POLICY)
+    load = _load(40, len(policy.slices), seed=2)
+    whole = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=2), load, [40])
+    # Room for the histories of about one origin per call (10 series of 32 + 2 intervals).
+    monkeypatch.setattr(features, "HISTORY_COPY_BYTES", 8 * 10 * 40)
+    assert features.origins_per_call(10, 34, 128) == 1
+    small = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=2), load, [40])
+    np.testing.assert_allclose(small, whole, rtol=1e-5)  # float32 batches of other sizes
+
+
+def test_origins_per_call_keeps_the_copied_history_within_budget() -> None:
+    day_at_1s = 86400 + 64
+    n = features.origins_per_call(16, day_at_1s, 128)
+    assert 1 <= n < 128
+    assert n * 16 * day_at_1s * 8 <= features.HISTORY_COPY_BYTES
+    assert features.origins_per_call(16, 256, 128) == 128  # short histories: the cap
+    assert features.origins_per_call(16, 10**9, 128) == 1  # never zero
