@@ -25,7 +25,6 @@ Everything it makes is removed on exit, also on failure or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -43,7 +42,12 @@ from types import FrameType
 from typing import Any
 
 from sliceai.controller.flows import EnforcementConfig, classification_flows, meter_id
-from sliceai.controller.testbed import OvsTestbed, free_tcp_port, testbed_available
+from sliceai.controller.testbed import (
+    OvsTestbed,
+    free_tcp_port,
+    read_plugin_stats,
+    testbed_available,
+)
 from sliceai.policy import DIRECTIONS, Direction, load_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,11 +143,7 @@ class Check:
         return False
 
     def stats(self) -> dict[str, Any]:
-        try:
-            state: dict[str, Any] = json.loads(self.stats_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-        return state
+        return read_plugin_stats(self.stats_file)
 
     def show(self, what: str, text: str) -> None:
         if self.verbose:

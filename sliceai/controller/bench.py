@@ -14,7 +14,6 @@ Without root or Open vSwitch the benchmark prints why and yields nothing.
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -26,7 +25,12 @@ from pathlib import Path
 from sliceai.bench import Figure, percentile
 from sliceai.controller.flows import EnforcementConfig, meter_for, meter_id
 from sliceai.controller.scripted_service import ScriptedControllerService
-from sliceai.controller.testbed import OvsTestbed, free_tcp_port, testbed_available
+from sliceai.controller.testbed import (
+    OvsTestbed,
+    free_tcp_port,
+    read_plugin_stats,
+    testbed_available,
+)
 from sliceai.policy import DIRECTIONS, Direction, load_policy
 from sliceai.policy.bench import synthetic_policy_yaml
 
@@ -39,10 +43,7 @@ def _random_plan(names: tuple[str, ...], rng: random.Random) -> dict[tuple[str, 
 
 
 def _latencies(stats_file: Path) -> list[float]:
-    try:
-        return list(json.loads(stats_file.read_text()).get("apply_latency_ms", []))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
+    return list(read_plugin_stats(stats_file).get("apply_latency_ms", []))
 
 
 def _wait(predicate: object, timeout_s: float, what: str) -> None:

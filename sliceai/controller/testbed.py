@@ -13,6 +13,7 @@ Layout: the userspace (``netdev``) datapath; host ``hN`` is namespace
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -23,8 +24,18 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+
+
+def read_plugin_stats(path: Path) -> dict[str, Any]:
+    """The controller plugin's ``--stats-file`` (written atomically); {} before the first."""
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return state
 
 
 class TestbedError(RuntimeError):

@@ -22,7 +22,12 @@ from typing import Any
 import pytest
 
 from sliceai.controller.scripted_service import ScriptedControllerService
-from sliceai.controller.testbed import OvsTestbed, free_tcp_port, testbed_available
+from sliceai.controller.testbed import (
+    OvsTestbed,
+    free_tcp_port,
+    read_plugin_stats,
+    testbed_available,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "sims" / "ovs" / "e2e-policy.yaml"
@@ -68,11 +73,7 @@ class Rig:
     tmp: Path
 
     def stats(self) -> dict[str, Any]:
-        try:
-            state: dict[str, Any] = json.loads(self.stats_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-        return state
+        return read_plugin_stats(self.stats_file)
 
     def switch_meters(self) -> dict[int, int]:
         """Meter id -> drop band rate in kbit/s, as the switch reports them."""

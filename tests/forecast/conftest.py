@@ -6,19 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from forecast_configs import TINY
 
-from sliceai.forecast import ForecastConfig, ForecastPipeline
+from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import save_model
-
-TINY = ForecastConfig(
-    context_length=32,
-    max_horizon=8,
-    hidden_size=16,
-    step_embed_size=8,
-    decoder_hidden_size=16,
-    rank=2,
-)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sliceai.forecast.config import ForecastConfig
 
 #: Big enough to learn a known distribution, small enough to train in a test.
@@ -13,3 +15,6 @@ SMALL = ForecastConfig(
     decoder_hidden_size=16,
     rank=2,
 )
+
+#: Untrained, for shapes and plumbing: longer horizon, narrower encoder.
+TINY = dataclasses.replace(SMALL, max_horizon=8, hidden_size=16)
