@@ -80,7 +80,10 @@ def test_oracle_sees_the_present_only():
 @pytest.mark.parametrize("name", allocator_names())
 def test_chunking_does_not_change_allocations(name):
     load = _load(N, seed=11)
-    np.testing.assert_allclose(_run(name, load, 1000), _run(name, load, 37), rtol=1e-9)
+    # The model runs in float32 and batches the origins of a chunk together, so chunks of
+    # other sizes can move its quantiles in the 7th digit; the other allocators are exact.
+    rtol = 1e-5 if name == "sliceai" else 1e-9
+    np.testing.assert_allclose(_run(name, load, 1000), _run(name, load, 37), rtol=rtol)
 
 
 @pytest.mark.parametrize("name", allocator_names())
