@@ -6,7 +6,9 @@ Scores a checkpoint (the bundled one by default) against the baselines with
 the ``stadium`` mix), once on a 1-minute and once on a 10-second clock, and prints
 the tables; ``--markdown`` also writes them into a section of BENCHMARKS.md that
 ``make bench`` leaves alone. Targets (issue #5): CRPS at least 15% below the best
-baseline's, 95% intervals covering 93-97% of the points.
+baseline's, 95% intervals covering 93-97% of the points. ``--dev`` scores the dev
+traces (:data:`sliceai.forecast.scenarios.DEV`: other seeds) instead, to choose settings
+on without looking at the held-out ones (it never writes BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -38,24 +40,27 @@ def run(
     clocks: Sequence[tuple[float, float]] = CLOCKS,
     threads: int = 2,
     progress: bool = True,
+    dev: bool = False,
 ) -> list[dict[str, Any]]:
-    """One :func:`evaluate` report per clock, with ``interval_s``, ``days`` and ``traces``."""
+    """One :func:`evaluate` report per clock, with ``interval_s``, ``days`` and ``traces``
+    (the held-out traces, or with ``dev`` the dev ones)."""
     import torch
 
     from sliceai.forecast.evaluate import evaluate
     from sliceai.forecast.pipeline import ForecastPipeline
-    from sliceai.forecast.scenarios import HELD_OUT, generate_scenario
+    from sliceai.forecast.scenarios import DEV, HELD_OUT, generate_scenario
 
     torch.set_num_threads(threads)
     pipeline = ForecastPipeline.load(model, device="cpu")
     reports = []
+    which = DEV if dev else HELD_OUT
     for interval_s, days in clocks:
-        traces = [generate_scenario(name, seed, days, interval_s) for name, seed in HELD_OUT]
+        traces = [generate_scenario(name, seed, days, interval_s) for name, seed in which]
         report = evaluate(pipeline, traces, EvaluationOptions(progress=progress))
         report.update(
             interval_s=interval_s,
             days=days,
-            traces=[trace_label(name, seed, days) for name, seed in HELD_OUT],
+            traces=[trace_label(name, seed, days) for name, seed in which],
             model=model or "bundled",
         )
         reports.append(report)
@@ -139,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the reports as JSON")
     parser.add_argument("--days", type=float, default=None, help="days per trace (default 7)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--dev", action="store_true", help="score the dev traces (never written to --markdown)"
+    )
     args = parser.parse_args(argv)
+    if args.dev and args.markdown is not None:
+        parser.error("--dev reports are for choosing settings; they never go into --markdown")
     clocks = CLOCKS if args.days is None else tuple((i, args.days) for i, _ in CLOCKS)
-    reports = run(args.model, clocks, args.threads)
+    reports = run(args.model, clocks, args.threads, dev=args.dev)
     text = render_markdown(reports)
     print(text)
     if args.json is not None:

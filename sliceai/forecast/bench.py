@@ -20,6 +20,7 @@ from sliceai.bench import Figure, median_ms, time_calls
 from sliceai.forecast.data import synthetic_series
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.metrics import crps_ensemble
+from sliceai.forecast.mixture import ForecastEnsemble
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import ForecastPipeline, load_model, resolve_device
 
@@ -61,7 +62,7 @@ def _device_name(device: torch.device) -> str:
     return f"CPU {platform.machine()} x{torch.get_num_threads()} threads"
 
 
-def _model() -> tuple[ForecastModel, str]:
+def _model() -> tuple[ForecastModel | ForecastEnsemble, str]:
     try:
         return load_model()[0], "bundled checkpoint"
     except ForecastError:

@@ -36,6 +36,9 @@ class ForecastConfig:
     yesterday: scheduled sessions and the daily profile); 0 leaves them out.
     ``zero_inflated`` adds a per-step probability that the slice is idle (exactly 0):
     a session that may end or start within the horizon is two lumps, not one.
+    ``members`` > 1 makes the checkpoint a seed ensemble: that many networks of this shape,
+    read as one equal-weight mixture (:mod:`sliceai.forecast.mixture`; the tail shape is
+    the mixture's).
     """
 
     context_length: int = 256
@@ -50,6 +53,7 @@ class ForecastConfig:
     tail_cubic: float = 0.0
     seasonal_window: int = 0
     zero_inflated: bool = False
+    members: int = 1
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +63,7 @@ class ForecastConfig:
             "step_embed_size",
             "decoder_hidden_size",
             "rank",
+            "members",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -1,14 +1,16 @@
 """The forecast pipeline: numpy in, numpy out; loads checkpoints and runs batches.
 
 Checkpoint layout (a directory): ``config.json`` (:class:`ForecastConfig` plus
-metadata) and ``model.safetensors`` (the weights). The bundled default lives in
-``sliceai/data/model/`` and is used when no path is given, so everything works offline.
+metadata) and ``model.safetensors`` (the weights; a seed ensemble's under ``members.K.``).
+The bundled default lives in ``sliceai/data/model/`` and is used when no path is given,
+so everything works offline.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,13 @@ from scipy.special import ndtri
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import as_context, prepare
+from sliceai.forecast.mixture import (
+    ForecastEnsemble,
+    member_arrays,
+    member_modules,
+    mixture_quantiles,
+    split_samples,
+)
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 
 CONFIG_FILE = "config.json"
@@ -67,7 +76,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class ForecastPipeline:
-    """A loaded model on a device.
+    """A loaded model (one network or a seed ensemble read as a mixture) on a device.
 
     Output contract: :meth:`sample` returns ``(batch, n_samples, horizon)`` and
     :meth:`quantiles` ``(batch, horizon, n_quantiles)``, both float32 numpy arrays
@@ -76,7 +85,7 @@ class ForecastPipeline:
 
     def __init__(
         self,
-        model: ForecastModel,
+        model: ForecastModel | ForecastEnsemble,
         device: str | torch.device = "cpu",
         quantize: str | None = None,
         metadata: dict[str, Any] | None = None,
@@ -94,7 +103,8 @@ class ForecastPipeline:
                 )
             model = quantize_int8(model)  # type: ignore[assignment]
         self.quantize = quantize
-        self.model: ForecastModel = model.to(self.device)
+        self.model: ForecastModel | ForecastEnsemble = model.to(self.device)
+        self.members = member_modules(self.model)
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -124,24 +134,39 @@ class ForecastPipeline:
         start_time: npt.ArrayLike | None = None,
         interval_s: float = 60.0,
     ) -> tuple[HorizonDistribution, npt.NDArray[np.float64]]:
-        """Log-space distribution (on the CPU) and ``(batch,)`` scale, horizon <= max_horizon."""
+        """Log-space distribution (on the CPU) and ``(batch,)`` scale, horizon <= max_horizon.
+
+        One network only: a seed ensemble's forecast is a mixture (see :meth:`distributions`).
+        """
+        if len(self.members) != 1:
+            raise ForecastError(
+                f"this checkpoint is a mixture of {len(self.members)} members; use distributions()"
+            )
+        dists, scale = self.distributions(context, horizon, start_time, interval_s)
+        return dists[0], scale
+
+    def distributions(
+        self,
+        context: npt.ArrayLike,
+        horizon: int,
+        start_time: npt.ArrayLike | None = None,
+        interval_s: float = 60.0,
+    ) -> tuple[list[HorizonDistribution], npt.NDArray[np.float64]]:
+        """Each member's log-space distribution (on the CPU; the forecast is their
+        equal-weight mixture) and the ``(batch,)`` scale, horizon <= max_horizon."""
         ctx = as_context(context)
         _check_horizon(horizon, self.config.max_horizon)
         starts = _as_starts(start_time, ctx.shape[0])
-        locs, sigmas, factors, zeros, scales = [], [], [], [], []
+        parts: list[list[HorizonDistribution]] = []
+        scales = []
         for first in range(0, ctx.shape[0], MAX_BATCH):
             part = slice(first, first + MAX_BATCH)
-            dist, scale = self._forward(
+            dists, scale = self._forward(
                 ctx[part], horizon, None if starts is None else starts[part], interval_s
             )
-            locs.append(dist.loc.float().cpu())
-            sigmas.append(dist.sigma.float().cpu())
-            factors.append(dist.factors.float().cpu())
-            if dist.zero_prob is not None:
-                zeros.append(dist.zero_prob.float().cpu())
+            parts.append(dists)
             scales.append(scale)
-        zero_prob = torch.cat(zeros) if zeros else None
-        out = HorizonDistribution(torch.cat(locs), torch.cat(sigmas), torch.cat(factors), zero_prob)
+        out = [_concat([p[k] for p in parts]) for k in range(len(self.members))]
         return out, np.concatenate(scales)
 
     def sample(
@@ -204,8 +229,8 @@ class ForecastPipeline:
     ) -> npt.NDArray[np.float32]:
         """Marginal quantiles ``(batch, horizon, n_quantiles)`` float32 bit/s on the CPU.
 
-        Exact (from the Gaussian marginals) up to ``max_horizon``; read off
-        :data:`QUANTILE_SAMPLES` sample paths beyond it.
+        Exact (from the Gaussian marginals, or a seed ensemble's mixture of them) up to
+        ``max_horizon``; read off :data:`QUANTILE_SAMPLES` sample paths beyond it.
         """
         lv = np.asarray(levels, dtype=np.float64).reshape(-1)
         if lv.size == 0 or np.any(~(lv > 0) | ~(lv < 1)):
@@ -218,7 +243,14 @@ class ForecastPipeline:
             paths = self.sample(context, horizon, QUANTILE_SAMPLES, start_time, interval_s, seed)
             read_off: npt.NDArray[np.float32] = np.moveaxis(np.quantile(paths, lv, axis=1), 0, -1)
             return read_off.astype(np.float32)
-        dist, scale = self.distribution(context, horizon, start_time, interval_s)
+        dists, scale = self.distributions(context, horizon, start_time, interval_s)
+        if len(dists) > 1:
+            loc_k, std_k, p0_k = member_arrays(dists)
+            a, b = self.config.tail_linear, self.config.tail_cubic
+            y = mixture_quantiles(loc_k, std_k, p0_k, lv, a, b)
+            mixed = np.expm1(np.minimum(y, 60.0)) * scale[:, None, None]
+            return np.maximum(mixed, 0.0).astype(np.float32)
+        dist = dists[0]
         loc = dist.loc.numpy()[..., None]
         std = dist.marginal_std().numpy()[..., None]
         if dist.zero_prob is None:
@@ -246,22 +278,40 @@ class ForecastPipeline:
         starts: npt.NDArray[np.float64] | None,
         interval_s: float,
         scales: npt.NDArray[np.float64] | None = None,
-    ) -> tuple[HorizonDistribution, npt.NDArray[np.float64]]:
+        members: Sequence[int] | None = None,
+    ) -> tuple[list[HorizonDistribution], npt.NDArray[np.float64]]:
+        """Each member's distribution (``members``: only those, by index) and the scale."""
         cfg = self.config
         prep = prepare(
             ctx, cfg.context_length, horizon, interval_s, starts, scales, cfg.seasonal_window
         )
         dev = self.device
+        which = range(len(self.members)) if members is None else members
         with torch.inference_mode():
-            dist: HorizonDistribution = self.model(
-                torch.from_numpy(prep.values).to(dev),
-                torch.from_numpy(prep.mask).to(dev),
-                torch.from_numpy(prep.series_features).to(dev),
-                torch.from_numpy(prep.step_calendar).to(dev),
-                torch.from_numpy(prep.seasonal).to(dev),
-                torch.from_numpy(prep.seasonal_mask).to(dev),
-            )
-        return dist, prep.scale
+            inputs = [
+                torch.from_numpy(a).to(dev)
+                for a in (
+                    prep.values,
+                    prep.mask,
+                    prep.series_features,
+                    prep.step_calendar,
+                    prep.seasonal,
+                    prep.seasonal_mask,
+                )
+            ]
+            dists: list[HorizonDistribution] = [self.members[k](*inputs) for k in which]
+        return dists, prep.scale
+
+    def _draw(
+        self, dist: HorizonDistribution, n_samples: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``(batch, n_samples, horizon)`` log-space paths of one member, tail-shaped."""
+        draws = dist.sample(n_samples, generator)
+        if self.config.tail_linear != 1.0 or self.config.tail_cubic != 0.0:
+            std = dist.marginal_std().unsqueeze(1)
+            loc = dist.loc.unsqueeze(1)
+            draws = loc + std * self._shape((draws - loc) / std)
+        return dist.switch_off(draws, generator)
 
     def _sample_block_chain(
         self,
@@ -272,24 +322,32 @@ class ForecastPipeline:
         interval_s: float,
         generator: torch.Generator,
         scales: npt.NDArray[np.float64] | None = None,
+        member: int | None = None,
     ) -> npt.NDArray[np.float32]:
+        """Paths ``(batch, n_samples, horizon)`` in bit/s: from the mixture, or from one
+        ``member`` only (index)."""
         block = self.config.max_horizon
         if horizon <= block:
-            dist, scale = self._forward(ctx, horizon, starts, interval_s, scales)
+            which = None if member is None else [member]
+            dists, scale = self._forward(ctx, horizon, starts, interval_s, scales, which)
+            k = len(dists)
             with torch.inference_mode():
-                draws = dist.sample(n_samples, generator)
-                if self.config.tail_linear != 1.0 or self.config.tail_cubic != 0.0:
-                    std = dist.marginal_std().unsqueeze(1)
-                    loc = dist.loc.unsqueeze(1)
-                    draws = loc + std * self._shape((draws - loc) / std)
-                draws = dist.switch_off(draws, generator)
+                counts = split_samples(n_samples, k)
+                parts = [
+                    self._draw(d, n, generator) for d, n in zip(dists, counts, strict=True) if n > 0
+                ]
+                draws = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+                if k > 1 and n_samples > 1:  # members' paths in random order
+                    order = torch.randperm(n_samples, generator=generator, device=draws.device)
+                    draws = draws[:, order]
                 # Back to bit/s where the draws are (on a GPU this keeps the host's work
                 # to one copy of the finished paths).
                 s = torch.as_tensor(scale, dtype=torch.float64, device=draws.device)
                 bps = torch.expm1(draws.double().clamp(max=60.0)) * s.view(-1, 1, 1)
                 result: npt.NDArray[np.float32] = bps.clamp(min=0.0).float().cpu().numpy()
             return result
-        # Longer horizons: one row per sample path, extended block by block.
+        # Longer horizons: one row per sample path, extended block by block (a seed
+        # ensemble's path s stays with member s mod K throughout).
         batch = ctx.shape[0]
         extra = ctx.shape[1] - self.config.history_length(interval_s)
         if extra > 0:  # what the model never reads need not be repeated per path
@@ -298,13 +356,27 @@ class ForecastPipeline:
         history = np.repeat(ctx, n_samples, axis=0)
         path_starts = None if starts is None else np.repeat(starts, n_samples)
         path_scales = None if scales is None else np.repeat(scales, n_samples)
+        k = len(self.members) if member is None else 1
+        member_of_row = np.tile(np.arange(n_samples) % k, batch)
         pieces: list[npt.NDArray[np.float32]] = []
         done = 0
         while done < horizon:
             step = min(block, horizon - done)
-            piece = self._sample_block_chain(
-                history, step, 1, path_starts, interval_s, generator, path_scales
-            )[:, 0, :]
+            piece = np.empty((history.shape[0], step), dtype=np.float32)
+            for m in range(k):
+                rows = np.flatnonzero(member_of_row == m)
+                if rows.size == 0:
+                    continue
+                piece[rows] = self._sample_block_chain(
+                    history[rows],
+                    step,
+                    1,
+                    None if path_starts is None else path_starts[rows],
+                    interval_s,
+                    generator,
+                    None if path_scales is None else path_scales[rows],
+                    m if member is None else member,
+                )[:, 0, :]
             pieces.append(piece)
             done += step
             history = np.concatenate([history, piece.astype(np.float64)], axis=1)
@@ -315,6 +387,17 @@ class ForecastPipeline:
                     path_starts = path_starts + drop * interval_s
         paths = np.concatenate(pieces, axis=1)
         return paths.reshape(batch, n_samples, horizon)
+
+
+def _concat(dists: Sequence[HorizonDistribution]) -> HorizonDistribution:
+    """One member's batches (on the CPU, float32) as one distribution."""
+    zero = [d.zero_prob.float().cpu() for d in dists if d.zero_prob is not None]
+    return HorizonDistribution(
+        torch.cat([d.loc.float().cpu() for d in dists]),
+        torch.cat([d.sigma.float().cpu() for d in dists]),
+        torch.cat([d.factors.float().cpu() for d in dists]),
+        torch.cat(zero) if zero else None,
+    )
 
 
 def _check_horizon(horizon: int, max_horizon: int) -> None:
@@ -334,7 +417,9 @@ def _as_starts(start_time: npt.ArrayLike | None, batch: int) -> npt.NDArray[np.f
     return starts
 
 
-def save_model(model: ForecastModel, directory: str | Path, **metadata: Any) -> None:
+def save_model(
+    model: ForecastModel | ForecastEnsemble, directory: str | Path, **metadata: Any
+) -> None:
     """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -345,8 +430,12 @@ def save_model(model: ForecastModel, directory: str | Path, **metadata: Any) -> 
     (out / CONFIG_FILE).write_text(model.config.to_json(**metadata) + "\n")
 
 
-def load_model(path: str | Path | None = None) -> tuple[ForecastModel, dict[str, Any]]:
-    """Read a checkpoint (see :func:`save_model`): the fp32 model on the CPU and its metadata."""
+def load_model(
+    path: str | Path | None = None,
+) -> tuple[ForecastModel | ForecastEnsemble, dict[str, Any]]:
+    """Read a checkpoint (see :func:`save_model`): the fp32 model (a
+    :class:`~sliceai.forecast.mixture.ForecastEnsemble` when ``config.members > 1``) on the
+    CPU and its metadata."""
     base = default_checkpoint() if path is None else Path(path)
     directory = base.parent if base.suffix == ".safetensors" else base
     weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
@@ -363,7 +452,9 @@ def load_model(path: str | Path | None = None) -> tuple[ForecastModel, dict[str,
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ForecastError(f"{weights}: corrupt weights file ({exc})") from None
-    model = ForecastModel(config)
+    model: ForecastModel | ForecastEnsemble = (
+        ForecastEnsemble(config) if config.members > 1 else ForecastModel(config)
+    )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -24,6 +24,10 @@ HELD_OUT = (
     ("campus", HELD_OUT_SEED_BASE + 3),
     (HELD_OUT_SCENARIO, HELD_OUT_SEED_BASE + 4),
 )
+#: Dev traces to choose settings on (the same scenarios and clocks as :data:`HELD_OUT`,
+#: other seeds): the held-out traces score the final choice only.
+DEV_SEED_BASE = 2000
+DEV = tuple((name, DEV_SEED_BASE + seed - HELD_OUT_SEED_BASE) for name, seed in HELD_OUT)
 #: Monday 2026-01-05 00:00 UTC: every generated trace starts here.
 START_EPOCH_S = 1_767_571_200.0
 INTERVAL_S = 60.0

@@ -33,6 +33,7 @@ from sliceai.forecast.data import Series, Windows, sample_windows
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import prepare, to_log_space
 from sliceai.forecast.metrics import crps_ensemble
+from sliceai.forecast.mixture import ForecastEnsemble, member_arrays, mixture_covered
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 from sliceai.forecast.pipeline import load_model, resolve_device, save_model
 
@@ -278,7 +279,7 @@ def train(
         "history": [],
     }
     if resume and (state_dir / "state.json").is_file():
-        model, _ = load_model(state_dir)
+        model = _single(load_model(state_dir)[0], state_dir)
         config = model.config
         counters = json.loads((state_dir / "state.json").read_text())
     else:
@@ -383,13 +384,66 @@ def calibrate_checkpoint(
     directory: Path, windows: Windows, device: torch.device
 ) -> tuple[float, float]:
     """Fit the tail shape of the checkpoint in ``directory`` on ``windows`` and save it."""
-    best, metadata = load_model(directory)
+    loaded, metadata = load_model(directory)
+    best = _single(loaded, directory)
     plain = dataclasses.replace(best.config, tail_linear=1.0, tail_cubic=0.0)
     best.config = plain
     a, b = fit_tail_shape(best.to(device), windows, device)
     best.config = dataclasses.replace(plain, tail_linear=a, tail_cubic=b)
     save_model(best, directory, **metadata)
     return a, b
+
+
+def _single(model: ForecastModel | ForecastEnsemble, where: Path) -> ForecastModel:
+    if not isinstance(model, ForecastModel):
+        raise ForecastError(f"{where}: a seed ensemble; train and calibrate its members")
+    return model
+
+
+def fit_mixture_tail(
+    model: ForecastEnsemble, windows: Windows, device: torch.device
+) -> tuple[float, float]:
+    """:func:`fit_tail_shape` for a seed ensemble: one ``(a, b)`` for all members, fitted
+    to the interval coverage of their equal-weight mixture on ``windows``."""
+    model.eval()
+    tensors, target = _to_tensors(windows, model.config, device)
+    with torch.inference_mode():
+        loc, std, p0 = member_arrays(model(*tensors))
+    y = target.double().cpu().numpy()
+    want = np.log(np.array(TAIL_FIT_LEVELS) / (1.0 - np.array(TAIL_FIT_LEVELS)))
+    weights = np.array(TAIL_FIT_WEIGHTS)
+    best, best_err = (1.0, 0.0), np.inf
+    for a in np.linspace(0.6, 1.2, 25):
+        for b in np.linspace(0.0, 0.12, 13):
+            got = [np.mean(mixture_covered(y, loc, std, p0, c, a, b)) for c in TAIL_FIT_LEVELS]
+            got_c = np.clip(got, 1e-4, 1.0 - 1e-4)
+            err = float(np.sum(weights * (np.log(got_c / (1.0 - got_c)) - want) ** 2))
+            if err < best_err:
+                best, best_err = (float(a), float(b)), err
+    return best
+
+
+def build_ensemble(
+    member_dirs: Sequence[Path], out: Path, windows: Windows, **metadata: Any
+) -> ForecastEnsemble:
+    """Join single-network checkpoints of one shape into a seed ensemble in ``out``, with
+    the tail shape fitted to the mixture's coverage on ``windows`` (CPU)."""
+    members = [_single(load_model(d)[0], d) for d in member_dirs]
+    plain = dataclasses.replace(members[0].config, tail_linear=1.0, tail_cubic=0.0)
+    for d, m in zip(member_dirs, members, strict=True):
+        shape = dataclasses.replace(m.config, tail_linear=1.0, tail_cubic=0.0)
+        if shape != plain:
+            raise ForecastError(f"{d}: config differs from {member_dirs[0]}'s")
+    ensemble = ForecastEnsemble(dataclasses.replace(plain, members=len(members)))
+    for target, source in zip(ensemble.members, members, strict=True):
+        target.load_state_dict(source.state_dict())
+    a, b = fit_mixture_tail(ensemble, windows, torch.device("cpu"))
+    ensemble.config = dataclasses.replace(ensemble.config, tail_linear=a, tail_cubic=b)
+    for member in ensemble.members:
+        assert isinstance(member, ForecastModel)
+        member.config = ensemble.config
+    save_model(ensemble, out, **metadata)
+    return ensemble
 
 
 def _save_state(
@@ -404,4 +458,4 @@ def _save_state(
     (state_dir / "state.json").write_text(json.dumps(counters, indent=1) + "\n")
 
 
-__all__ = ["TrainOptions", "TrainResult", "train", "validation_crps"]
+__all__ = ["TrainOptions", "TrainResult", "build_ensemble", "train", "validation_crps"]
