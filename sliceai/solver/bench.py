@@ -8,8 +8,9 @@ passes the previous plan, so the churn cost is part of the LP.
 Per interval and both directions, timed:
 
 - ``sliceai warm``: :meth:`SliceSolver.solve` of a solver kept across intervals
-  (vectorised build + exact reduced LP warm-started from last prices; DL and UL
-  on two threads from 128 slices up, also timed on one thread);
+  (vectorised build + exact reduced LP warm-started from last prices; DL's and
+  UL's HiGHS runs side by side on two threads from 128 slices up, also timed on
+  one thread);
 - ``sliceai cold``: a fresh ``SliceSolver`` per interval (policy arrays too);
 - peer ``raw highspy``: the straightforward LP (one column per segment, one
   row per link) with its matrices pre-built: ``passModel`` + ``run`` only,

@@ -145,11 +145,15 @@ def build_segments(
     raw = np.concatenate([np.zeros((n, 1)), points, np.stack(extra, axis=1)], axis=1) / scale
     finite_cap = np.where(np.isfinite(cap), cap / scale, np.inf)
     top = np.minimum(raw.max(axis=1), finite_cap)
-    bps = np.sort(np.minimum(raw, top[:, None]), axis=1)
+    clipped = np.minimum(raw, top[:, None])
+    order = np.argsort(clipped, axis=1, kind="stable")
+    bps = np.take_along_axis(clipped, order, axis=1)
     lengths = np.diff(bps, axis=1)
     mid = 0.5 * (bps[:, :-1] + bps[:, 1:])
-    pts = points / scale
-    after = (pts[:, None, :] <= mid[:, :, None]).sum(axis=2)  # points at or below the midpoint
+    # Demand points at or below each segment (columns 1..P of raw are the points): on a
+    # segment of positive length exactly those sorted before its end.
+    is_point = (order >= 1) & (order <= points.shape[1])
+    after = np.cumsum(is_point, axis=1)[:, :-1]
     ext = np.concatenate([np.ones((n, 1)), demand_slopes], axis=1)
     slope = weight[:, None] * np.take_along_axis(ext, after, axis=1)
     slope += floor_bonus[:, None] * (mid < (floor / scale)[:, None])

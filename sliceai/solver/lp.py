@@ -18,10 +18,20 @@ Three exact steps, cheapest first:
    widen where the proof failed and HiGHS continues from its last basis.
    When the proof holds the reduced optimum is the full optimum, so the
    answer is exact; a few rounds without proof fall back to the full LP.
+   A failing slice is freed entirely; the other slices on its links get a
+   window of ``NEIGHBOUR_SPREAD`` around their new price (their prices moved
+   too: most second-round failures are such neighbours), the rest ``SPREAD``.
+
+:func:`solve_directions` takes several such problems (DL and UL) at once and
+hands only HiGHS's ``run`` to worker threads: HiGHS releases the GIL, so one
+direction's LP runs while this thread checks the other's proof, and no numpy
+work waits behind another thread for the GIL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +44,7 @@ from sliceai.solver.formulation import Segments
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray32 = npt.NDArray[np.int32]
 
 #: Relative slack when deciding that a link cannot bind or a price proof holds.
 TOLERANCE = 1e-9
@@ -44,6 +55,9 @@ WINDOW = 3
 #: After a failed proof, every slice's window also covers this many segments around
 #: the new price (prices move together), besides freeing the failing slices entirely.
 SPREAD = 1
+
+#: The same for slices that share a link with a failing slice.
+NEIGHBOUR_SPREAD = 2
 
 #: Rounds of widening before the full LP is solved instead.
 MAX_ROUNDS = 6
@@ -71,24 +85,47 @@ def pass_lp(
 ) -> None:
     """Give ``h`` the LP ``max cost @ y, a @ y <= row_upper, 0 <= y <= upper``.
 
-    ``a``: ``(m, n)`` CSC. Uses the flat-array ``passModel`` (no HighsLp copies).
+    ``a``: ``(m, n)`` CSC.
     """
-    m, n = a.shape
+    _pass_columns(
+        h,
+        cost,
+        upper,
+        a.shape[0],
+        np.asarray(a.indptr, dtype=np.int32),
+        np.asarray(a.indices, dtype=np.int32),
+        np.asarray(a.data, dtype=np.float64),
+        row_upper,
+    )
+
+
+def _pass_columns(
+    h: Any,
+    cost: FloatArray,
+    upper: FloatArray,
+    n_rows: int,
+    indptr: IntArray32,
+    indices: IntArray32,
+    data: FloatArray,
+    row_upper: FloatArray,
+) -> None:
+    """``pass_lp`` from CSC arrays, through the flat-array ``passModel`` (no HighsLp copies)."""
+    n = cost.size
     h.passModel(
         n,
-        m,
-        a.nnz,
+        n_rows,
+        data.size,
         int(highspy.MatrixFormat.kColwise),
         int(highspy.ObjSense.kMaximize),
         0.0,
         np.ascontiguousarray(cost, dtype=np.float64),
         np.zeros(n),
         np.ascontiguousarray(upper, dtype=np.float64),
-        np.full(m, -highspy.kHighsInf),
+        np.full(n_rows, -highspy.kHighsInf),
         np.ascontiguousarray(row_upper, dtype=np.float64),
-        np.asarray(a.indptr, dtype=np.int32),
-        np.asarray(a.indices, dtype=np.int32),
-        np.ascontiguousarray(a.data, dtype=np.float64),
+        indptr,
+        indices,
+        data,
         np.zeros(n, dtype=np.int32),
     )
 
@@ -104,57 +141,213 @@ class DirectionResult:
     lp_columns: int = 0
 
 
-def solve_direction(
-    segments: Segments,
-    incidence: BoolArray,
-    capacity: FloatArray,
-    price_guess: FloatArray | None = None,
-    rate_guess: FloatArray | None = None,
-) -> DirectionResult:
-    """Solve ``max sum slopes*y, incidence @ x <= capacity`` exactly.
+@dataclass(frozen=True)
+class DirectionProblem:
+    """One direction's LP: ``max sum slopes*y`` subject to ``incidence @ x <= capacity``.
 
     ``incidence``: ``(n_links, n_slices)`` bool; ``capacity``: ``(n_links,)``
-    normalised; ``price_guess``: ``(n_links,)`` or None; ``rate_guess``: ``(n_slices,)``
-    normalised (e.g. the previous plan) or None. A rate guess is preferred: with
-    the churn cost most slices stay on the kink at their previous rate, where
-    the duals are not unique but the rates are.
+    normalised; ``price_guess``: ``(n_links,)`` or None; ``rate_guess``:
+    ``(n_slices,)`` normalised (e.g. the previous plan) or None. A rate guess is
+    preferred: with the churn cost most slices stay on the kink at their previous
+    rate, where the duals are not unique but the rates are. ``highs``: an
+    instance from :func:`new_highs` to reuse (``passModel`` replaces its model;
+    a new instance costs about 0.15 ms), or None for a new one.
     """
+
+    segments: Segments
+    incidence: BoolArray
+    capacity: FloatArray
+    price_guess: FloatArray | None = None
+    rate_guess: FloatArray | None = None
+    highs: Any = None
+
+
+def solve_direction(problem: DirectionProblem) -> DirectionResult:
+    """Solve one direction exactly (see :func:`solve_directions`)."""
+    return solve_directions([problem])[0]
+
+
+def solve_directions(
+    problems: Sequence[DirectionProblem], pool: Executor | None = None
+) -> list[DirectionResult]:
+    """Solve each problem exactly; with a ``pool`` (two workers), their HiGHS runs
+    go side by side.
+
+    Only ``run`` leaves this thread: HiGHS releases the GIL, so while one
+    problem's LP runs on a worker, this thread checks another's proof and widens
+    its windows, and no numpy work waits for the GIL behind another thread's.
+    """
+    results: list[DirectionResult | None] = [None] * len(problems)
+    screens: list[tuple[int, _Screen]] = []
+    running: dict[Future[Any], tuple[int, _Screen]] = {}
+    for i, problem in enumerate(problems):
+        first = _fast_paths(problem)
+        if isinstance(first, DirectionResult):
+            results[i] = first
+        elif pool is None:
+            screens.append((i, first))
+        else:
+            running[pool.submit(first.model.h.run)] = (i, first)
+    for i, screen in screens:  # one after the other on this thread
+        done = None
+        while done is None:
+            screen.model.h.run()
+            done = screen.step()
+        results[i] = done
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            i, screen = running.pop(future)
+            future.result()
+            done = screen.step()
+            if done is None and pool is not None:
+                running[pool.submit(screen.model.h.run)] = (i, screen)
+            results[i] = done
+    return [r for r in results if r is not None]
+
+
+def _fast_paths(problem: DirectionProblem) -> DirectionResult | _Screen:
+    """Steps 1 and 2 of the module doc, or the reduced LP of step 3 ready to run."""
+    segments, incidence, capacity = problem.segments, problem.incidence, problem.capacity
     lengths, slopes = segments.lengths, segments.slopes
-    n_links = incidence.shape[0]
     desire = segments.desire
-    inc = incidence.astype(np.float64)
-    load = inc @ desire
+    load = incidence.astype(np.float64) @ desire
     active = load > capacity * (1 + TOLERANCE)
     rates = desire.copy()
-    prices = np.zeros(n_links)
+    prices = np.zeros(incidence.shape[0])
     if not np.any(active):
         return DirectionResult(rates, prices, "unconstrained")
-    touched = incidence[active].any(axis=0)
-    per_slice = incidence[active].sum(axis=0)
+    rows = np.flatnonzero(active)
+    touched = incidence[rows].any(axis=0)
+    per_slice = incidence[rows].sum(axis=0)
     if np.all(per_slice[touched] == 1):
-        rows = np.flatnonzero(active)
-        row_of = np.argmax(incidence[active], axis=0)  # index into rows, valid where touched
+        row_of = np.argmax(incidence[rows], axis=0)  # index into rows, valid where touched
         sub_rates, sub_prices = _greedy(
             lengths[touched], slopes[touched], row_of[touched], capacity[rows]
         )
         rates[touched] = sub_rates
         prices[rows] = sub_prices
         return DirectionResult(rates, prices, "greedy")
-    rows = np.flatnonzero(active)
     cols = np.flatnonzero(touched)
-    sub_inc = incidence[np.ix_(rows, cols)]
-    guess = None if price_guess is None else price_guess[rows]
-    sub_rates, sub_prices, n_cols = _screened_lp(
-        lengths[cols],
-        slopes[cols],
-        sub_inc,
-        capacity[rows],
-        guess,
-        None if rate_guess is None else rate_guess[cols],
-    )
-    rates[cols] = sub_rates
-    prices[rows] = sub_prices
-    return DirectionResult(rates, prices, "highs", n_cols)
+    return _Screen(problem, rates, prices, rows, cols)
+
+
+class _Columns:
+    """The rows each slice crosses, to write CSC columns (one slice each) without scipy."""
+
+    def __init__(self, incidence: BoolArray) -> None:
+        slices, rows = np.nonzero(incidence.T)  # sorted by slice, then row
+        self.n_rows = incidence.shape[0]
+        self.degree = np.bincount(slices, minlength=incidence.shape[1])
+        self.start = np.concatenate([[0], np.cumsum(self.degree)[:-1]])
+        self.rows = rows.astype(np.int32)
+
+    def of(self, col_slice: npt.NDArray[np.intp]) -> tuple[IntArray32, IntArray32, FloatArray]:
+        """``(indptr, indices, data)`` of the columns whose slices are ``col_slice``."""
+        degree = self.degree[col_slice]
+        indptr = np.zeros(col_slice.size + 1, dtype=np.int32)
+        np.cumsum(degree, out=indptr[1:])
+        nnz = int(indptr[-1])
+        pos = np.repeat(self.start[col_slice] - indptr[:-1], degree) + np.arange(nnz)
+        return indptr, self.rows[pos], np.ones(nnz)
+
+
+class _Screen:
+    """Step 3 for one direction: the reduced LP, its windows and the duals' proof.
+
+    Per slice the segments ``[0, lo)`` are merged into one prefix column (slope:
+    their smallest), ``[lo, hi)`` are free columns and ``[hi, K)`` are left
+    out. At the reduced optimum, a full prefix and left-out segments no steeper
+    than the slice's path price prove the full LP optimal; otherwise the window
+    widens where the proof failed and HiGHS continues from its last basis.
+    """
+
+    def __init__(
+        self,
+        problem: DirectionProblem,
+        rates: FloatArray,
+        prices: FloatArray,
+        rows: npt.NDArray[np.intp],
+        cols: npt.NDArray[np.intp],
+    ) -> None:
+        self.rates, self.prices, self.rows, self.cols = rates, prices, rows, cols
+        sub_inc = problem.incidence[np.ix_(rows, cols)]
+        self.inc_t = sub_inc.T.astype(np.float64)  # (n, m): path prices = inc_t @ prices
+        self.lengths = problem.segments.lengths[cols]
+        self.slopes = problem.segments.slopes[cols]
+        self.used = self.lengths > 0
+        self.capacity = problem.capacity[rows]
+        self.columns = _Columns(sub_inc)
+        self.idx = np.arange(self.lengths.shape[1])
+        self.rounds = 0
+        self.full = False
+        k = self.lengths.shape[1]
+        if problem.rate_guess is not None:
+            ends = np.cumsum(self.lengths, axis=1)
+            cut = (ends <= problem.rate_guess[cols, None] * (1 + 1e-12)).sum(axis=1)
+        else:
+            guess = problem.price_guess
+            if guess is None:
+                sub_prices = _isolated_prices(self.lengths, self.slopes, sub_inc, self.capacity)
+            else:
+                sub_prices = guess[rows]
+            cut = _cut(self.used, self.slopes, self.inc_t @ sub_prices)
+        self.lo = np.maximum(cut - WINDOW, 0)
+        self.hi = np.minimum(cut + WINDOW, k)
+        self.highs = problem.highs if problem.highs is not None else new_highs()
+        self.model = _ReducedLP(
+            self.highs,
+            self.lengths,
+            self.slopes,
+            self.used,
+            self.columns,
+            self.capacity,
+            self.lo,
+            self.hi,
+        )
+
+    def step(self) -> DirectionResult | None:
+        """After a run: the proven result, or None once the windows have widened."""
+        x, y_pre, sub_prices = self.model.solution()
+        if not self.full:
+            path = self.inc_t @ sub_prices
+            tol = PROOF_TOLERANCE * np.maximum(1.0, path)
+            pre_len = self.model.prefix_len
+            bad_pre = (pre_len > 0) & (y_pre < pre_len * (1 - 1e-9) - 1e-12)
+            steep = self.used & (self.slopes > (path + tol)[:, None])
+            bad_out = (steep & (self.idx[None, :] >= self.hi[:, None])).any(axis=1)
+            if bad_pre.any() or bad_out.any():
+                self._widen(bad_pre, bad_out, path)
+                return None
+        self.rates[self.cols] = x
+        self.prices[self.rows] = sub_prices
+        return DirectionResult(self.rates, self.prices, "highs", self.model.n_columns)
+
+    def _widen(self, bad_pre: BoolArray, bad_out: BoolArray, path: FloatArray) -> None:
+        n, k = self.lengths.shape
+        self.rounds += 1
+        if self.rounds >= MAX_ROUNDS:  # give up on the restriction: the full LP, no proof
+            self.full = True
+            self.model = _ReducedLP(
+                self.highs,
+                self.lengths,
+                self.slopes,
+                self.used,
+                self.columns,
+                self.capacity,
+                np.zeros(n, np.intp),
+                np.full(n, k),
+            )
+            return
+        cut = _cut(self.used, self.slopes, path)
+        # Prices move on the links of the failing slices: their other slices get a
+        # wider window than the rest.
+        bad_links = self.inc_t[bad_pre | bad_out].any(axis=0)
+        spread = np.where(self.inc_t[:, bad_links].any(axis=1), NEIGHBOUR_SPREAD, SPREAD)
+        lo = np.minimum(np.where(bad_pre, 0, self.lo), np.maximum(cut - spread, 0))
+        hi = np.maximum(np.where(bad_out, k, self.hi), np.minimum(cut + spread, k))
+        self.model.widen(lo, hi)
+        self.lo, self.hi = lo, hi
 
 
 def _greedy(
@@ -186,75 +379,22 @@ def _greedy(
     return fill.reshape(n, k).sum(axis=1), prices
 
 
-def _screened_lp(
-    lengths: FloatArray,
-    slopes: FloatArray,
-    incidence: BoolArray,
-    capacity: FloatArray,
-    price_guess: FloatArray | None,
-    rate_guess: FloatArray | None,
-) -> tuple[FloatArray, FloatArray, int]:
-    """The LP over segments that could matter, proven exact by its duals (see module doc).
-
-    Per slice the segments ``[0, lo)`` are merged into one prefix column (slope:
-    their smallest), ``[lo, hi)`` are free columns and ``[hi, K)`` are left
-    out. At the reduced optimum, a full prefix and left-out segments no steeper
-    than the slice's path price prove the full LP optimal; otherwise the window
-    widens where the proof failed and HiGHS continues from its last basis.
-    """
-    n, k = lengths.shape
-    inc = incidence.astype(np.float64)
-    used = lengths > 0
-    if rate_guess is not None:
-        ends = np.cumsum(lengths, axis=1)
-        cut = (ends <= rate_guess[:, None] * (1 + 1e-12)).sum(axis=1)
-    else:
-        if price_guess is None:
-            price_guess = _isolated_prices(lengths, slopes, incidence, capacity)
-        cut = _cut(used, slopes, inc.T @ price_guess)
-    lo = np.maximum(cut - WINDOW, 0)
-    hi = np.minimum(cut + WINDOW, k)
-    model = _ReducedLP(lengths, slopes, used, sp.csc_matrix(inc), capacity, lo, hi)
-    idx = np.arange(k)
-    for _ in range(MAX_ROUNDS):
-        x, y_pre, prices = model.run()
-        path = inc.T @ prices
-        tol = PROOF_TOLERANCE * np.maximum(1.0, path)
-        pre_len = model.prefix_len
-        bad_pre = (pre_len > 0) & (y_pre < pre_len * (1 - 1e-9) - 1e-12)
-        left_out = used & (idx[None, :] >= hi[:, None])
-        bad_out = (left_out & (slopes > (path + tol)[:, None])).any(axis=1)
-        if not (bad_pre.any() or bad_out.any()):
-            return x, prices, model.n_columns
-        new_lo = np.where(bad_pre, 0, lo)
-        new_hi = np.where(bad_out, k, hi)
-        cut = _cut(used, slopes, path)
-        new_lo = np.minimum(new_lo, np.maximum(cut - SPREAD, 0))
-        new_hi = np.maximum(new_hi, np.minimum(cut + SPREAD, k))
-        model.widen(new_lo, new_hi)
-        lo, hi = new_lo, new_hi
-    model = _ReducedLP(
-        lengths, slopes, used, sp.csc_matrix(inc), capacity, np.zeros(n, np.intp), np.full(n, k)
-    )
-    x, _, prices = model.run()
-    return x, prices, model.n_columns
-
-
 class _ReducedLP:
     """A HiGHS model over prefix columns and free segments that can grow and re-solve warm."""
 
     def __init__(
         self,
+        h: Any,
         lengths: FloatArray,
         slopes: FloatArray,
         used: BoolArray,
-        inc: sp.csc_matrix,
+        columns: _Columns,
         capacity: FloatArray,
         lo: npt.NDArray[np.intp],
         hi: npt.NDArray[np.intp],
     ) -> None:
         n, k = lengths.shape
-        self.lengths, self.slopes, self.used, self.inc = lengths, slopes, used, inc
+        self.lengths, self.slopes, self.used, self.columns = lengths, slopes, used, columns
         self.idx = np.arange(k)
         self.lo, self.hi = lo, hi
         prefix = self.idx[None, :] < lo[:, None]
@@ -265,13 +405,10 @@ class _ReducedLP:
         free = used & ~prefix & (self.idx[None, :] < hi[:, None])
         seg_slice, seg_k = np.nonzero(free)
         self.col_slice = np.concatenate([pre, seg_slice])
-        self.col_is_segment = np.concatenate(
-            [np.zeros(pre.size, bool), np.ones(seg_slice.size, bool)]
-        )
         cost = np.concatenate([self._prefix_slope(pre), slopes[seg_slice, seg_k]])
         upper = np.concatenate([self.prefix_len[pre], lengths[seg_slice, seg_k]])
-        self.h = new_highs()
-        pass_lp(self.h, cost, upper, inc[:, self.col_slice], capacity)
+        self.h = h
+        _pass_columns(self.h, cost, upper, columns.n_rows, *columns.of(self.col_slice), capacity)
 
     @property
     def n_columns(self) -> int:
@@ -298,25 +435,21 @@ class _ReducedLP:
             self.h.changeColsCost(cols.size, cols, self._prefix_slope(shrunk))
         seg_slice, seg_k = np.nonzero(new)
         if seg_slice.size:
-            a = self.inc[:, seg_slice]
+            indptr, indices, data = self.columns.of(seg_slice)
             self.h.addCols(
                 seg_slice.size,
                 self.slopes[seg_slice, seg_k],
                 np.zeros(seg_slice.size),
                 self.lengths[seg_slice, seg_k],
-                a.nnz,
-                np.asarray(a.indptr, dtype=np.int32),
-                np.asarray(a.indices, dtype=np.int32),
-                a.data,
+                data.size,
+                indptr,
+                indices,
+                data,
             )
             self.col_slice = np.concatenate([self.col_slice, seg_slice])
-            self.col_is_segment = np.concatenate(
-                [self.col_is_segment, np.ones(seg_slice.size, bool)]
-            )
 
-    def run(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Solve; returns per-slice rates ``(n,)``, prefix fill ``(n,)``, row duals >= 0."""
-        self.h.run()
+    def solution(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """After ``h.run()``: per-slice rates ``(n,)``, prefix fill ``(n,)``, row duals >= 0."""
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
             raise RuntimeError(f"HiGHS stopped: {self.h.modelStatusToString(status)}")

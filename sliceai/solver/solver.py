@@ -32,7 +32,8 @@ fractional knapsack solved greedily, and only the remainder goes to HiGHS,
 restricted to the segments near each slice's price and proven optimal by
 the duals. :class:`SliceSolver` keeps the policy's arrays and the last link
 prices between intervals to warm-start that restriction, and solves the two
-directions on two threads for large policies (HiGHS releases the GIL).
+directions' HiGHS runs side by side on two threads for large policies
+(HiGHS releases the GIL; the numpy work stays on the caller's thread).
 
 Improvement over the straightforward form (one column per quantile segment
 and hard guarantee rows with slack columns): guarantees, floors and churn
@@ -59,7 +60,7 @@ from sliceai.solver.formulation import (
     priority_weight,
     tier_bonuses,
 )
-from sliceai.solver.lp import DirectionResult, solve_direction
+from sliceai.solver.lp import DirectionProblem, new_highs, solve_directions
 from sliceai.solver.plan import Plan, fit_capacity
 from sliceai.solver.problem import PolicyArrays
 
@@ -75,7 +76,8 @@ PARALLEL_SLICES = 128
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor | None:
-    """Two worker threads shared by every solver, or None on a one-core machine."""
+    """Two worker threads for HiGHS runs, shared by every solver, or None on a
+    one-core machine."""
     if (os.cpu_count() or 1) < 2:
         return None
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="sliceai-solver")
@@ -95,6 +97,7 @@ class SliceSolver:
         self.weight = priority_weight(self.arrays.priority)
         self.scale = float(self.arrays.capacity_bps.max())
         self._prices: list[FloatArray | None] = [None, None]
+        self._highs = [new_highs(), new_highs()]  # one per direction, reused each interval
 
     @property
     def parallel(self) -> bool:
@@ -115,32 +118,36 @@ class SliceSolver:
         demand.check_policy(self.policy)
         reserved = a.check_reserved(reserved_bps)
         prev = self._previous_rates(previous)
-        floor, target = a.targets(demand, reserved)
+        risk_q = demand.quantile(1.0 - a.risk)
+        floor, target = a.targets_at(risk_q, reserved)
         points, slopes = demand.breakpoints()
         guaranteed = a.guaranteed[:, None] & (target > 0)
         # Slices without a guarantee are covered to their 1 - risk quantile from spare
         # capacity only (a small bonus, below every guarantee tier).
-        q = np.minimum(demand.quantile(1.0 - a.risk), a.cap_bps)
+        q = np.minimum(risk_q, a.cap_bps)
         best_effort = ~a.guaranteed[:, None] & (q > floor)
         lp_target = np.where(best_effort, q, target)
-        out = []
+        f_bonus = np.empty((2, a.n_slices))
+        g_bonus = np.empty((2, a.n_slices))
         for d in range(2):
-            f_bonus, g_bonus = tier_bonuses(a.priority, floor[:, d] > 0, guaranteed[:, d])
-            g_bonus = np.where(best_effort[:, d], BEST_EFFORT_BONUS, g_bonus)
-            out.append(
-                build_segments(
-                    points[:, d, :],
-                    slopes[:, d, :],
-                    self.weight,
-                    floor[:, d],
-                    f_bonus,
-                    lp_target[:, d],
-                    g_bonus,
-                    a.cap_bps[:, d],
-                    None if prev is None else prev[:, d],
-                    self.scale,
-                )
-            )
+            f_bonus[d], g = tier_bonuses(a.priority, floor[:, d] > 0, guaranteed[:, d])
+            g_bonus[d] = np.where(best_effort[:, d], BEST_EFFORT_BONUS, g)
+        # Both directions in one vectorised pass: rows [0, n) are DL, [n, 2n) UL.
+        n = a.n_slices
+        both = build_segments(
+            points.transpose(1, 0, 2).reshape(2 * n, -1),
+            slopes.transpose(1, 0, 2).reshape(2 * n, -1),
+            np.tile(self.weight, 2),
+            floor.T.ravel(),
+            f_bonus.ravel(),
+            lp_target.T.ravel(),
+            g_bonus.ravel(),
+            a.cap_bps.T.ravel(),
+            None if prev is None else prev.T.ravel(),
+            self.scale,
+        )
+        out = [Segments(both.lengths[:n], both.slopes[:n], self.scale)]
+        out.append(Segments(both.lengths[n:], both.slopes[n:], self.scale))
         return out, floor, target, reserved
 
     def solve(
@@ -162,15 +169,18 @@ class SliceSolver:
         capacity = a.capacity_bps / self.scale
         rates = np.empty((a.n_slices, 2))
         desire = np.empty((a.n_slices, 2))
-
-        def direction(d: int) -> DirectionResult:
-            guess = None if previous is None else previous.rates_bps[:, d] / self.scale
-            return solve_direction(segs[d], a.incidence, capacity, self._prices[d], guess)
-
-        if self._pool is not None:  # HiGHS releases the GIL: DL and UL solve side by side
-            results = list(self._pool.map(direction, range(2)))
-        else:
-            results = [direction(d) for d in range(2)]
+        problems = [
+            DirectionProblem(
+                segs[d],
+                a.incidence,
+                capacity,
+                self._prices[d],
+                None if previous is None else previous.rates_bps[:, d] / self.scale,
+                self._highs[d],
+            )
+            for d in range(2)
+        ]
+        results = solve_directions(problems, self._pool)
         methods = []
         for d, result in enumerate(results):
             self._prices[d] = result.prices if result.method == "highs" else self._prices[d]

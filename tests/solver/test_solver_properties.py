@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from sliceai.policy import Policy
-from sliceai.solver import DemandForecast, Plan, SliceSolver, allocate
+from sliceai.solver import DemandForecast, Plan, SliceSolver, allocate, lp
 from sliceai.solver.formulation import Segments
 from sliceai.solver.synthetic import random_demand, random_policy
 
@@ -197,3 +198,31 @@ def test_directions_on_two_threads_plan_as_one_thread_does(
     for a, b in zip(plans[0], plans[1], strict=True):
         np.testing.assert_array_equal(a.rates_bps, b.rates_bps)
         assert a.methods == b.methods
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_rounds_without_proof_fall_back_to_the_full_lp(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No free segments and a single round: the restricted LP cannot be proven, so each
+    # direction ends in the full LP (every used segment of every constrained slice).
+    monkeypatch.setattr(lp, "WINDOW", 0)
+    monkeypatch.setattr(lp, "MAX_ROUNDS", 1)
+    sc = _scenario(seed, 40, 6, 3, 2.5, 1.0, 8)
+    solver = SliceSolver(sc.policy, parallel=False)
+    first = solver.solve(sc.demand)
+    segs, *_ = solver.segments(sc.demand, first)
+    capacity = first.capacity_bps / segs[0].scale
+    problems = [
+        lp.DirectionProblem(
+            segs[d], first.incidence, capacity, None, first.rates_bps[:, d] / segs[d].scale
+        )
+        for d in range(2)
+    ]
+    for seg, result in zip(segs, lp.solve_directions(problems), strict=True):
+        assert result.method == "highs"
+        active = first.incidence.astype(float) @ seg.desire > capacity * (1 + lp.TOLERANCE)
+        constrained = first.incidence[active].any(axis=0)
+        assert result.lp_columns == int((seg.lengths[constrained] > 0).sum())
+        best = _full_lp(seg, sc.policy, capacity)
+        assert _objective(seg, result.rates) == pytest.approx(best, rel=1e-7, abs=1e-9)
