@@ -37,7 +37,7 @@ from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.bench import Figure
 from sliceai.solver.formulation import Segments
-from sliceai.solver.lp import new_highs, pass_lp
+from sliceai.solver.highs_model import new_highs, pass_lp
 from sliceai.solver.plan import Plan
 from sliceai.solver.solver import SliceSolver
 from sliceai.solver.synthetic import demand_sequence, random_policy

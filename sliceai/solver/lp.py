@@ -18,6 +18,8 @@ Three exact steps, cheapest first:
    widen where the proof failed and HiGHS continues from its last basis.
    When the proof holds the reduced optimum is the full optimum, so the
    answer is exact; a few rounds without proof fall back to the full LP.
+   The first run starts from a basis guessed from last interval's link
+   prices (:meth:`sliceai.solver.highs_model.ReducedLP._crash`).
    A failing slice is freed entirely; the other slices on its links get a
    window of ``NEIGHBOUR_SPREAD`` around their new price (their prices moved
    too: most second-round failures are such neighbours), the rest ``SPREAD``.
@@ -35,16 +37,14 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-import highspy
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from sliceai.solver.formulation import Segments
+from sliceai.solver.highs_model import ReducedLP, SliceColumns, new_highs
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-IntArray32 = npt.NDArray[np.int32]
 
 #: Relative slack when deciding that a link cannot bind or a price proof holds.
 TOLERANCE = 1e-9
@@ -64,70 +64,6 @@ MAX_ROUNDS = 6
 
 #: Relative tolerance of the optimality proof (HiGHS duals are feasible to 1e-7).
 PROOF_TOLERANCE = 1e-7
-
-
-def new_highs() -> Any:
-    """A silent HiGHS instance without presolve.
-
-    Uses highspy's low-level class when present: the Python wrapper sets up
-    callbacks on every construction and prints a banner on stdout once.
-    """
-    core = getattr(highspy, "_core", None)
-    cls = getattr(core, "_Highs", None) or highspy.Highs
-    h = cls()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("presolve", "off")
-    return h
-
-
-def pass_lp(
-    h: Any, cost: FloatArray, upper: FloatArray, a: sp.csc_matrix, row_upper: FloatArray
-) -> None:
-    """Give ``h`` the LP ``max cost @ y, a @ y <= row_upper, 0 <= y <= upper``.
-
-    ``a``: ``(m, n)`` CSC.
-    """
-    _pass_columns(
-        h,
-        cost,
-        upper,
-        a.shape[0],
-        np.asarray(a.indptr, dtype=np.int32),
-        np.asarray(a.indices, dtype=np.int32),
-        np.asarray(a.data, dtype=np.float64),
-        row_upper,
-    )
-
-
-def _pass_columns(
-    h: Any,
-    cost: FloatArray,
-    upper: FloatArray,
-    n_rows: int,
-    indptr: IntArray32,
-    indices: IntArray32,
-    data: FloatArray,
-    row_upper: FloatArray,
-) -> None:
-    """``pass_lp`` from CSC arrays, through the flat-array ``passModel`` (no HighsLp copies)."""
-    n = cost.size
-    h.passModel(
-        n,
-        n_rows,
-        data.size,
-        int(highspy.MatrixFormat.kColwise),
-        int(highspy.ObjSense.kMaximize),
-        0.0,
-        np.ascontiguousarray(cost, dtype=np.float64),
-        np.zeros(n),
-        np.ascontiguousarray(upper, dtype=np.float64),
-        np.full(n_rows, -highspy.kHighsInf),
-        np.ascontiguousarray(row_upper, dtype=np.float64),
-        indptr,
-        indices,
-        data,
-        np.zeros(n, dtype=np.int32),
-    )
 
 
 @dataclass(frozen=True)
@@ -232,26 +168,6 @@ def _fast_paths(problem: DirectionProblem) -> DirectionResult | _Screen:
     return _Screen(problem, rates, prices, rows, cols)
 
 
-class _Columns:
-    """The rows each slice crosses, to write CSC columns (one slice each) without scipy."""
-
-    def __init__(self, incidence: BoolArray) -> None:
-        slices, rows = np.nonzero(incidence.T)  # sorted by slice, then row
-        self.n_rows = incidence.shape[0]
-        self.degree = np.bincount(slices, minlength=incidence.shape[1])
-        self.start = np.concatenate([[0], np.cumsum(self.degree)[:-1]])
-        self.rows = rows.astype(np.int32)
-
-    def of(self, col_slice: npt.NDArray[np.intp]) -> tuple[IntArray32, IntArray32, FloatArray]:
-        """``(indptr, indices, data)`` of the columns whose slices are ``col_slice``."""
-        degree = self.degree[col_slice]
-        indptr = np.zeros(col_slice.size + 1, dtype=np.int32)
-        np.cumsum(degree, out=indptr[1:])
-        nnz = int(indptr[-1])
-        pos = np.repeat(self.start[col_slice] - indptr[:-1], degree) + np.arange(nnz)
-        return indptr, self.rows[pos], np.ones(nnz)
-
-
 class _Screen:
     """Step 3 for one direction: the reduced LP, its windows and the duals' proof.
 
@@ -277,7 +193,7 @@ class _Screen:
         self.slopes = problem.segments.slopes[cols]
         self.used = self.lengths > 0
         self.capacity = problem.capacity[rows]
-        self.columns = _Columns(sub_inc)
+        self.columns = SliceColumns(sub_inc)
         self.idx = np.arange(self.lengths.shape[1])
         self.rounds = 0
         self.full = False
@@ -295,7 +211,7 @@ class _Screen:
         self.lo = np.maximum(cut - WINDOW, 0)
         self.hi = np.minimum(cut + WINDOW, k)
         self.highs = problem.highs if problem.highs is not None else new_highs()
-        self.model = _ReducedLP(
+        self.model = ReducedLP(
             self.highs,
             self.lengths,
             self.slopes,
@@ -304,6 +220,8 @@ class _Screen:
             self.capacity,
             self.lo,
             self.hi,
+            None if problem.price_guess is None else problem.price_guess[rows],
+            self.inc_t,
         )
 
     def step(self) -> DirectionResult | None:
@@ -328,7 +246,7 @@ class _Screen:
         self.rounds += 1
         if self.rounds >= MAX_ROUNDS:  # give up on the restriction: the full LP, no proof
             self.full = True
-            self.model = _ReducedLP(
+            self.model = ReducedLP(
                 self.highs,
                 self.lengths,
                 self.slopes,
@@ -377,90 +295,6 @@ def _greedy(
     first = np.unique(marg_rows, return_index=True)
     prices[first[0]] = marg_slopes[first[1]]
     return fill.reshape(n, k).sum(axis=1), prices
-
-
-class _ReducedLP:
-    """A HiGHS model over prefix columns and free segments that can grow and re-solve warm."""
-
-    def __init__(
-        self,
-        h: Any,
-        lengths: FloatArray,
-        slopes: FloatArray,
-        used: BoolArray,
-        columns: _Columns,
-        capacity: FloatArray,
-        lo: npt.NDArray[np.intp],
-        hi: npt.NDArray[np.intp],
-    ) -> None:
-        n, k = lengths.shape
-        self.lengths, self.slopes, self.used, self.columns = lengths, slopes, used, columns
-        self.idx = np.arange(k)
-        self.lo, self.hi = lo, hi
-        prefix = self.idx[None, :] < lo[:, None]
-        self.prefix_len = (lengths * prefix).sum(axis=1)
-        pre = np.flatnonzero(self.prefix_len > 0)
-        self.prefix_col = np.full(n, -1)
-        self.prefix_col[pre] = np.arange(pre.size)
-        free = used & ~prefix & (self.idx[None, :] < hi[:, None])
-        seg_slice, seg_k = np.nonzero(free)
-        self.col_slice = np.concatenate([pre, seg_slice])
-        cost = np.concatenate([self._prefix_slope(pre), slopes[seg_slice, seg_k]])
-        upper = np.concatenate([self.prefix_len[pre], lengths[seg_slice, seg_k]])
-        self.h = h
-        _pass_columns(self.h, cost, upper, columns.n_rows, *columns.of(self.col_slice), capacity)
-
-    @property
-    def n_columns(self) -> int:
-        return int(self.col_slice.size)
-
-    def _prefix_slope(self, slices: npt.NDArray[np.intp]) -> FloatArray:
-        prefix = self.used[slices] & (self.idx[None, :] < self.lo[slices, None])
-        smallest = np.where(prefix, self.slopes[slices], np.inf).min(axis=1)
-        return np.where(np.isfinite(smallest), smallest, 0.0)
-
-    def widen(self, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp]) -> None:
-        """Free segments ``[lo, old lo)`` (shrinking prefixes) and ``[old hi, hi)``."""
-        i = self.idx[None, :]
-        new = self.used & (
-            ((i >= lo[:, None]) & (i < self.lo[:, None]))
-            | ((i >= self.hi[:, None]) & (i < hi[:, None]))
-        )
-        shrunk = np.flatnonzero((lo < self.lo) & (self.prefix_col >= 0))
-        self.lo, self.hi = lo, hi
-        if shrunk.size:
-            self.prefix_len[shrunk] = (self.lengths[shrunk] * (i < lo[shrunk, None])).sum(axis=1)
-            cols = self.prefix_col[shrunk].astype(np.int32)
-            self.h.changeColsBounds(cols.size, cols, np.zeros(cols.size), self.prefix_len[shrunk])
-            self.h.changeColsCost(cols.size, cols, self._prefix_slope(shrunk))
-        seg_slice, seg_k = np.nonzero(new)
-        if seg_slice.size:
-            indptr, indices, data = self.columns.of(seg_slice)
-            self.h.addCols(
-                seg_slice.size,
-                self.slopes[seg_slice, seg_k],
-                np.zeros(seg_slice.size),
-                self.lengths[seg_slice, seg_k],
-                data.size,
-                indptr,
-                indices,
-                data,
-            )
-            self.col_slice = np.concatenate([self.col_slice, seg_slice])
-
-    def solution(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """After ``h.run()``: per-slice rates ``(n,)``, prefix fill ``(n,)``, row duals >= 0."""
-        status = self.h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"HiGHS stopped: {self.h.modelStatusToString(status)}")
-        sol = self.h.getSolution()
-        y = np.asarray(sol.col_value)
-        n = self.lengths.shape[0]
-        x = np.bincount(self.col_slice, weights=y, minlength=n).astype(np.float64)
-        y_pre = np.zeros(n)
-        has = self.prefix_col >= 0
-        y_pre[has] = y[self.prefix_col[has]]
-        return x, y_pre, np.abs(np.asarray(sol.row_dual))
 
 
 def _cut(used: BoolArray, slopes: FloatArray, path: FloatArray) -> npt.NDArray[np.intp]:

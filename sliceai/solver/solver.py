@@ -60,7 +60,8 @@ from sliceai.solver.formulation import (
     priority_weight,
     tier_bonuses,
 )
-from sliceai.solver.lp import DirectionProblem, new_highs, solve_directions
+from sliceai.solver.highs_model import new_highs
+from sliceai.solver.lp import DirectionProblem, solve_directions
 from sliceai.solver.plan import Plan, fit_capacity
 from sliceai.solver.problem import PolicyArrays
 
