@@ -147,7 +147,8 @@ def build_segments(
     top = np.minimum(raw.max(axis=1), finite_cap)
     clipped = np.minimum(raw, top[:, None])
     order = np.argsort(clipped, axis=1, kind="stable")
-    bps = np.take_along_axis(clipped, order, axis=1)
+    row_start = (np.arange(n) * clipped.shape[1])[:, None]
+    bps = clipped.ravel()[order + row_start]  # take_along_axis, without its overhead
     lengths = np.diff(bps, axis=1)
     mid = 0.5 * (bps[:, :-1] + bps[:, 1:])
     # Demand points at or below each segment (columns 1..P of raw are the points): on a
@@ -155,7 +156,7 @@ def build_segments(
     is_point = (order >= 1) & (order <= points.shape[1])
     after = np.cumsum(is_point, axis=1)[:, :-1]
     ext = np.concatenate([np.ones((n, 1)), demand_slopes], axis=1)
-    slope = weight[:, None] * np.take_along_axis(ext, after, axis=1)
+    slope = weight[:, None] * ext.ravel()[after + (np.arange(n) * ext.shape[1])[:, None]]
     slope += floor_bonus[:, None] * (mid < (floor / scale)[:, None])
     slope += guarantee_bonus[:, None] * (mid < (target / scale)[:, None])
     if previous is not None:

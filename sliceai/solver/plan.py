@@ -242,5 +242,9 @@ def fit_capacity(rates: FloatArray, incidence: BoolArray, capacity: FloatArray) 
     ratio = np.divide(cap, load, out=np.ones_like(load), where=over) * np.where(
         over, 1 - 1e-12, 1.0
     )
-    factor = np.where(incidence[:, :, None], ratio[:, None, :], 1.0).min(axis=0)  # (n_slices, 2)
+    slices, links = np.nonzero(incidence.T)  # by slice, then link
+    factor = np.ones_like(rates)
+    if slices.size:
+        first = np.flatnonzero(np.r_[True, slices[1:] != slices[:-1]])
+        factor[slices[first]] = np.minimum.reduceat(ratio[links], first, axis=0)
     return np.asarray(rates * factor)
