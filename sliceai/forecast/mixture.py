@@ -123,42 +123,53 @@ def mixture_quantiles(
     """``(batch, horizon, Q)`` quantiles of the equal-weight mixture in log space, clamped
     at 0 (idle).
 
-    The mixture's quantile at a level lies between its members' ones at that level, so
-    the members' quantiles at all the levels, with the mixture CDF at each, bracket every
-    root tightly; linear interpolation in that bracket starts a safeguarded Newton search.
+    The mixture's quantile at a level lies between its members' ones at that level: a
+    safeguarded Newton search inside that bracket from their mean, on the quantiles not
+    yet converged only (members of a seed ensemble agree closely: a few steps).
     """
-    k, q = loc.shape[0], levels.size
-    each = np.maximum(member_quantiles(loc, std, p0, levels, a, b), 0.0)
-    cand = np.sort(np.moveaxis(each, 0, -1).reshape(*loc.shape[1:], k * q), axis=-1)
-    f_cand, _ = mixture_cdf(cand, loc, std, p0, a, b)
-    f_cand = np.maximum.accumulate(f_cand, axis=-1)  # monotone despite rounding
-    # Candidates below each level: the root lies in (cand[j - 1], cand[j]].
-    j = np.minimum((f_cand[..., None, :] < levels[:, None]).sum(axis=-1), k * q - 1)
-    lo_b = np.take_along_axis(cand, np.maximum(j - 1, 0), axis=-1)
-    hi_b = np.take_along_axis(cand, j, axis=-1)
-    f_lo = np.where(j > 0, np.take_along_axis(f_cand, np.maximum(j - 1, 0), axis=-1), 0.0)
-    f_hi = np.take_along_axis(f_cand, j, axis=-1)
-    lv = np.broadcast_to(levels, lo_b.shape)
-    idle = lv <= f_cand[..., :1]  # at or below the mass at 0 (idle or below)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.clip((lv - f_lo) / (f_hi - f_lo), 0.0, 1.0)
-    x = np.where(np.isfinite(w), lo_b + w * (hi_b - lo_b), hi_b)
+    k = loc.shape[0]
+    each = np.maximum(member_quantiles(loc, std, p0, levels, a, b), 0.0)  # (K, B, H, Q)
+    shape = each.shape[1:]
+    n = int(np.prod(shape))
+    lo_b, hi_b = each.min(axis=0).reshape(n), each.max(axis=0).reshape(n)
+    x = each.mean(axis=0).reshape(n)
+    lv = np.broadcast_to(levels, shape).reshape(n)
+    # Member parameters per quantile: (K, n).
+    expand = (k, *shape)
+    m_loc = np.broadcast_to(loc[..., None], expand).reshape(k, n)
+    m_std = np.broadcast_to(std[..., None], expand).reshape(k, n)
+    m_p0 = np.broadcast_to(p0[..., None], expand).reshape(k, n)
+    # At or below the mixture's mass at 0 (idle or below): 0.
+    f0 = _cdf_pdf(np.zeros(n), m_loc, m_std, m_p0, a, b)[0]
+    idle = lv <= f0
+    active = np.flatnonzero(~idle & (hi_b > lo_b))
     for _ in range(QUANTILE_ITERATIONS):
-        cdf, pdf = mixture_cdf(x, loc, std, p0, a, b, density=True)
-        assert pdf is not None
-        below = cdf < lv
-        lo_b = np.where(below, x, lo_b)
-        hi_b = np.where(below, hi_b, x)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = x - (cdf - lv) / pdf
-        inside = np.isfinite(step) & (step >= lo_b) & (step <= hi_b)
-        new = np.where(inside, step, 0.5 * (lo_b + hi_b))
-        moved = np.abs(new - x)
-        x = new
-        if np.all(idle | (moved <= 1e-9 * (1.0 + np.abs(x))) | (hi_b - lo_b <= 1e-9)):
+        if active.size == 0:
             break
-    out: FloatArray = np.where(idle, 0.0, np.maximum(x, 0.0))
+        xa, la, ha = x[active], lo_b[active], hi_b[active]
+        cdf, pdf = _cdf_pdf(xa, m_loc[:, active], m_std[:, active], m_p0[:, active], a, b)
+        below = cdf < lv[active]
+        la = np.where(below, xa, la)
+        ha = np.where(below, ha, xa)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = xa - (cdf - lv[active]) / pdf
+        inside = np.isfinite(step) & (step >= la) & (step <= ha)
+        new = np.where(inside, step, 0.5 * (la + ha))
+        x[active], lo_b[active], hi_b[active] = new, la, ha
+        done = (np.abs(new - xa) <= 1e-9 * (1.0 + np.abs(new))) | (ha - la <= 1e-9)
+        active = active[~done]
+    out: FloatArray = np.where(idle, 0.0, np.maximum(x, 0.0)).reshape(shape)
     return out
+
+
+def _cdf_pdf(
+    x: FloatArray, loc: FloatArray, std: FloatArray, p0: FloatArray, a: float, b: float
+) -> tuple[FloatArray, FloatArray]:
+    """Mixture CDF and density at ``x`` ``(n,)`` for members' parameters ``(K, n)``."""
+    z = inverse_shape((x - loc) / std, a, b)
+    cdf = (p0 + (1.0 - p0) * ndtr(z)).mean(axis=0)
+    pdf = (1.0 - p0) * np.exp(-0.5 * z**2) / (np.sqrt(2.0 * np.pi) * std * (a + 3.0 * b * z**2))
+    return cdf, pdf.mean(axis=0)
 
 
 def mixture_covered(
