@@ -130,15 +130,18 @@ def solve_directions(
             screen.model.h.run()
             done = screen.step()
         results[i] = done
-    while running:
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in finished:
-            i, screen = running.pop(future)
-            future.result()
-            done = screen.step()
-            if done is None and pool is not None:
-                running[pool.submit(screen.model.h.run)] = (i, screen)
-            results[i] = done
+    try:
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i, screen = running.pop(future)
+                future.result()
+                done = screen.step()
+                if done is None and pool is not None:
+                    running[pool.submit(screen.model.h.run)] = (i, screen)
+                results[i] = done
+    finally:  # on an error, no run may outlive the call: its HiGHS instance is reused
+        wait(running)
     return [r for r in results if r is not None]
 
 

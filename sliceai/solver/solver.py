@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -85,7 +86,9 @@ def _pool() -> ThreadPoolExecutor | None:
 
 
 class SliceSolver:
-    """Solves successive intervals for one policy, reusing its arrays and the last link prices."""
+    """Solves successive intervals for one policy, reusing its arrays, its HiGHS
+    instances and the last link prices. One solve at a time per instance (a lock
+    makes concurrent calls wait)."""
 
     def __init__(self, policy: Policy, parallel: bool | None = None) -> None:
         """``parallel``: solve DL and UL on two threads; None: when the policy has at
@@ -99,6 +102,7 @@ class SliceSolver:
         self.scale = float(self.arrays.capacity_bps.max())
         self._prices: list[FloatArray | None] = [None, None]
         self._highs = [new_highs(), new_highs()]  # one per direction, reused each interval
+        self._lock = threading.Lock()
 
     @property
     def parallel(self) -> bool:
@@ -170,21 +174,24 @@ class SliceSolver:
         capacity = a.capacity_bps / self.scale
         rates = np.empty((a.n_slices, 2))
         desire = np.empty((a.n_slices, 2))
-        problems = [
-            DirectionProblem(
-                segs[d],
-                a.incidence,
-                capacity,
-                self._prices[d],
-                None if previous is None else previous.rates_bps[:, d] / self.scale,
-                self._highs[d],
-            )
-            for d in range(2)
-        ]
-        results = solve_directions(problems, self._pool)
+        with self._lock:  # the HiGHS instances and last prices are this solver's state
+            problems = [
+                DirectionProblem(
+                    segs[d],
+                    a.incidence,
+                    capacity,
+                    self._prices[d],
+                    None if previous is None else previous.rates_bps[:, d] / self.scale,
+                    self._highs[d],
+                )
+                for d in range(2)
+            ]
+            results = solve_directions(problems, self._pool)
+            for d, result in enumerate(results):
+                if result.method == "highs":
+                    self._prices[d] = result.prices
         methods = []
         for d, result in enumerate(results):
-            self._prices[d] = result.prices if result.method == "highs" else self._prices[d]
             rates[:, d] = result.rates * self.scale
             desire[:, d] = segs[d].desire * self.scale
             methods.append(result.method)

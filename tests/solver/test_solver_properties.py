@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,3 +227,18 @@ def test_rounds_without_proof_fall_back_to_the_full_lp(
         assert result.lp_columns == int((seg.lengths[constrained] > 0).sum())
         best = _full_lp(seg, sc.policy, capacity)
         assert _objective(seg, result.rates) == pytest.approx(best, rel=1e-7, abs=1e-9)
+
+
+def test_one_solver_shared_by_threads_plans_optimally() -> None:
+    # The solver's HiGHS instances are reused: concurrent calls must queue, not interleave.
+    sc = _scenario(5, 160, 12, 3, 2.0, 1.0, 8)
+    shared = SliceSolver(sc.policy)
+    segs, *_ = shared.segments(sc.demand)
+    capacity = shared.arrays.capacity_bps
+    best = [_full_lp(seg, sc.policy, capacity / seg.scale) for seg in segs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        plans = list(pool.map(lambda _: shared.solve(sc.demand), range(12)))
+    for plan in plans:
+        for d, seg in enumerate(segs):
+            mine = _objective(seg, plan.rates_bps[:, d] / seg.scale)
+            assert mine == pytest.approx(best[d], rel=1e-7)
