@@ -52,8 +52,9 @@ protos-check: $(STAMP)
 	  rm -rf $$tmp; echo "protobuf code matches proto/"; \
 	fi
 
-# Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios
-# (deterministic on the CPU; one torch thread, as the shipped one was built; about 7 minutes).
+# Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios:
+# a seed ensemble of 2 networks, each trained on one torch thread, both at once (deterministic
+# on the CPU; about 9 minutes on 2 cores).
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model
 
