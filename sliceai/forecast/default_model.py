@@ -42,9 +42,9 @@ SEASONAL_WINDOW = 128
 TRAINING_THREADS = 1
 #: Networks in the shipped seed ensemble, chosen on the dev traces (never the held-out
 #: ones: ``python -m sliceai.forecast.accuracy --dev``). CRPS below EWMA's there at 60 s /
-#: 10 s: seed 0 alone +14.5% / +9.1%, seeds 0-1 +15.3% / +9.7%, seeds 0-3 +15.0% / +9.6%
-#: (seeds 2 and 3 add a little spread in the extreme tails: pinball 0.999 at 10 s 0.0114
-#: against 0.0081).
+#: 10 s: seed 0 alone +14.5% / +9.1%, seeds 0-1 +15.3% / +9.7%, seeds 0-2 +15.3% / +9.7%
+#: (0.1% worse CRPS), seeds 0-3 +15.0% / +9.6% (and a wider extreme tail: pinball 0.999 at
+#: 10 s 0.0114 against 0.0081).
 MEMBERS = 2
 
 
