@@ -212,6 +212,17 @@ def _forecaster() -> tuple[Any, str]:
 
 
 def _latency(quick: bool, workdir: Path) -> Figure:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `sliceai serve --torch-threads` defaults to
+    try:
+        return _measure_latency(quick, workdir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_latency(quick: bool, workdir: Path) -> Figure:
     from sliceai.api.client import SliceaiClient
     from sliceai.v1 import common_pb2
 

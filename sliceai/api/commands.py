@@ -33,6 +33,13 @@ def register(subparsers: Any) -> None:
         "--device", default="auto", help="torch device for the model: auto, cpu, cuda"
     )
     serve.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="CPU threads for the model (default 1: one interval's forecast is small, and "
+        "torch's thread pool competing with the gRPC threads makes decision latency jitter)",
+    )
+    serve.add_argument(
         "--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free port)"
     )
     serve.add_argument(
@@ -97,11 +104,14 @@ def _bundled_policy(scenario: str) -> tuple[str, Path]:
     raise UsageError(f"--simulate {scenario}: no bundled policy for it; give --policy")
 
 
-def _forecaster(model: str, device: str) -> Any:
+def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
     from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
 
     if model == "empirical":
         return EmpiricalForecaster()
+    import torch
+
+    torch.set_num_threads(torch_threads)  # this process's only torch user is the forecaster
     try:
         return PipelineForecaster.load(None if model == "default" else model, device=device)
     except Exception as exc:
@@ -142,6 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together")
     if args.client_ca is not None and args.tls_cert is None:
         raise UsageError("--client-ca needs --tls-cert and --tls-key")
+    if args.torch_threads < 1:
+        raise UsageError(f"--torch-threads must be at least 1, got {args.torch_threads}")
     text = None
     if args.policy is not None:
         try:
@@ -154,7 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if text is None and args.simulate and store.latest_policy() is None:
         text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
-    forecaster = _forecaster(args.model, args.device)
+    forecaster = _forecaster(args.model, args.device, args.torch_threads)
     try:
         engine = Engine(
             store,

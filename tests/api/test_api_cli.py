@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sliceai.api import commands
+from sliceai.cli import main
 from sliceai.engine import LOCAL_ADMIN
 
 
@@ -73,3 +74,13 @@ def test_push_reports_a_rejected_trace(
     argv = ["client", "--target", running.target, "push", str(trace), "--speed", "50"]
     assert _run([*argv, "--interval", "1s"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_serve_refuses_zero_torch_threads_before_touching_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "state.db"
+    code = main(["serve", "--db", str(db), "--torch-threads", "0", "--listen", "127.0.0.1:0"])
+    assert code == 2
+    assert "--torch-threads must be at least 1" in capsys.readouterr().err
+    assert not db.exists()
