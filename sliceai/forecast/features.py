@@ -57,6 +57,17 @@ class PreparedContext:
     seasonal: Float32Array
     seasonal_mask: Float32Array
 
+    def model_inputs(self) -> tuple[Float32Array, ...]:
+        """The arrays :class:`~sliceai.forecast.model.ForecastModel` takes, in its order."""
+        return (
+            self.values,
+            self.mask,
+            self.series_features,
+            self.step_calendar,
+            self.seasonal,
+            self.seasonal_mask,
+        )
+
 
 def origins_per_call(rows_per_origin: int, history: int, at_most: int) -> int:
     """Forecast origins per model call (at most ``at_most``) whose copied histories,

@@ -288,17 +288,7 @@ class ForecastPipeline:
         dev = self.device
         which = range(len(self.members)) if members is None else members
         with torch.inference_mode():
-            inputs = [
-                torch.from_numpy(a).to(dev)
-                for a in (
-                    prep.values,
-                    prep.mask,
-                    prep.series_features,
-                    prep.step_calendar,
-                    prep.seasonal,
-                    prep.seasonal_mask,
-                )
-            ]
+            inputs = [torch.from_numpy(a).to(dev) for a in prep.model_inputs()]
             dists: list[HorizonDistribution] = [self.members[k](*inputs) for k in which]
         return dists, prep.scale
 

@@ -147,16 +147,7 @@ def _to_tensors(
                 seasonal_window=config.seasonal_window,
                 seasonal=lagged[sel],
             )
-            for k, arr in enumerate(
-                (
-                    prep.values,
-                    prep.mask,
-                    prep.series_features,
-                    prep.step_calendar,
-                    prep.seasonal,
-                    prep.seasonal_mask,
-                )
-            ):
+            for k, arr in enumerate(prep.model_inputs()):
                 inputs[k].append(arr)
             scales.append(prep.scale)
             targets.append(to_log_space(w.target[sel], prep.scale))

@@ -137,7 +137,7 @@ def solve_directions(
                 i, screen = running.pop(future)
                 future.result()
                 done = screen.step()
-                if done is None and pool is not None:
+                if done is None and pool is not None:  # (running is only filled with a pool)
                     running[pool.submit(screen.model.h.run)] = (i, screen)
                 results[i] = done
     finally:  # on an error, no run may outlive the call: its HiGHS instance is reused
@@ -214,16 +214,24 @@ class _Screen:
         self.lo = np.maximum(cut - WINDOW, 0)
         self.hi = np.minimum(cut + WINDOW, k)
         self.highs = problem.highs if problem.highs is not None else new_highs()
-        self.model = ReducedLP(
+        guess = None if problem.price_guess is None else problem.price_guess[rows]
+        self.model = self._model(self.lo, self.hi, guess)
+
+    def _model(
+        self, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp], prices: FloatArray | None = None
+    ) -> ReducedLP:
+        """This direction's reduced LP with windows ``[lo, hi)``, started from a basis
+        guessed from link ``prices`` when given."""
+        return ReducedLP(
             self.highs,
             self.lengths,
             self.slopes,
             self.used,
             self.columns,
             self.capacity,
-            self.lo,
-            self.hi,
-            None if problem.price_guess is None else problem.price_guess[rows],
+            lo,
+            hi,
+            prices,
             self.inc_t,
         )
 
@@ -249,16 +257,7 @@ class _Screen:
         self.rounds += 1
         if self.rounds >= MAX_ROUNDS:  # give up on the restriction: the full LP, no proof
             self.full = True
-            self.model = ReducedLP(
-                self.highs,
-                self.lengths,
-                self.slopes,
-                self.used,
-                self.columns,
-                self.capacity,
-                np.zeros(n, np.intp),
-                np.full(n, k),
-            )
+            self.model = self._model(np.zeros(n, np.intp), np.full(n, k))
             return
         cut = _cut(self.used, self.slopes, path)
         # Prices move on the links of the failing slices: their other slices get a
