@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from forecast_configs import SMALL
+from forecast_configs import SMALL, train_options
 
 from sliceai.forecast import ForecastError, ForecastPipeline
 from sliceai.forecast.data import Series, sample_windows
 from sliceai.forecast.features import prepare, seasonal_slice
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.train import TrainOptions, train
+from sliceai.forecast.train import train
 
 HOUR = 3600.0  # one day = 24 intervals
 SEASONAL = dataclasses.replace(SMALL, context_length=16, seasonal_window=8)
@@ -111,16 +111,7 @@ def _daily_pattern_series(n_series: int, days: int, seed: int) -> list[Series]:
 def test_seasonal_window_learns_what_the_context_cannot_see(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     tr, va = _daily_pattern_series(32, 20, 0), _daily_pattern_series(8, 6, 1)
-    opts = TrainOptions(
-        epochs=4,
-        steps_per_epoch=40,
-        batch_size=128,
-        seed=3,
-        device="cpu",
-        validation_windows=256,
-        progress=False,
-        patience=10,
-    )
+    opts = train_options(4, patience=10)
     with_lag = train(tr, va, tmp_path / "lag", SEASONAL, opts)
     plain = dataclasses.replace(SEASONAL, seasonal_window=0)
     without = train(tr, va, tmp_path / "plain", plain, opts)

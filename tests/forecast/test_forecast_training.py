@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from forecast_configs import SMALL
+from forecast_configs import SMALL, train_options
 
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.data import Series
-from sliceai.forecast.train import TrainOptions, train
+from sliceai.forecast.train import train
 
 CFG = SMALL
 # Independent log-normal traffic: log(x / LEVEL) ~ N(MU, SIGMA).
@@ -26,26 +26,13 @@ def _iid_series(n_series: int, length: int, seed: int) -> list[Series]:
     ]
 
 
-def _opts(epochs: int, **kw: object) -> TrainOptions:
-    return TrainOptions(
-        epochs=epochs,
-        steps_per_epoch=40,
-        batch_size=128,
-        seed=3,
-        device="cpu",
-        validation_windows=256,
-        progress=False,
-        **kw,
-    )  # type: ignore[arg-type]
-
-
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
 def test_tiny_model_recovers_known_quantiles(tmp_path: Path) -> None:
-    result = train(_iid_series(8, 3000, 0), _iid_series(2, 600, 1), tmp_path, CFG, _opts(4))
+    result = train(_iid_series(8, 3000, 0), _iid_series(2, 600, 1), tmp_path, CFG, train_options(4))
     assert result.best_epoch >= 1
     pipe = ForecastPipeline.load(tmp_path, device="cpu")
     ctx = np.stack([s.values[-32:] for s in _iid_series(64, 32, 2)])
@@ -60,9 +47,9 @@ def test_tiny_model_recovers_known_quantiles(tmp_path: Path) -> None:
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     tr, va = _iid_series(4, 800, 0), _iid_series(2, 300, 1)
-    full = train(tr, va, tmp_path / "full", CFG, _opts(2, patience=10))
-    train(tr, va, tmp_path / "split", CFG, _opts(1, patience=10))
-    resumed = train(tr, va, tmp_path / "split", CFG, _opts(2, patience=10), resume=True)
+    full = train(tr, va, tmp_path / "full", CFG, train_options(2, patience=10))
+    train(tr, va, tmp_path / "split", CFG, train_options(1, patience=10))
+    resumed = train(tr, va, tmp_path / "split", CFG, train_options(2, patience=10), resume=True)
     assert resumed.epochs_run == 2
     assert [h["val_crps"] for h in resumed.history] == pytest.approx(
         [h["val_crps"] for h in full.history], rel=1e-6
@@ -86,7 +73,7 @@ def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
         Series(f"t{k}", LEVEL * np.exp(0.2 * rng.standard_t(3, size=3000)), 1.7e9, 60.0)
         for k in range(8)
     ]
-    train(series[:6], series[6:], tmp_path, CFG, _opts(3))
+    train(series[:6], series[6:], tmp_path, CFG, train_options(3))
     model, _ = load_model(tmp_path)
     windows = sample_windows(series[6:], 512, 32, 4, np.random.default_rng(1), augment=False)
     a, b = fit_tail_shape(model, windows, torch.device("cpu"))

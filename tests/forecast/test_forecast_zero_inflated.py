@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from forecast_configs import SMALL
+from forecast_configs import SMALL, train_options
 
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.data import Series
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
-from sliceai.forecast.train import TrainOptions, marginal_crps, train
+from sliceai.forecast.train import marginal_crps, train
 
 ZERO = dataclasses.replace(SMALL, zero_inflated=True)
 
@@ -82,15 +82,7 @@ def test_tiny_model_learns_the_idle_probability(tmp_path: Path) -> None:
             out.append(Series(f"s{k}", values, 1.7e9, 60.0))
         return out
 
-    opts = TrainOptions(
-        epochs=4,
-        steps_per_epoch=40,
-        batch_size=128,
-        seed=3,
-        device="cpu",
-        validation_windows=256,
-        progress=False,
-    )
+    opts = train_options(4)
     train(series(8, 3000), series(2, 600), tmp_path, ZERO, opts)
     pipe = ForecastPipeline.load(tmp_path, device="cpu")
     q = pipe.quantiles(np.stack([s.values[-32:] for s in series(32, 32)]), 4, (0.3, 0.5))
