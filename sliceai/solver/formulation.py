@@ -52,6 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.solver import kernels
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
@@ -133,34 +135,26 @@ def build_segments(
     previous: FloatArray | None,
     scale: float,
 ) -> Segments:
-    """Merge every slice's breakpoints into concave segments (vectorised, no loop over slices).
+    """Merge every slice's breakpoints into concave segments (:func:`kernels.merge_segments`).
 
     ``points``/``demand_slopes``: ``(n_slices, P)`` bit/s and slope after each point
     (from :meth:`DemandForecast.breakpoints`, one direction). ``weight``, bonuses:
     ``(n_slices,)``. ``floor``, ``target``, ``cap`` (inf = none), ``previous``:
     ``(n_slices,)`` bit/s. ``scale``: bit/s per normalised unit.
     """
-    n = points.shape[0]
-    extra = [floor, target] if previous is None else [floor, target, previous]
-    raw = np.concatenate([np.zeros((n, 1)), points, np.stack(extra, axis=1)], axis=1) / scale
-    finite_cap = np.where(np.isfinite(cap), cap / scale, np.inf)
-    top = np.minimum(raw.max(axis=1), finite_cap)
-    clipped = np.minimum(raw, top[:, None])
-    order = np.argsort(clipped, axis=1, kind="stable")
-    row_start = (np.arange(n) * clipped.shape[1])[:, None]
-    bps = clipped.ravel()[order + row_start]  # take_along_axis, without its overhead
-    lengths = np.diff(bps, axis=1)
-    mid = 0.5 * (bps[:, :-1] + bps[:, 1:])
-    # Demand points at or below each segment (columns 1..P of raw are the points): on a
-    # segment of positive length exactly those sorted before its end.
-    is_point = (order >= 1) & (order <= points.shape[1])
-    after = np.cumsum(is_point, axis=1)[:, :-1]
-    ext = np.concatenate([np.ones((n, 1)), demand_slopes], axis=1)
-    slope = weight[:, None] * ext.ravel()[after + (np.arange(n) * ext.shape[1])[:, None]]
-    slope += floor_bonus[:, None] * (mid < (floor / scale)[:, None])
-    slope += guarantee_bonus[:, None] * (mid < (target / scale)[:, None])
-    if previous is not None:
-        slope += np.where(mid < (previous / scale)[:, None], CHURN_COST, -CHURN_COST)
-    slope -= RESERVE_COST
-    lengths = np.where(slope > 0, lengths, 0.0)
-    return Segments(lengths, slope, scale)
+    lengths, slopes = kernels.merge_segments(
+        points,
+        demand_slopes,
+        weight,
+        floor,
+        floor_bonus,
+        target,
+        guarantee_bonus,
+        cap,
+        floor if previous is None else previous,
+        previous is not None,
+        scale,
+        CHURN_COST,
+        RESERVE_COST,
+    )
+    return Segments(lengths, slopes, scale)

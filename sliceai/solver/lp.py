@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.solver import kernels
 from sliceai.solver.formulation import Segments
 from sliceai.solver.highs_model import ReducedLP, SliceColumns, new_highs
 
@@ -194,23 +195,20 @@ class _Screen:
         self.inc_t = sub_inc.T.astype(np.float64)  # (n, m): path prices = inc_t @ prices
         self.lengths = problem.segments.lengths[cols]
         self.slopes = problem.segments.slopes[cols]
-        self.used = self.lengths > 0
         self.capacity = problem.capacity[rows]
         self.columns = SliceColumns(sub_inc)
-        self.idx = np.arange(self.lengths.shape[1])
         self.rounds = 0
         self.full = False
         k = self.lengths.shape[1]
         if problem.rate_guess is not None:
-            ends = np.cumsum(self.lengths, axis=1)
-            cut = (ends <= problem.rate_guess[cols, None] * (1 + 1e-12)).sum(axis=1)
+            cut = kernels.cut_at_rate(self.lengths, problem.rate_guess[cols])
         else:
             guess = problem.price_guess
             if guess is None:
                 sub_prices = _isolated_prices(self.lengths, self.slopes, sub_inc, self.capacity)
             else:
                 sub_prices = guess[rows]
-            cut = _cut(self.used, self.slopes, self.inc_t @ sub_prices)
+            cut = kernels.cut_at_price(self.lengths, self.slopes, self.inc_t @ sub_prices)
         self.lo = np.maximum(cut - WINDOW, 0)
         self.hi = np.minimum(cut + WINDOW, k)
         self.highs = problem.highs if problem.highs is not None else new_highs()
@@ -226,7 +224,6 @@ class _Screen:
             self.highs,
             self.lengths,
             self.slopes,
-            self.used,
             self.columns,
             self.capacity,
             lo,
@@ -240,11 +237,15 @@ class _Screen:
         x, y_pre, sub_prices = self.model.solution()
         if not self.full:
             path = self.inc_t @ sub_prices
-            tol = PROOF_TOLERANCE * np.maximum(1.0, path)
-            pre_len = self.model.prefix_len
-            bad_pre = (pre_len > 0) & (y_pre < pre_len * (1 - 1e-9) - 1e-12)
-            steep = self.used & (self.slopes > (path + tol)[:, None])
-            bad_out = (steep & (self.idx[None, :] >= self.hi[:, None])).any(axis=1)
+            bad_pre, bad_out = kernels.proof_failures(
+                self.lengths,
+                self.slopes,
+                self.hi,
+                path,
+                self.model.prefix_len,
+                y_pre,
+                PROOF_TOLERANCE,
+            )
             if bad_pre.any() or bad_out.any():
                 self._widen(bad_pre, bad_out, path)
                 return None
@@ -259,13 +260,21 @@ class _Screen:
             self.full = True
             self.model = self._model(np.zeros(n, np.intp), np.full(n, k))
             return
-        cut = _cut(self.used, self.slopes, path)
+        cut = kernels.cut_at_price(self.lengths, self.slopes, path)
         # Prices move on the links of the failing slices: their other slices get a
         # wider window than the rest.
-        bad_links = self.inc_t[bad_pre | bad_out].any(axis=0)
-        spread = np.where(self.inc_t[:, bad_links].any(axis=1), NEIGHBOUR_SPREAD, SPREAD)
-        lo = np.minimum(np.where(bad_pre, 0, self.lo), np.maximum(cut - spread, 0))
-        hi = np.maximum(np.where(bad_out, k, self.hi), np.minimum(cut + spread, k))
+        lo, hi = kernels.widened_windows(
+            self.lo,
+            self.hi,
+            cut,
+            bad_pre,
+            bad_out,
+            k,
+            SPREAD,
+            NEIGHBOUR_SPREAD,
+            *self.columns.csr,
+            self.capacity.size,
+        )
         self.model.widen(lo, hi)
         self.lo, self.hi = lo, hi
 
@@ -297,13 +306,6 @@ def _greedy(
     first = np.unique(marg_rows, return_index=True)
     prices[first[0]] = marg_slopes[first[1]]
     return fill.reshape(n, k).sum(axis=1), prices
-
-
-def _cut(used: BoolArray, slopes: FloatArray, path: FloatArray) -> npt.NDArray[np.intp]:
-    """Per slice, the index of the first used segment no steeper than its path price (K if none)."""
-    below = used & (slopes <= path[:, None])
-    first = np.where(below.any(axis=1), below.argmax(axis=1), slopes.shape[1])
-    return np.asarray(first, dtype=np.intp)
 
 
 def _isolated_prices(
