@@ -18,6 +18,7 @@ import argparse
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,21 @@ TRAINING_THREADS = 1
 MEMBERS = 2
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Training settings of the shipped checkpoint beyond the defaults of
+    :class:`~sliceai.forecast.train.TrainOptions`: the moving average of the weights that
+    validation scores and the checkpoint holds (0: the raw weights), the learning rate at
+    the last epoch as a fraction of the first, and the weight of the bit/s CRPS term."""
+
+    weight_average: float = 0.0
+    final_lr_fraction: float = 0.1
+    linear_crps_weight: float = 0.0
+
+
+RECIPE = Recipe()
+
+
 def training_data(
     seasonal_window: int = SEASONAL_WINDOW,
 ) -> tuple[ForecastConfig, list[Series], list[Series], list[str]]:
@@ -76,6 +92,7 @@ def build(
     threads: int = TRAINING_THREADS,
     seasonal_window: int = SEASONAL_WINDOW,
     progress: bool = True,
+    recipe: Recipe = RECIPE,
 ) -> float:
     """Train one network of the default model into ``out``; returns its best validation
     CRPS."""
@@ -94,6 +111,7 @@ def build(
             seed=seed,
             device="cpu",
             progress=progress,
+            **asdict(recipe),
         ),
         metadata={"trained_on": labels},
     )
@@ -105,9 +123,9 @@ def build(
     return result.best_val_crps
 
 
-def _member(args: tuple[Path, int, int, int, int]) -> float:
-    out, epochs, seed, threads, window = args
-    return build(out, epochs, seed, threads, window, progress=False)
+def _member(args: tuple[Path, int, int, int, int, Recipe]) -> float:
+    out, epochs, seed, threads, window, recipe = args
+    return build(out, epochs, seed, threads, window, False, recipe)
 
 
 def build_members(
@@ -118,15 +136,16 @@ def build_members(
     threads: int = TRAINING_THREADS,
     seasonal_window: int = SEASONAL_WINDOW,
     jobs: int = 2,
+    recipe: Recipe = RECIPE,
 ) -> list[float]:
     """Train ``members`` networks (seeds ``seed + k``) in ``jobs`` processes and join them
     into the seed ensemble in ``out`` (one network: written as is); returns each
     member's best validation CRPS."""
     if members == 1:
-        return [build(out, epochs, seed, threads, seasonal_window)]
+        return [build(out, epochs, seed, threads, seasonal_window, True, recipe)]
     with tempfile.TemporaryDirectory(prefix="sliceai-members-") as tmp:
         dirs = [Path(tmp) / f"member-{k}" for k in range(members)]
-        work = [(d, epochs, seed + k, threads, seasonal_window) for k, d in enumerate(dirs)]
+        work = [(d, epochs, seed + k, threads, seasonal_window, recipe) for k, d in enumerate(dirs)]
         # Fresh interpreters (spawn): each member alone, as a one-process build trains it.
         with ProcessPoolExecutor(max(1, jobs), mp_context=get_context("spawn")) as pool:
             scores = list(pool.map(_member, work))
@@ -169,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seasonal-window", type=int, default=SEASONAL_WINDOW)
     parser.add_argument("--members", type=int, default=MEMBERS, help="networks in the ensemble")
     parser.add_argument("--jobs", type=int, default=2, help="members trained at once")
+    parser.add_argument("--weight-average", type=float, default=RECIPE.weight_average)
+    parser.add_argument("--final-lr", type=float, default=RECIPE.final_lr_fraction)
+    parser.add_argument("--linear-crps", type=float, default=RECIPE.linear_crps_weight)
     parser.add_argument(
         "--join",
         type=Path,
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threads,
         args.seasonal_window,
         args.jobs,
+        Recipe(args.weight_average, args.final_lr, args.linear_crps),
     )
     best = ", ".join(f"{c:.4f}" for c in scores)
     print(f"default model written to {args.out} (validation CRPS {best})", file=sys.stderr)

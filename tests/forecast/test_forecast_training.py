@@ -65,7 +65,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
     from sliceai.forecast.data import sample_windows
     from sliceai.forecast.pipeline import load_model
-    from sliceai.forecast.train import _to_tensors, fit_tail_shape, interval_coverage
+    from sliceai.forecast.train import fit_tail_shape, interval_coverage, windows_to_tensors
 
     # Heavy-tailed log noise (Student t, 3 degrees of freedom): a Gaussian is miscalibrated.
     rng = np.random.default_rng(5)
@@ -77,7 +77,7 @@ def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
     model, _ = load_model(tmp_path)
     windows = sample_windows(series[6:], 512, 32, 4, np.random.default_rng(1), augment=False)
     a, b = fit_tail_shape(model, windows, torch.device("cpu"))
-    tensors, target = _to_tensors(windows, model.config, torch.device("cpu"))
+    tensors, target = windows_to_tensors(windows, model.config, torch.device("cpu"))
     with torch.inference_mode():
         dist = model(*tensors)
     fitted = interval_coverage(dist, target, 0.95, a, b)
