@@ -59,6 +59,12 @@ class Recipe:
     weight_average: float = 0.0
     final_lr_fraction: float = 0.1
     linear_crps_weight: float = 0.0
+    #: Bins of the coarse view of the longer history (:class:`ForecastConfig`).
+    coarse_bins: int = 0
+
+    def train_options(self) -> dict[str, Any]:
+        """The :class:`~sliceai.forecast.train.TrainOptions` fields among these."""
+        return {k: v for k, v in asdict(self).items() if k != "coarse_bins"}
 
 
 RECIPE = Recipe()
@@ -66,6 +72,7 @@ RECIPE = Recipe()
 
 def training_data(
     seasonal_window: int = SEASONAL_WINDOW,
+    coarse_bins: int = 0,
 ) -> tuple[ForecastConfig, list[Series], list[Series], list[str]]:
     """The config, training and validation series, and the trace labels."""
     # Each scenario with its own seeds (campus shares slice generators with the others,
@@ -76,7 +83,9 @@ def training_data(
         for s, (days, interval) in zip(TRAINING_SEEDS, TRAINING_CLOCKS, strict=True)
     ]
     traces = [generate_scenario(name, s, days, interval) for name, s, days, interval in specs]
-    config = ForecastConfig(seasonal_window=seasonal_window, zero_inflated=True)
+    config = ForecastConfig(
+        seasonal_window=seasonal_window, zero_inflated=True, coarse_bins=coarse_bins
+    )
     pairs = [
         s.split(0.85, history=config.history_length(s.interval_s))
         for s in series_from_traces(traces)
@@ -97,7 +106,7 @@ def build(
     """Train one network of the default model into ``out``; returns its best validation
     CRPS."""
     torch.set_num_threads(threads)
-    config, train_series, val_series, labels = training_data(seasonal_window)
+    config, train_series, val_series, labels = training_data(seasonal_window, recipe.coarse_bins)
     result = train(
         train_series,
         val_series,
@@ -111,7 +120,7 @@ def build(
             seed=seed,
             device="cpu",
             progress=progress,
-            **asdict(recipe),
+            **recipe.train_options(),
         ),
         metadata={"trained_on": labels},
     )
@@ -151,7 +160,7 @@ def build_members(
             scores = list(pool.map(_member, work))
         for k, score in enumerate(scores):
             print(f"member {k} (seed {seed + k}): validation CRPS {score:.4f}", file=sys.stderr)
-        join(dirs, out, seed, seasonal_window)
+        join(dirs, out, seed, seasonal_window, recipe.coarse_bins)
     return scores
 
 
@@ -160,16 +169,17 @@ def join(
     out: Path,
     seed: int = 0,
     seasonal_window: int = SEASONAL_WINDOW,
+    coarse_bins: int = 0,
     **metadata: Any,
 ) -> None:
     """Join member checkpoints into the ensemble in ``out``, the tail shape fitted on the
     validation windows a ``seed`` build validates on."""
-    config, _, val_series, labels = training_data(seasonal_window)
+    config, _, val_series, labels = training_data(seasonal_window, coarse_bins)
     opts = TrainOptions(seed=seed)
     windows = sample_windows(
         val_series,
         opts.validation_windows,
-        config.context_length,
+        config.window_length,
         config.max_horizon,
         np.random.default_rng([opts.seed, 10**6]),
         augment=False,
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-average", type=float, default=RECIPE.weight_average)
     parser.add_argument("--final-lr", type=float, default=RECIPE.final_lr_fraction)
     parser.add_argument("--linear-crps", type=float, default=RECIPE.linear_crps_weight)
+    parser.add_argument("--coarse-bins", type=int, default=RECIPE.coarse_bins)
     parser.add_argument(
         "--join",
         type=Path,
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.join:
-        join(args.join, args.out, args.seed, args.seasonal_window)
+        join(args.join, args.out, args.seed, args.seasonal_window, args.coarse_bins)
         print(f"ensemble of {len(args.join)} written to {args.out}", file=sys.stderr)
         return 0
     scores = build_members(
@@ -211,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threads,
         args.seasonal_window,
         args.jobs,
-        Recipe(args.weight_average, args.final_lr, args.linear_crps),
+        Recipe(args.weight_average, args.final_lr, args.linear_crps, args.coarse_bins),
     )
     best = ", ".join(f"{c:.4f}" for c in scores)
     print(f"default model written to {args.out} (validation CRPS {best})", file=sys.stderr)

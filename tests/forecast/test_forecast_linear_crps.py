@@ -46,8 +46,10 @@ def test_linear_term_stays_finite_for_extreme_forecasts() -> None:
     loss = training_loss(dist, target, linear_weight=5.0)
     loss.backward()  # type: ignore[no-untyped-call]
     assert torch.isfinite(loss)
-    assert loc.grad is not None and sigma.grad is not None
-    assert torch.isfinite(loc.grad).all() and torch.isfinite(sigma.grad).all()
+    assert loc.grad is not None
+    assert sigma.grad is not None
+    assert torch.isfinite(loc.grad).all()
+    assert torch.isfinite(sigma.grad).all()
     # Soft cap: a hopeless window adds about log(1 + c), not c.
     assert float(linear_crps_loss(dist, target).detach()) < 30.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_learning_rate_decays_by_cosine_to_the_final_fraction() -> None:
     assert rates[0] == pytest.approx(1e-2)
     assert rates[5] == pytest.approx(1e-2 * (0.05 + 0.95 / 2))
     assert rates[10] == pytest.approx(5e-4)
-    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(rates))
     # The default keeps the recipe the earlier checkpoints were trained with.
     old = TrainOptions(epochs=60, learning_rate=2e-3)
     for e in range(60):
