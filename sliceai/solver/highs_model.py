@@ -23,6 +23,10 @@ IntArray32 = npt.NDArray[np.int32]
 #: Rounds of choosing basic columns for priced links in :meth:`ReducedLP._crash`.
 CRASH_PASSES = 4
 
+#: A model kept for the next interval (:meth:`ReducedLP.update`) is rebuilt instead once
+#: its windows have grown past this many columns per slice.
+MAX_COLUMNS_PER_SLICE = 8
+
 #: HiGHS basis status by code: 0 at lower bound, 1 basic, 2 at upper bound.
 _STATUS = (
     highspy.HighsBasisStatus.kLower,
@@ -117,7 +121,15 @@ class SliceColumns:
 
 
 class ReducedLP:
-    """A HiGHS model over prefix columns and free segments that can grow and re-solve warm."""
+    """A HiGHS model over prefix columns and window segments that can grow, re-solve warm,
+    and take the next interval's segments in place.
+
+    Column ``c`` stands for segment ``col_k[c]`` of slice ``col_slice[c]`` (-1: the
+    slice's prefix, its segments below ``lo``), also once that segment is unused
+    (upper bound 0), so a later interval's segments change costs and bounds in place
+    and add only the columns they newly use (:meth:`update`), and HiGHS goes on from
+    the last optimal basis.
+    """
 
     def __init__(
         self,
@@ -134,14 +146,17 @@ class ReducedLP:
         """``link_prices``: last interval's prices of these links ``(m,)``, to start
         from a guessed basis (:meth:`_crash`), or None; ``inc_t``: ``(n, m)``
         incidence as floats (needed with ``link_prices``)."""
-        self.lengths, self.slopes, self.columns = lengths, slopes, columns
+        self.h, self.columns = h, columns
+        self.lengths, self.slopes = lengths, slopes
         self.lo, self.hi = lo, hi
-        self.col_slice, cost, upper, self.prefix_col, self.prefix_len = kernels.reduced_columns(
-            lengths, slopes, lo, hi
-        )
-        self.h = h
-        col_rows = columns.of(self.col_slice)
-        _pass_columns(self.h, cost, upper, columns.n_rows, *col_rows, capacity)
+        self.rows: npt.NDArray[np.intp] | None = None
+        self.cols: npt.NDArray[np.intp] | None = None
+        self.inc_t = inc_t
+        n, k = lengths.shape
+        self.present = np.zeros((n, k + 1), bool)  # [:, 0] prefix, [:, j + 1] segment j
+        self.col_slice, self.col_k = kernels.missing_columns(lengths, lo, hi, self.present)
+        cost, self.upper = kernels.column_values(lengths, slopes, lo, self.col_slice, self.col_k)
+        _pass_columns(h, cost, self.upper, columns.n_rows, *columns.of(self.col_slice), capacity)
         if link_prices is not None and inc_t is not None:
             path = (inc_t @ link_prices)[self.col_slice]
             self._crash(cost - path, link_prices)
@@ -149,6 +164,58 @@ class ReducedLP:
     @property
     def n_columns(self) -> int:
         return int(self.col_slice.size)
+
+    def tag(
+        self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], inc_t: FloatArray
+    ) -> None:
+        """Record which links (``rows``) and slices (``cols``) of the whole problem this
+        model covers, and their incidence ``inc_t`` ``(n, m)``, for :meth:`fits`."""
+        self.rows, self.cols, self.inc_t = rows, cols, inc_t
+
+    def fits(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], k: int) -> bool:
+        """Whether the next interval's reduced LP over these links and slices, with ``k``
+        segments per slice, can be this one updated (:meth:`update`): same links and
+        slices, and not grown past :data:`MAX_COLUMNS_PER_SLICE`."""
+        return (
+            self.rows is not None
+            and self.cols is not None
+            and self.lengths.shape[1] == k
+            and np.array_equal(self.rows, rows)
+            and np.array_equal(self.cols, cols)
+            and self.n_columns <= MAX_COLUMNS_PER_SLICE * cols.size
+        )
+
+    @property
+    def prefix_col(self) -> npt.NDArray[np.intp]:
+        """Per slice its prefix column, or -1 ``(n,)``."""
+        out = np.full(self.lengths.shape[0], -1)
+        pre = np.flatnonzero(self.col_k < 0)
+        out[self.col_slice[pre]] = pre
+        return out
+
+    @property
+    def prefix_len(self) -> FloatArray:
+        """Per slice the length of its prefix column (0 if none) ``(n,)``."""
+        out = np.zeros(self.lengths.shape[0])
+        pre = np.flatnonzero(self.col_k < 0)
+        out[self.col_slice[pre]] = self.upper[pre]
+        return out
+
+    def update(self, lengths: FloatArray, slopes: FloatArray, capacity: FloatArray) -> None:
+        """The next interval's segments (same slices, same ``K``) and link ``capacity``:
+        every column's cost and bound change in place, the basis stays."""
+        self.lengths, self.slopes = lengths, slopes
+        cost, self.upper = kernels.column_values(
+            lengths, slopes, self.lo, self.col_slice, self.col_k
+        )
+        n = cost.size
+        cols = np.arange(n, dtype=np.int32)
+        self.h.changeColsCost(n, cols, cost)
+        self.h.changeColsBounds(n, cols, np.zeros(n), self.upper)
+        m = capacity.size
+        rows = np.arange(m, dtype=np.int32)
+        self.h.changeRowsBounds(m, rows, np.full(m, -highspy.kHighsInf), capacity)
+        self._add_missing()
 
     def _crash(self, reduced: FloatArray, prices: FloatArray) -> None:
         """Start from a basis guessed from last interval's link ``prices`` ``(m,)``.
@@ -177,27 +244,33 @@ class ReducedLP:
 
     def widen(self, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp]) -> None:
         """Free segments ``[lo, old lo)`` (shrinking prefixes) and ``[old hi, hi)``."""
-        seg_slice, cost, upper, shrunk, shrunk_len, shrunk_slope = kernels.widened_columns(
-            self.lengths, self.slopes, self.lo, self.hi, lo, hi, self.prefix_col
-        )
+        shrunk = np.flatnonzero((self.col_k < 0) & (lo[self.col_slice] < self.lo[self.col_slice]))
         self.lo, self.hi = lo, hi
         if shrunk.size:
-            self.prefix_len[self.col_slice[shrunk]] = shrunk_len
-            self.h.changeColsBounds(shrunk.size, shrunk, np.zeros(shrunk.size), shrunk_len)
-            self.h.changeColsCost(shrunk.size, shrunk, shrunk_slope)
-        if seg_slice.size:
-            indptr, indices, data = self.columns.of(seg_slice)
-            self.h.addCols(
-                seg_slice.size,
-                cost,
-                np.zeros(seg_slice.size),
-                upper,
-                data.size,
-                indptr,
-                indices,
-                data,
+            cost, upper = kernels.column_values(
+                self.lengths, self.slopes, lo, self.col_slice[shrunk], self.col_k[shrunk]
             )
-            self.col_slice = np.concatenate([self.col_slice, seg_slice])
+            self.upper[shrunk] = upper
+            cols = shrunk.astype(np.int32)
+            self.h.changeColsBounds(cols.size, cols, np.zeros(cols.size), upper)
+            self.h.changeColsCost(cols.size, cols, cost)
+        self._add_missing()
+
+    def _add_missing(self) -> None:
+        """Add the columns the windows need and the model lacks."""
+        new_slice, new_k = kernels.missing_columns(self.lengths, self.lo, self.hi, self.present)
+        if new_slice.size:
+            cost, upper = kernels.column_values(
+                self.lengths, self.slopes, self.lo, new_slice, new_k
+            )
+            indptr, indices, data = self.columns.of(new_slice)
+            self.h.addCols(
+                new_slice.size, cost, np.zeros(new_slice.size), upper, data.size, indptr,
+                indices, data,
+            )  # fmt: skip
+            self.col_slice = np.concatenate([self.col_slice, new_slice])
+            self.col_k = np.concatenate([self.col_k, new_k])
+            self.upper = np.concatenate([self.upper, upper])
 
     def solution(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """After ``h.run()``: per-slice rates ``(n,)``, prefix fill ``(n,)``, row duals >= 0."""
@@ -208,7 +281,7 @@ class ReducedLP:
         y = np.asarray(sol.col_value)
         n = self.lengths.shape[0]
         x = np.bincount(self.col_slice, weights=y, minlength=n).astype(np.float64)
-        has = self.prefix_col >= 0
         y_pre = np.zeros(n)
-        y_pre[has] = y[self.prefix_col[has]]
+        pre = np.flatnonzero(self.col_k < 0)
+        y_pre[self.col_slice[pre]] = y[pre]
         return x, y_pre, np.abs(np.asarray(sol.row_dual))

@@ -133,98 +133,64 @@ def cut_at_price(lengths: Any, slopes: Any, path: Any) -> Any:
 
 
 @compiled
-def reduced_columns(lengths: Any, slopes: Any, lo: Any, hi: Any) -> tuple[Any, ...]:
-    """The reduced LP's columns: per slice a prefix column merging its used segments
-    below ``lo`` (when they have length; slope: their smallest), then every used
-    segment in ``[lo, hi)``, slice by slice.
+def missing_columns(lengths: Any, lo: Any, hi: Any, present: Any) -> tuple[Any, Any]:
+    """The columns windows ``[lo, hi)`` need that ``present`` ``(n, K + 1)`` lacks.
 
-    Returns ``(col_slice, cost, upper, prefix_col, prefix_len)``: the columns'
-    slices, slopes and lengths, and per slice its prefix column (-1: none) and
-    length.
+    Per slice: a prefix column (segment index -1, ``present[:, 0]``) when it has used
+    segments below ``lo``, then each used segment ``k`` in ``[lo, hi)``
+    (``present[:, k + 1]``). Returns ``(col_slice, col_k)`` and marks them in
+    ``present``. A column keeps standing for its segment index when the segments
+    change (:func:`column_values`), so a model can take the next interval's
+    segments in place and only add what they newly use.
     """
-    n, k = lengths.shape
-    prefix_len = np.zeros(n)
-    prefix_slope = np.zeros(n)
-    prefix_col = np.full(n, -1, np.int64)
-    n_pre = 0
-    n_free = 0
+    n = lengths.shape[0]
+    col_slice = np.empty(lengths.size + n, np.int64)
+    col_k = np.empty(lengths.size + n, np.int64)
+    c = 0
     for i in range(n):
-        smallest = np.inf
-        for j in range(k):
-            if lengths[i, j] > 0:
-                if j < lo[i]:
-                    prefix_len[i] += lengths[i, j]
-                    smallest = min(smallest, slopes[i, j])
-                elif j < hi[i]:
-                    n_free += 1
-        if prefix_len[i] > 0:
-            prefix_col[i] = n_pre
-            prefix_slope[i] = smallest
-            n_pre += 1
-    col_slice = np.empty(n_pre + n_free, np.int64)
-    cost = np.empty(n_pre + n_free)
-    upper = np.empty(n_pre + n_free)
-    c = n_pre
-    for i in range(n):
-        if prefix_col[i] >= 0:
-            col_slice[prefix_col[i]] = i
-            cost[prefix_col[i]] = prefix_slope[i]
-            upper[prefix_col[i]] = prefix_len[i]
-        for j in range(lo[i], hi[i]):
-            if lengths[i, j] > 0:
+        for j in range(hi[i]):
+            if lengths[i, j] <= 0:
+                continue
+            if j < lo[i]:
+                if not present[i, 0]:
+                    col_slice[c] = i
+                    col_k[c] = -1
+                    present[i, 0] = True
+                    c += 1
+            elif not present[i, j + 1]:
                 col_slice[c] = i
-                cost[c] = slopes[i, j]
-                upper[c] = lengths[i, j]
+                col_k[c] = j
+                present[i, j + 1] = True
                 c += 1
-    return col_slice, cost, upper, prefix_col, prefix_len
+    return col_slice[:c].copy(), col_k[:c].copy()
 
 
 @compiled
-def widened_columns(
-    lengths: Any, slopes: Any, lo: Any, hi: Any, new_lo: Any, new_hi: Any, prefix_col: Any
-) -> tuple[Any, ...]:
-    """What widening the windows ``[lo, hi)`` to ``[new_lo, new_hi)`` changes.
-
-    Returns ``(col_slice, cost, upper, shrunk, shrunk_len, shrunk_slope)``: the
-    new free columns (used segments in ``[new_lo, lo)`` and ``[hi, new_hi)``),
-    and the prefix columns that shrink with their new lengths and slopes.
-    """
-    n = lengths.shape[0]
-    count = 0
-    n_shrunk = 0
-    for i in range(n):
-        if new_lo[i] < lo[i] and prefix_col[i] >= 0:
-            n_shrunk += 1
-        for j in range(new_lo[i], lo[i]):
-            count += lengths[i, j] > 0
-        for j in range(hi[i], new_hi[i]):
-            count += lengths[i, j] > 0
-    col_slice = np.empty(count, np.int64)
-    cost = np.empty(count)
-    upper = np.empty(count)
-    shrunk = np.empty(n_shrunk, np.int32)
-    shrunk_len = np.zeros(n_shrunk)
-    shrunk_slope = np.zeros(n_shrunk)
-    c = 0
-    s = 0
-    for i in range(n):
-        if new_lo[i] < lo[i] and prefix_col[i] >= 0:
-            shrunk[s] = prefix_col[i]
-            smallest = np.inf
-            for j in range(new_lo[i]):
-                if lengths[i, j] > 0:
-                    shrunk_len[s] += lengths[i, j]
-                    smallest = min(smallest, slopes[i, j])
-            if np.isfinite(smallest):
-                shrunk_slope[s] = smallest
-            s += 1
-        for j in range(new_lo[i], new_hi[i]):
-            if lengths[i, j] > 0 and (j < lo[i] or j >= hi[i]):
-                col_slice[c] = i
+def column_values(
+    lengths: Any, slopes: Any, lo: Any, col_slice: Any, col_k: Any
+) -> tuple[Any, Any]:
+    """``(cost, upper)`` of columns ``(col_slice, col_k)``: a segment's slope and length
+    (0 when unused), or for a prefix column (``col_k`` -1) the summed length of the
+    slice's used segments below ``lo`` and their smallest slope (0 if none)."""
+    ncol = col_slice.size
+    cost = np.zeros(ncol)
+    upper = np.zeros(ncol)
+    for c in range(ncol):
+        i = col_slice[c]
+        j = col_k[c]
+        if j >= 0:
+            if lengths[i, j] > 0:
                 cost[c] = slopes[i, j]
                 upper[c] = lengths[i, j]
-                c += 1
-    return col_slice, cost, upper, shrunk, shrunk_len, shrunk_slope
+            continue
+        smallest = np.inf
+        for t in range(lo[i]):
+            if lengths[i, t] > 0:
+                upper[c] += lengths[i, t]
+                smallest = min(smallest, slopes[i, t])
+        if np.isfinite(smallest):
+            cost[c] = smallest
+    return cost, upper
 
 
 @compiled

@@ -18,11 +18,15 @@ Three exact steps, cheapest first:
    widen where the proof failed and HiGHS continues from its last basis.
    When the proof holds the reduced optimum is the full optimum, so the
    answer is exact; a few rounds without proof fall back to the full LP.
-   The first run starts from a basis guessed from last interval's link
-   prices (:meth:`sliceai.solver.highs_model.ReducedLP._crash`).
    A failing slice is freed entirely; the other slices on its links get a
    window of ``NEIGHBOUR_SPREAD`` around their new price (their prices moved
    too: most second-round failures are such neighbours), the rest ``SPREAD``.
+   When last interval's reduced LP covered the same slices and links, it is
+   updated in place instead (:meth:`sliceai.solver.highs_model.ReducedLP.update`):
+   HiGHS goes on from its optimal basis with the windows it grew (at 256 slices
+   x 64 links: 158 dual simplex iterations and 3.5 runs an interval, against 239
+   and 4.9 from a fresh model). A fresh model starts from a basis guessed from
+   last interval's link prices (:meth:`sliceai.solver.highs_model.ReducedLP._crash`).
 
 :func:`solve_directions` takes several such problems (DL and UL) at once and
 hands only HiGHS's ``run`` to worker threads: HiGHS releases the GIL, so one
@@ -76,6 +80,7 @@ class DirectionResult:
     prices: FloatArray
     method: str
     lp_columns: int = 0
+    model: ReducedLP | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,10 @@ class DirectionProblem:
     preferred: with the churn cost most slices stay on the kink at their previous
     rate, where the duals are not unique but the rates are. ``highs``: an
     instance from :func:`new_highs` to reuse (``passModel`` replaces its model;
-    a new instance costs about 0.15 ms), or None for a new one.
+    a new instance costs about 0.15 ms), or None for a new one. ``warm``: the last
+    interval's reduced LP (:attr:`DirectionResult.model`, on ``highs``), updated in
+    place when it covers the same slices and links: HiGHS then starts from its
+    optimal basis and the windows that last interval needed.
     """
 
     segments: Segments
@@ -97,6 +105,7 @@ class DirectionProblem:
     price_guess: FloatArray | None = None
     rate_guess: FloatArray | None = None
     highs: Any = None
+    warm: ReducedLP | None = None
 
 
 def solve_direction(problem: DirectionProblem) -> DirectionResult:
@@ -191,15 +200,23 @@ class _Screen:
         cols: npt.NDArray[np.intp],
     ) -> None:
         self.rates, self.prices, self.rows, self.cols = rates, prices, rows, cols
-        sub_inc = problem.incidence[np.ix_(rows, cols)]
-        self.inc_t = sub_inc.T.astype(np.float64)  # (n, m): path prices = inc_t @ prices
         self.lengths = problem.segments.lengths[cols]
         self.slopes = problem.segments.slopes[cols]
         self.capacity = problem.capacity[rows]
-        self.columns = SliceColumns(sub_inc)
         self.rounds = 0
         self.full = False
+        self.highs = problem.highs if problem.highs is not None else new_highs()
         k = self.lengths.shape[1]
+        warm = problem.warm
+        if warm is not None and warm.inc_t is not None and warm.fits(rows, cols, k):
+            self.model = warm
+            self.inc_t, self.columns = warm.inc_t, warm.columns
+            warm.update(self.lengths, self.slopes, self.capacity)
+            self.lo, self.hi = warm.lo, warm.hi
+            return
+        sub_inc = problem.incidence[np.ix_(rows, cols)]
+        self.inc_t = sub_inc.T.astype(np.float64)  # (n, m): path prices = inc_t @ prices
+        self.columns = SliceColumns(sub_inc)
         if problem.rate_guess is not None:
             cut = kernels.cut_at_rate(self.lengths, problem.rate_guess[cols])
         else:
@@ -211,9 +228,9 @@ class _Screen:
             cut = kernels.cut_at_price(self.lengths, self.slopes, self.inc_t @ sub_prices)
         self.lo = np.maximum(cut - WINDOW, 0)
         self.hi = np.minimum(cut + WINDOW, k)
-        self.highs = problem.highs if problem.highs is not None else new_highs()
         guess = None if problem.price_guess is None else problem.price_guess[rows]
         self.model = self._model(self.lo, self.hi, guess)
+        self.model.tag(rows, cols, self.inc_t)
 
     def _model(
         self, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp], prices: FloatArray | None = None
@@ -251,7 +268,8 @@ class _Screen:
                 return None
         self.rates[self.cols] = x
         self.prices[self.rows] = sub_prices
-        return DirectionResult(self.rates, self.prices, "highs", self.model.n_columns)
+        warm = None if self.full else self.model
+        return DirectionResult(self.rates, self.prices, "highs", self.model.n_columns, warm)
 
     def _widen(self, bad_pre: BoolArray, bad_out: BoolArray, path: FloatArray) -> None:
         n, k = self.lengths.shape

@@ -61,7 +61,7 @@ from sliceai.solver.formulation import (
     priority_weight,
     tier_bonuses,
 )
-from sliceai.solver.highs_model import new_highs
+from sliceai.solver.highs_model import ReducedLP, new_highs
 from sliceai.solver.lp import DirectionProblem, solve_directions
 from sliceai.solver.plan import Plan, fit_capacity
 from sliceai.solver.problem import PolicyArrays
@@ -102,6 +102,7 @@ class SliceSolver:
         self.scale = float(self.arrays.capacity_bps.max())
         self._prices: list[FloatArray | None] = [None, None]
         self._highs = [new_highs(), new_highs()]  # one per direction, reused each interval
+        self._models: list[ReducedLP | None] = [None, None]  # last reduced LPs, kept warm
         self._lock = threading.Lock()
 
     @property
@@ -183,13 +184,16 @@ class SliceSolver:
                     self._prices[d],
                     None if previous is None else previous.rates_bps[:, d] / self.scale,
                     self._highs[d],
+                    self._models[d],
                 )
                 for d in range(2)
             ]
+            self._models = [None, None]  # a failed solve leaves no half-updated model
             results = solve_directions(problems, self._pool)
             for d, result in enumerate(results):
                 if result.method == "highs":
                     self._prices[d] = result.prices
+                self._models[d] = result.model
         methods = []
         for d, result in enumerate(results):
             rates[:, d] = result.rates * self.scale

@@ -118,29 +118,33 @@ def test_widened_windows_contain_the_old_ones_and_free_failing_slices() -> None:
     assert np.all(new_hi >= hi)
 
 
-def test_reduced_and_widened_columns_cover_each_used_segment_once() -> None:
+def test_window_columns_are_added_once_and_priced_from_the_segments() -> None:
     lengths = np.array([[1.0, 0.0, 2.0, 3.0, 1.0], [2.0, 2.0, 2.0, 0.0, 0.0]])
     slopes = np.array([[5.0, 4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0, 0.5]])
     lo, hi = np.array([3, 1]), np.array([4, 2])
-    col_slice, cost, upper, prefix_col, prefix_len = kernels.reduced_columns(
-        lengths, slopes, lo, hi
-    )
-    assert prefix_len.tolist() == [3.0, 2.0]
-    assert cost[prefix_col].tolist() == [3.0, 4.0]  # the smallest slope of the prefix
-    assert col_slice.tolist() == [0, 1, 0, 1]  # prefixes, then [lo, hi) slice by slice
-    new = kernels.widened_columns(
-        lengths, slopes, lo, hi, np.array([2, 0]), np.array([5, 3]), prefix_col
-    )
-    seg_slice, seg_cost, seg_upper, shrunk, shrunk_len, shrunk_slope = new
-    assert seg_slice.tolist() == [0, 0, 1, 1]
-    assert seg_cost.tolist() == [3.0, 1.0, 4.0, 2.0]
-    assert shrunk.tolist() == [0, 1]
-    assert shrunk_len.tolist() == [1.0, 0.0]
-    assert shrunk_slope.tolist() == [5.0, 0.0]
-    # Prefix left + free columns = every used segment's length, per slice.
-    total = np.bincount(
-        np.concatenate([col_slice[2:], seg_slice]),
-        weights=np.concatenate([upper[2:], seg_upper]),
-        minlength=2,
-    )
-    assert (total + shrunk_len).tolist() == lengths.sum(axis=1).tolist()
+    present = np.zeros((2, 6), bool)
+    col_slice, col_k = kernels.missing_columns(lengths, lo, hi, present)
+    # Per slice its prefix (-1), then the used segments of its window.
+    assert list(zip(col_slice.tolist(), col_k.tolist(), strict=True)) == [
+        (0, -1), (0, 3), (1, -1), (1, 1),
+    ]  # fmt: skip
+    cost, upper = kernels.column_values(lengths, slopes, lo, col_slice, col_k)
+    assert upper.tolist() == [3.0, 3.0, 2.0, 2.0]  # prefix 0: segments 0 and 2
+    assert cost.tolist() == [3.0, 2.0, 4.0, 3.0]  # a prefix's slope: its smallest
+    # Widening adds only what is new; the unused segment 1 of slice 0 gets no column.
+    new_lo, new_hi = np.array([0, 0]), np.array([5, 3])
+    more_slice, more_k = kernels.missing_columns(lengths, new_lo, new_hi, present)
+    assert list(zip(more_slice.tolist(), more_k.tolist(), strict=True)) == [
+        (0, 0), (0, 2), (0, 4), (1, 0), (1, 2),
+    ]  # fmt: skip
+    assert kernels.missing_columns(lengths, new_lo, new_hi, present)[0].size == 0
+    # With the prefixes emptied, every used segment is counted once across the columns.
+    all_slice = np.concatenate([col_slice, more_slice])
+    all_k = np.concatenate([col_k, more_k])
+    _, upper = kernels.column_values(lengths, slopes, new_lo, all_slice, all_k)
+    total = np.bincount(all_slice, weights=upper, minlength=2)
+    assert total.tolist() == lengths.sum(axis=1).tolist()
+    # A column keeps its segment: new segments reprice it, 0 where now unused.
+    shifted = np.roll(lengths, 1, axis=1)
+    _, upper = kernels.column_values(shifted, slopes, new_lo, all_slice, all_k)
+    assert upper[all_k >= 0].tolist() == shifted[all_slice, all_k][all_k >= 0].tolist()

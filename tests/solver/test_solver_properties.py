@@ -15,7 +15,8 @@ from scipy.optimize import linprog
 from sliceai.policy import Policy
 from sliceai.solver import DemandForecast, Plan, SliceSolver, allocate, lp
 from sliceai.solver.formulation import Segments
-from sliceai.solver.synthetic import random_demand, random_policy
+from sliceai.solver.highs_model import ReducedLP
+from sliceai.solver.synthetic import demand_sequence, random_demand, random_policy
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -242,3 +243,32 @@ def test_one_solver_shared_by_threads_plans_optimally() -> None:
         for d, seg in enumerate(segs):
             mine = _objective(seg, plan.rates_bps[:, d] / seg.scale)
             assert mine == pytest.approx(best[d], rel=1e-7)
+
+
+@pytest.mark.parametrize("seed", [2, 17])
+def test_models_kept_warm_across_intervals_stay_optimal(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Successive intervals update last interval's reduced LP in place (same slices and
+    # links): every plan must still be the full LP's optimum.
+    updates = []
+    real_update = ReducedLP.update
+
+    def counted(self: ReducedLP, *args: np.ndarray) -> None:
+        updates.append(self)
+        real_update(self, *args)
+
+    monkeypatch.setattr(ReducedLP, "update", counted)
+    rng = np.random.default_rng(seed)
+    policy, median = random_policy(rng, 48, 8, links_per_slice=3)
+    solver = SliceSolver(policy, parallel=False)
+    previous = None
+    for demand in demand_sequence(rng, median * 1.3, 8):
+        segs, *_ = solver.segments(demand, previous)
+        plan = solver.solve(demand, previous)
+        for d, seg in enumerate(segs):
+            mine = _objective(seg, plan.rates_bps[:, d] / seg.scale)
+            best = _full_lp(seg, policy, plan.capacity_bps / seg.scale)
+            assert mine == pytest.approx(best, rel=1e-7, abs=1e-9)
+        previous = plan
+    assert len(updates) >= 8  # both directions, from the third interval on
