@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,10 @@ def register(subparsers: Any) -> None:
         "--interval", default="1s", help="control interval, e.g. 1s, 500ms (default 1s)"
     )
     serve.add_argument(
-        "--db", type=Path, default=Path("sliceai.db"), help="SQLite state file (grants, policies)"
+        "--db",
+        type=Path,
+        help="SQLite state file (grants, policies); default $SLICEAI_DB, else "
+        "$XDG_STATE_HOME/sliceai/sliceai.db (~/.local/state/sliceai/sliceai.db)",
     )
     serve.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM)")
     serve.add_argument("--tls-key", type=Path, help="server private key (PEM)")
@@ -75,6 +80,17 @@ def register(subparsers: Any) -> None:
     from sliceai.api.client_commands import register_client
 
     register_client(subparsers)
+
+
+def default_db(env: Mapping[str, str] | None = None) -> Path:
+    """Where ``sliceai serve`` keeps its state without ``--db``: ``$SLICEAI_DB``, else
+    ``sliceai/sliceai.db`` under ``$XDG_STATE_HOME`` (``~/.local/state`` when unset),
+    the XDG place for state that should survive restarts, not the current directory."""
+    env = os.environ if env is None else env
+    if env.get("SLICEAI_DB"):
+        return Path(env["SLICEAI_DB"]).expanduser()
+    base = env.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+    return Path(base).expanduser() / "sliceai" / "sliceai.db"
 
 
 def _interval(text: str) -> float:
@@ -160,6 +176,14 @@ def _serve(args: argparse.Namespace) -> int:
             text = args.policy.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--policy {args.policy}: {exc.strerror}") from None
+    if args.db is None:
+        args.db = default_db()
+        try:
+            args.db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"state directory {args.db.parent}: {exc.strerror}; give --db"
+            ) from None
     try:
         store = StateStore(args.db)
     except StoreError as exc:

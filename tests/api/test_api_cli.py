@@ -84,3 +84,22 @@ def test_serve_refuses_zero_torch_threads_before_touching_state(
     assert code == 2
     assert "--torch-threads must be at least 1" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_serve_keeps_its_state_under_xdg_state_home_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sliceai.api.commands import default_db
+
+    assert default_db({"SLICEAI_DB": "/srv/s.db"}) == Path("/srv/s.db")
+    assert default_db({"XDG_STATE_HOME": "/var/x"}) == Path("/var/x/sliceai/sliceai.db")
+    assert default_db({}).parts[-4:] == (".local", "state", "sliceai", "sliceai.db")
+    # Without --db, a serve that fails on a missing policy still made its state file
+    # there, and nothing in the current directory.
+    monkeypatch.delenv("SLICEAI_DB", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    code = main(["serve", "--model", "empirical", "--listen", "127.0.0.1:0"])
+    assert code != 0
+    assert (tmp_path / "state" / "sliceai" / "sliceai.db").exists()
+    assert not (tmp_path / "sliceai.db").exists()
