@@ -14,6 +14,7 @@ probability, as the pipeline's clamped quantiles do.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from scipy.special import ndtr, ndtri
 from torch import nn
 
+from sliceai.compiled import compiled
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 
@@ -124,52 +126,96 @@ def mixture_quantiles(
     at 0 (idle).
 
     The mixture's quantile at a level lies between its members' ones at that level: a
-    safeguarded Newton search inside that bracket from their mean, on the quantiles not
-    yet converged only (members of a seed ensemble agree closely: a few steps).
+    safeguarded Newton search inside that bracket from their mean (members of a seed
+    ensemble agree closely: a few steps), one quantile at a time in compiled code
+    (:func:`_mixture_search`).
     """
-    k = loc.shape[0]
+    k, batch, horizon = loc.shape
     each = np.maximum(member_quantiles(loc, std, p0, levels, a, b), 0.0)  # (K, B, H, Q)
-    shape = each.shape[1:]
-    n = int(np.prod(shape))
-    lo_b, hi_b = each.min(axis=0).reshape(n), each.max(axis=0).reshape(n)
-    x = each.mean(axis=0).reshape(n)
-    lv = np.broadcast_to(levels, shape).reshape(n)
-    # Member parameters per quantile: (K, n).
-    expand = (k, *shape)
-    m_loc = np.broadcast_to(loc[..., None], expand).reshape(k, n)
-    m_std = np.broadcast_to(std[..., None], expand).reshape(k, n)
-    m_p0 = np.broadcast_to(p0[..., None], expand).reshape(k, n)
-    # At or below the mixture's mass at 0 (idle or below): 0.
-    f0 = _cdf_pdf(np.zeros(n), m_loc, m_std, m_p0, a, b)[0]
-    idle = lv <= f0
-    active = np.flatnonzero(~idle & (hi_b > lo_b))
-    for _ in range(QUANTILE_ITERATIONS):
-        if active.size == 0:
-            break
-        xa, la, ha = x[active], lo_b[active], hi_b[active]
-        cdf, pdf = _cdf_pdf(xa, m_loc[:, active], m_std[:, active], m_p0[:, active], a, b)
-        below = cdf < lv[active]
-        la = np.where(below, xa, la)
-        ha = np.where(below, ha, xa)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = xa - (cdf - lv[active]) / pdf
-        inside = np.isfinite(step) & (step >= la) & (step <= ha)
-        new = np.where(inside, step, 0.5 * (la + ha))
-        x[active], lo_b[active], hi_b[active] = new, la, ha
-        done = (np.abs(new - xa) <= 1e-9 * (1.0 + np.abs(new))) | (ha - la <= 1e-9)
-        active = active[~done]
-    out: FloatArray = np.where(idle, 0.0, np.maximum(x, 0.0)).reshape(shape)
+    n = batch * horizon
+    out = _mixture_search(
+        np.ascontiguousarray(each.reshape(k, n, levels.size)),
+        np.ascontiguousarray(loc.reshape(k, n)),
+        np.ascontiguousarray(std.reshape(k, n)),
+        np.ascontiguousarray(p0.reshape(k, n)),
+        np.ascontiguousarray(levels, dtype=np.float64),
+        float(a),
+        float(b),
+        QUANTILE_ITERATIONS,
+    )
+    return np.asarray(out.reshape(batch, horizon, levels.size))
+
+
+@compiled
+def _mixture_search(
+    each: Any,
+    loc: Any,
+    std: Any,
+    p0: Any,
+    levels: Any,
+    a: float,
+    b: float,
+    iterations: int,
+) -> Any:
+    """Mixture quantiles ``(n, Q)`` from members' quantiles ``each`` ``(K, n, Q)`` (>= 0)
+    and parameters ``(K, n)``: 0 at or below the mixture's mass at 0, else safeguarded
+    Newton steps on the mixture CDF inside the members' bracket (a step that would leave
+    it halves the bracket instead) until a step moves less than 1e-9."""
+    k, n, q = each.shape
+    out = np.zeros((n, q))
+    for i in range(n):
+        f0 = _cdf_pdf_one(0.0, loc[:, i], std[:, i], p0[:, i], a, b)[0]
+        for j in range(q):
+            level = levels[j]
+            if level <= f0:
+                continue  # idle
+            lo = np.inf
+            hi = -np.inf
+            x = 0.0
+            for m in range(k):
+                lo = min(lo, each[m, i, j])
+                hi = max(hi, each[m, i, j])
+                x += each[m, i, j]
+            x /= k
+            if hi > lo:
+                for _ in range(iterations):
+                    cdf, pdf = _cdf_pdf_one(x, loc[:, i], std[:, i], p0[:, i], a, b)
+                    if cdf < level:
+                        lo = x
+                    else:
+                        hi = x
+                    step = x - (cdf - level) / pdf if pdf > 0 else np.nan
+                    new = step if lo <= step <= hi else 0.5 * (lo + hi)
+                    done = abs(new - x) <= 1e-9 * (1.0 + abs(new)) or hi - lo <= 1e-9
+                    x = new
+                    if done:
+                        break
+            out[i, j] = max(x, 0.0)
     return out
 
 
-def _cdf_pdf(
-    x: FloatArray, loc: FloatArray, std: FloatArray, p0: FloatArray, a: float, b: float
-) -> tuple[FloatArray, FloatArray]:
-    """Mixture CDF and density at ``x`` ``(n,)`` for members' parameters ``(K, n)``."""
-    z = inverse_shape((x - loc) / std, a, b)
-    cdf = (p0 + (1.0 - p0) * ndtr(z)).mean(axis=0)
-    pdf = (1.0 - p0) * np.exp(-0.5 * z**2) / (np.sqrt(2.0 * np.pi) * std * (a + 3.0 * b * z**2))
-    return cdf, pdf.mean(axis=0)
+@compiled
+def _cdf_pdf_one(x: float, loc: Any, std: Any, p0: Any, a: float, b: float) -> tuple[float, float]:
+    """Mixture CDF and density at one ``x`` for members' parameters ``(K,)``."""
+    k = loc.size
+    cdf = 0.0
+    pdf = 0.0
+    for m in range(k):
+        t = (x - loc[m]) / std[m]
+        if b == 0.0:
+            z = t / a
+        else:  # inverse_shape for one value
+            p, qq = a / b, t / b
+            root = np.sqrt((qq / 2.0) ** 2 + (p / 3.0) ** 3)
+            z = np.cbrt(qq / 2.0 + root) + np.cbrt(qq / 2.0 - root)
+            z = z - (a * z + b * z**3 - t) / (a + 3.0 * b * z**2)
+        cdf += p0[m] + (1.0 - p0[m]) * 0.5 * math.erfc(-z / math.sqrt(2.0))
+        pdf += (
+            (1.0 - p0[m])
+            * math.exp(-0.5 * z * z)
+            / (math.sqrt(2.0 * math.pi) * std[m] * (a + 3.0 * b * z * z))
+        )
+    return cdf / k, pdf / k
 
 
 def mixture_covered(

@@ -4,10 +4,9 @@ At 256 slices x 64 links an interval's LP work is a few dozen small array steps
 per direction and round (merge breakpoints, write the reduced LP's columns, guess
 a basis, check the duals' proof, widen windows). As numpy calls each costs tens of
 microseconds of overhead, about 6-7 ms an interval, as much as HiGHS itself; as
-compiled loops they cost a few microseconds each. Every kernel is pure (arrays in,
-new arrays out), releases the GIL (``nogil``), and is cached on disk after its
-first compilation (``cache=True``), so only the first run on a machine pays the
-compile time (a few seconds).
+compiled loops (:func:`sliceai.compiled.compiled`) they cost a few microseconds each.
+Every kernel takes arrays and returns new ones (:func:`missing_columns` also marks
+what it adds in ``present``).
 
 Arrays: ``lengths``/``slopes`` ``(n, K)`` segments per slice (slopes non-increasing
 along K, unused segments have length 0); ``lo``/``hi`` ``(n,)`` windows; a slice's
@@ -16,18 +15,11 @@ links as CSR arrays ``link_start``/``link_count`` ``(n,)`` into ``links``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
-import numba
 import numpy as np
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def compiled(fn: _F) -> _F:
-    """``numba.njit`` with the GIL released and the machine code cached on disk."""
-    return cast(_F, numba.njit(cache=True, nogil=True)(fn))
+from sliceai.compiled import compiled
 
 
 @compiled

@@ -17,6 +17,7 @@ from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.mixture import (
     ForecastEnsemble,
     inverse_shape,
+    mixture_cdf,
     mixture_covered,
     mixture_quantiles,
     split_samples,
@@ -90,6 +91,23 @@ def test_coverage_counts_what_the_quantiles_bound() -> None:
     q = mixture_quantiles(loc, std, p0, np.array([0.025, 0.975]), a, b)
     inside = (y >= q[..., 0]) & (y <= q[..., 1])
     np.testing.assert_array_equal(mixture_covered(y, loc, std, p0, 0.95, a, b), inside)
+
+
+@pytest.mark.parametrize(("a", "b"), [(1.0, 0.0), (0.7, 0.06)])
+def test_mixture_quantiles_invert_the_mixture_cdf(a: float, b: float) -> None:
+    rng = np.random.default_rng(4)
+    loc = rng.normal(0.5, 1.0, size=(2, 40, 3))
+    std = rng.uniform(0.1, 1.0, size=(2, 40, 3))
+    p0 = np.where(rng.random((2, 40, 3)) < 0.5, rng.uniform(0.0, 0.6, (2, 40, 3)), 0.0)
+    levels = np.array([0.01, 0.1, 0.5, 0.9, 0.999])
+    q = mixture_quantiles(loc, std, p0, levels, a, b)
+    cdf, _ = mixture_cdf(q, loc, std, p0, a, b)
+    busy = q > 0
+    assert busy.any()
+    assert (~busy).any()
+    np.testing.assert_allclose(cdf[busy], np.broadcast_to(levels, q.shape)[busy], atol=1e-8)
+    # A quantile is 0 only where the mass at 0 (idle or below) already reaches the level.
+    assert np.all(cdf[~busy] >= np.broadcast_to(levels, q.shape)[~busy] - 1e-12)
 
 
 def test_ensemble_checkpoint_round_trip_and_old_single_checkpoints(tmp_path: Path) -> None:
