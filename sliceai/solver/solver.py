@@ -30,10 +30,12 @@ row per link. :mod:`sliceai.solver.lp` then solves it exactly and cheaply:
 links that cannot bind are dropped, a single binding link per slice is a
 fractional knapsack solved greedily, and only the remainder goes to HiGHS,
 restricted to the segments near each slice's price and proven optimal by
-the duals. :class:`SliceSolver` keeps the policy's arrays and the last link
-prices between intervals to warm-start that restriction, and solves the two
-directions' HiGHS runs side by side on two threads for large policies
-(HiGHS releases the GIL; the numpy work stays on the caller's thread).
+the duals. :class:`SliceSolver` keeps the policy's arrays, the last link
+prices and each direction's last reduced LP between intervals to warm-start
+that restriction (the LP is updated in place and HiGHS goes on from its
+optimal basis), and solves the two directions' HiGHS runs side by side on two
+threads for large policies (HiGHS releases the GIL; the rest stays on the
+caller's thread, in numba-compiled loops, :mod:`sliceai.solver.kernels`).
 
 Improvement over the straightforward form (one column per quantile segment
 and hard guarantee rows with slack columns): guarantees, floors and churn
@@ -138,7 +140,7 @@ class SliceSolver:
         for d in range(2):
             f_bonus[d], g = tier_bonuses(a.priority, floor[:, d] > 0, guaranteed[:, d])
             g_bonus[d] = np.where(best_effort[:, d], BEST_EFFORT_BONUS, g)
-        # Both directions in one vectorised pass: rows [0, n) are DL, [n, 2n) UL.
+        # Both directions in one pass: rows [0, n) are DL, [n, 2n) UL.
         n = a.n_slices
         both = build_segments(
             points.transpose(1, 0, 2).reshape(2 * n, -1),
