@@ -89,8 +89,11 @@ def _pool() -> ThreadPoolExecutor | None:
 
 class SliceSolver:
     """Solves successive intervals for one policy, reusing its arrays, its HiGHS
-    instances and the last link prices. One solve at a time per instance (a lock
-    makes concurrent calls wait)."""
+    instances, the last link prices and the last reduced LPs. One solve at a time
+    per instance (a lock makes concurrent calls wait). Each plan is optimal, but where
+    an interval has several optima which one comes back can depend on the intervals
+    solved before; a fresh solver (or :func:`allocate`) given the same input always
+    returns the same plan."""
 
     def __init__(self, policy: Policy, parallel: bool | None = None) -> None:
         """``parallel``: solve DL and UL on two threads; None: when the policy has at
