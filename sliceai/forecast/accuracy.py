@@ -21,7 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sliceai.forecast.evaluate import COVERAGES, MODEL, PINBALL_LEVELS, EvaluationOptions
+from sliceai.forecast.evaluate import (
+    COVERAGES,
+    MODEL,
+    PINBALL_LEVELS,
+    EvaluationOptions,
+    slice_table,
+)
 
 SECTION = "forecast-accuracy"
 #: (interval_s, days) of the held-out traces.
@@ -133,6 +139,14 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
             "",
             tabulate(per_trace, headers=trace_headers, tablefmt="github", disable_numparse=True),
         ]
+        if rep.get("per_slice"):
+            lines += [
+                "",
+                "The model per slice (both directions, all traces; a calibrated model has "
+                "about p of the points at or below its p quantile):",
+                "",
+                slice_table(rep["per_slice"], "github"),
+            ]
     lines.append(f"<!-- bench:{SECTION}:end -->")
     return "\n".join(lines) + "\n"
 

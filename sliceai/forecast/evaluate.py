@@ -36,6 +36,8 @@ from sliceai.traffic import DIRECTION_NAMES, Trace
 FloatArray = npt.NDArray[np.float64]
 PINBALL_LEVELS = (0.5, 0.9, 0.99, 0.999)
 COVERAGES = (0.8, 0.95, 0.99)
+#: Quantile levels whose calibration :func:`slice_table` shows (among PINBALL_LEVELS).
+CALIBRATION_LEVELS = (0.5, 0.9, 0.99)
 MODEL = "sliceai"
 #: Forecast origins per model call, at most (see ``origins_per_call``).
 ORIGIN_CHUNK = 512
@@ -55,6 +57,7 @@ class _Scores:
     scaled_crps: list[float] = field(default_factory=list)
     scaled_pinball: list[FloatArray] = field(default_factory=list)
     hits: dict[float, int] = field(default_factory=lambda: dict.fromkeys(COVERAGES, 0))
+    below: dict[float, int] = field(default_factory=lambda: dict.fromkeys(PINBALL_LEVELS, 0))
     points: int = 0
 
     def add(
@@ -72,6 +75,9 @@ class _Scores:
             lo, hi = interval_levels(c)
             i_lo, i_hi = int(np.argmin(np.abs(levels - lo))), int(np.argmin(np.abs(levels - hi)))
             self.hits[c] += int(covered(quantiles[..., i_lo], quantiles[..., i_hi], truth).sum())
+        for p in PINBALL_LEVELS:
+            q = quantiles[..., int(np.argmin(np.abs(levels - p)))]
+            self.below[p] += int(np.sum(truth <= q))
         self.points += truth.size
 
     def summary(self) -> dict[str, Any]:
@@ -84,6 +90,7 @@ class _Scores:
             "crps": float(np.mean(self.scaled_crps)) if self.scaled_crps else float("nan"),
             "pinball": {f"{p:g}": float(v) for p, v in zip(PINBALL_LEVELS, pin, strict=True)},
             "coverage": {f"{c:g}": self.hits[c] / max(self.points, 1) for c in COVERAGES},
+            "below": {f"{p:g}": self.below[p] / max(self.points, 1) for p in PINBALL_LEVELS},
         }
 
 
@@ -103,15 +110,20 @@ def evaluate(
 
     Returns a JSON-ready dict: ``methods`` -> {crps, pinball{level}, coverage{level}}
     (CRPS and pinball relative to the mean load, averaged over series; coverage as
-    the fraction of forecast points inside the central interval), plus the counts,
-    ``crps_improvement`` = 1 - model CRPS / best baseline CRPS, and ``per_trace``: for
-    each trace its ``crps`` per method and its ``crps_improvement``.
+    the fraction of forecast points inside the central interval; ``below`` as the
+    fraction at or below each pinball level's quantile: a calibrated forecast has
+    ``below[p]`` near ``p``), plus the counts, ``crps_improvement`` = 1 - model CRPS /
+    best baseline CRPS, ``per_trace``: for each trace its ``crps`` per method and its
+    ``crps_improvement``, and ``per_slice``: the same by slice name over all traces and
+    both directions, with the model's ``coverage`` and ``below`` (which slices a
+    miscalibration comes from).
     """
     opts = options or EvaluationOptions()
     levels = _all_levels()
     names = (MODEL, "seasonal-naive", "ewma", "rolling-quantile")
     scores = {name: _Scores() for name in names}
     per_trace = [{name: _Scores() for name in names} for _ in traces]
+    per_slice: dict[str, dict[str, _Scores]] = {}
     n_series = n_forecasts = 0
     columns = [
         (k, t, i, d)
@@ -138,9 +150,11 @@ def evaluate(
         forecasts = {MODEL: (np.moveaxis(ens, 1, -1), quant)}
         for name, fc in _baselines(values, origins, opts, period).items():
             forecasts[name] = (fc.ensemble, fc.quantiles(levels))
+        by_slice = per_slice.setdefault(trace.slices[i], {name: _Scores() for name in names})
         for name, (members, q) in forecasts.items():
             scores[name].add(members, q, targets, levels)
             per_trace[k][name].add(members, q, targets, levels)
+            by_slice[name].add(members, q, targets, levels)
     methods = {name: s.summary() for name, s in scores.items()}
     best = _best_baseline(methods)
     traces_crps = []
@@ -148,11 +162,24 @@ def evaluate(
         crps = {name: s.summary()["crps"] for name, s in trace_scores.items()}
         b = min(crps[name] for name in crps if name != MODEL)
         traces_crps.append({"crps": crps, "crps_improvement": _improvement(crps[MODEL], b)})
+    slices = {}
+    for slice_name, slice_scores in per_slice.items():
+        summary = {name: s.summary() for name, s in slice_scores.items()}
+        crps = {name: m["crps"] for name, m in summary.items()}
+        b = min(crps[name] for name in crps if name != MODEL)
+        slices[slice_name] = {
+            "crps": crps,
+            "crps_improvement": _improvement(crps[MODEL], b),
+            "coverage": summary[MODEL]["coverage"],
+            "below": summary[MODEL]["below"],
+            "points": slice_scores[MODEL].points,
+        }
     return {
         "methods": methods,
         "best_baseline_crps": best,
         "crps_improvement": _improvement(methods[MODEL]["crps"], best),
         "per_trace": traces_crps,
+        "per_slice": slices,
         "n_series": n_series,
         "n_forecasts": n_forecasts,
         "horizon": opts.horizon,
@@ -206,6 +233,23 @@ def _baselines(
     }
 
 
+def slice_table(per_slice: dict[str, Any], tablefmt: str = "simple") -> str:
+    """The model's scores by slice name (a report's ``per_slice``): CRPS against the best
+    baseline, interval coverage, and the share of points at or below its quantiles."""
+    from tabulate import tabulate
+
+    rows = [
+        [name, f"{100 * s['crps_improvement']:+.1f}%"]
+        + [f"{100 * v:.1f}%" for v in s["coverage"].values()]
+        + [f"{100 * s['below'][f'{p:g}']:.1f}%" for p in CALIBRATION_LEVELS]
+        for name, s in sorted(per_slice.items())
+    ]
+    headers = ["slice", "CRPS vs best baseline"]
+    headers += [f"cover {100 * c:g}%" for c in COVERAGES]
+    headers += [f"<= q{p:g}" for p in CALIBRATION_LEVELS]
+    return str(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+
+
 def render(report: dict[str, Any]) -> str:
     """A plain-text table of an :func:`evaluate` report."""
     from tabulate import tabulate
@@ -221,9 +265,12 @@ def render(report: dict[str, Any]) -> str:
     headers += [f"pinball {p:g}" for p in PINBALL_LEVELS]
     headers += [f"cover {100 * c:g}%" for c in COVERAGES]
     table = tabulate(rows, headers=headers, disable_numparse=True)
-    return (
+    text = (
         f"{table}\n\n{report['n_series']} series, {report['n_forecasts']} forecasts of "
         f"{report['horizon']} steps; CRPS {100 * report['crps_improvement']:+.1f}% "
         "vs best baseline "
         "(positive = model better)"
     )
+    if report.get("per_slice"):
+        text += "\n\nthe model per slice:\n" + slice_table(report["per_slice"])
+    return text

@@ -46,6 +46,40 @@ def test_per_trace_scores_average_to_the_whole(reports: list[dict[str, object]])
         assert t["crps_improvement"] == pytest.approx(1 - t["crps"][MODEL] / best)
 
 
+def test_per_slice_scores_pool_the_traces_and_show_calibration(
+    reports: list[dict[str, object]],
+) -> None:
+    rep = reports[0]
+    per_slice = rep["per_slice"]
+    assert isinstance(per_slice, dict)
+    assert list(per_slice) == ["a"]  # one slice name in both traces
+    a = per_slice["a"]
+    methods = rep["methods"]
+    assert isinstance(methods, dict)
+    # All series are slice "a": its pooled coverage and calibration are the whole's.
+    assert a["coverage"] == pytest.approx(methods[MODEL]["coverage"])
+    assert a["below"] == pytest.approx(methods[MODEL]["below"])
+    assert a["points"] == rep["n_forecasts"] * rep["horizon"]  # every scored point
+    below = list(a["below"].values())
+    assert below == sorted(below)  # a higher quantile never has fewer points below it
+    best = min(v for k, v in a["crps"].items() if k != MODEL)
+    assert a["crps_improvement"] == pytest.approx(1 - a["crps"][MODEL] / best)
+    text = render_markdown(reports)
+    assert "The model per slice" in text
+    assert "<= q0.9" in text
+
+
+def test_points_below_a_quantile_are_counted_per_level() -> None:
+    from sliceai.forecast.evaluate import PINBALL_LEVELS, _Scores
+
+    levels = np.array(PINBALL_LEVELS)
+    truth = np.array([[1.0, 2.0, 3.0, 4.0]])
+    quantiles = np.broadcast_to(np.array([2.0, 3.0, 3.5, 10.0]), (1, 4, 4)).copy()
+    s = _Scores()
+    s.add(np.repeat(truth[..., None], 3, axis=-1), quantiles, truth, levels)
+    assert s.summary()["below"] == {"0.5": 0.5, "0.9": 0.75, "0.99": 0.75, "0.999": 1.0}
+
+
 def test_section_survives_make_bench(reports: list[dict[str, object]], tmp_path: Path) -> None:
     from sliceai.bench.report import replace_sections
 
