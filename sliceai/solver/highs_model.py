@@ -186,14 +186,6 @@ class ReducedLP:
         )
 
     @property
-    def prefix_col(self) -> npt.NDArray[np.intp]:
-        """Per slice its prefix column, or -1 ``(n,)``."""
-        out = np.full(self.lengths.shape[0], -1)
-        pre = np.flatnonzero(self.col_k < 0)
-        out[self.col_slice[pre]] = pre
-        return out
-
-    @property
     def prefix_len(self) -> FloatArray:
         """Per slice the length of its prefix column (0 if none) ``(n,)``."""
         out = np.zeros(self.lengths.shape[0])
