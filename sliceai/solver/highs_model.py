@@ -1,8 +1,9 @@
 """The HiGHS side of :mod:`sliceai.solver.lp`: models written from flat CSC arrays.
 
 :class:`ReducedLP` is one direction's reduced segment LP (prefix columns and free
-segments) that grows column by column and re-solves from its last basis, and can
-start from a basis guessed from last interval's link prices.
+segments) that grows column by column and re-solves from its last basis, can start
+from a basis guessed from last interval's link prices, and can take the next
+interval's segments in place to go on from its own optimal basis.
 """
 
 from __future__ import annotations
