@@ -25,7 +25,7 @@ def windows_to_tensors(
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Model inputs and the log-space target ``(n, horizon)`` for a batch of windows."""
     horizon = w.target.shape[1]
-    inputs: list[list[np.ndarray[Any, Any]]] = [[] for _ in range(7)]
+    inputs: list[list[np.ndarray[Any, Any]]] = [[], [], [], [], [], []]
     lagged = w.seasonal if w.seasonal is not None else np.full((len(w.target), 0), np.nan)
     if lagged.shape[1] != config.seasonal_window:
         lagged = np.full((len(w.target), config.seasonal_window), np.nan)
@@ -45,8 +45,6 @@ def windows_to_tensors(
                 w.start_time[sel] if has_cal else None,
                 seasonal_window=config.seasonal_window,
                 seasonal=lagged[sel],
-                coarse_bins=config.coarse_bins,
-                coarse_bin=config.coarse_bin,
             )
             for k, arr in enumerate(prep.model_inputs()):
                 inputs[k].append(arr)

@@ -36,10 +36,6 @@ class ForecastConfig:
     yesterday: scheduled sessions and the daily profile); 0 leaves them out.
     ``zero_inflated`` adds a per-step probability that the slice is idle (exactly 0):
     a session that may end or start within the horizon is two lumps, not one.
-    ``coarse_bins`` > 0 adds a coarse view of a longer history: the last ``coarse_bins x
-    coarse_bin`` intervals before the origin in bins of ``coarse_bin``, each bin's mean,
-    minimum and maximum (how long a session or an idle spell has lasted, beyond the
-    context at short intervals); 0 leaves it out.
     ``members`` > 1 makes the checkpoint a seed ensemble: that many networks of this shape,
     read as one equal-weight mixture (:mod:`sliceai.forecast.mixture`; the tail shape is
     the mixture's).
@@ -58,8 +54,6 @@ class ForecastConfig:
     seasonal_window: int = 0
     zero_inflated: bool = False
     members: int = 1
-    coarse_bins: int = 0
-    coarse_bin: int = 16
 
     def __post_init__(self) -> None:
         for name in (
@@ -70,7 +64,6 @@ class ForecastConfig:
             "decoder_hidden_size",
             "rank",
             "members",
-            "coarse_bin",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -88,15 +81,6 @@ class ForecastConfig:
                 "config field 'seasonal_window' must be 0 or an even integer >= 2 x "
                 f"max_horizon, got {self.seasonal_window!r}"
             )
-        if (
-            not isinstance(self.coarse_bins, int)
-            or isinstance(self.coarse_bins, bool)
-            or self.coarse_bins < 0
-        ):
-            raise ForecastError(
-                f"config field 'coarse_bins' must be a non-negative integer, got "
-                f"{self.coarse_bins!r}"
-            )
         if not isinstance(self.zero_inflated, bool):
             raise ForecastError(
                 f"config field 'zero_inflated' must be true or false, got {self.zero_inflated!r}"
@@ -113,19 +97,12 @@ class ForecastConfig:
                 f"config field 'min_sigma' must be in (0, 1), got {self.min_sigma!r}"
             )
 
-    @property
-    def window_length(self) -> int:
-        """Intervals of history before the origin that the context and the coarse view
-        read (the seasonal window aside)."""
-        return max(self.context_length, self.coarse_bins * self.coarse_bin)
-
     def history_length(self, interval_s: float) -> int:
-        """Intervals of history the model reads at ``interval_s``: the context (and the
-        coarse view), and with a seasonal window back to one day plus half that window
-        before the origin."""
+        """Intervals of history the model reads at ``interval_s``: the context, and with a
+        seasonal window back to one day plus half that window before the origin."""
         if self.seasonal_window == 0:
-            return self.window_length
-        return max(self.window_length, day_period(interval_s) + self.seasonal_window // 2)
+            return self.context_length
+        return max(self.context_length, day_period(interval_s) + self.seasonal_window // 2)
 
     def to_json(self, **extra: Any) -> str:
         """JSON text with the fields, the format version and any ``extra`` metadata."""

@@ -47,8 +47,6 @@ class PreparedContext:
     ``seasonal``, ``seasonal_mask``: ``(batch, seasonal_window)`` float32, the log values
     one day before ``origin - seasonal_window / 2 .. origin + seasonal_window / 2`` and
     where they are observed (see :func:`seasonal_slice`).
-    ``coarse``: ``(batch, 4 * coarse_bins)`` float32, the coarse view of the longer
-    history (see :func:`coarse_view`).
     """
 
     values: Float32Array
@@ -58,7 +56,6 @@ class PreparedContext:
     step_calendar: Float32Array
     seasonal: Float32Array
     seasonal_mask: Float32Array
-    coarse: Float32Array
 
     def model_inputs(self) -> tuple[Float32Array, ...]:
         """The arrays :class:`~sliceai.forecast.model.ForecastModel` takes, in its order."""
@@ -69,7 +66,6 @@ class PreparedContext:
             self.step_calendar,
             self.seasonal,
             self.seasonal_mask,
-            self.coarse,
         )
 
 
@@ -93,31 +89,6 @@ def seasonal_slice(context: FloatArray, interval_s: float, seasonal_window: int)
     out = np.full((batch, seasonal_window), np.nan)
     out[:, ok] = context[:, idx[ok]]
     return out
-
-
-def coarse_view(context: FloatArray, scale: FloatArray, bins: int, width: int) -> FloatArray:
-    """``(batch, 4 * bins)``: the last ``bins x width`` intervals of ``context`` (bit/s, NaN
-    where missing; left-padded as missing when shorter) in ``bins`` bins of ``width``, as
-    each bin's mean, minimum and maximum in the model's log space (``log1p(x / scale)``)
-    and whether anything in it was observed (the three are 0 where nothing was)."""
-    batch, length = context.shape
-    span = bins * width
-    if length >= span:
-        window = context[:, length - span :]
-    else:
-        window = np.full((batch, span), np.nan)
-        window[:, span - length :] = context
-    cells = window.reshape(batch, bins, width)
-    seen = np.isfinite(cells)
-    count = seen.sum(axis=2)
-    total = np.where(seen, cells, 0.0).sum(axis=2)
-    mean = np.divide(total, count, out=np.zeros((batch, bins)), where=count > 0)
-    low = np.where(seen, cells, np.inf).min(axis=2)
-    high = np.where(seen, cells, -np.inf).max(axis=2)
-    any_seen = count > 0
-    low, high = np.where(any_seen, low, 0.0), np.where(any_seen, high, 0.0)
-    parts = [to_log_space(v, scale) for v in (mean, low, high)]
-    return np.concatenate([*parts, any_seen.astype(np.float64)], axis=1)
 
 
 def calendar_features(times_s: FloatArray) -> FloatArray:
@@ -160,8 +131,6 @@ def prepare(
     scale: FloatArray | None = None,
     seasonal_window: int = 0,
     seasonal: FloatArray | None = None,
-    coarse_bins: int = 0,
-    coarse_bin: int = 16,
 ) -> PreparedContext:
     """Turn raw contexts into model inputs.
 
@@ -172,8 +141,7 @@ def prepare(
     bit/s to use instead of the mean of the observed context (None: that mean).
     ``seasonal_window``: intervals of the seasonal input, taken from ``context`` by
     :func:`seasonal_slice` unless ``seasonal`` ``(batch, seasonal_window)`` bit/s (NaN
-    where missing) gives them. ``coarse_bins`` bins of ``coarse_bin`` intervals at the end
-    of ``context`` make the coarse view (:func:`coarse_view`).
+    where missing) gives them.
     """
     if not np.isfinite(interval_s) or interval_s <= 0:
         raise ForecastError(f"interval_s must be positive, got {interval_s!r}")
@@ -230,7 +198,6 @@ def prepare(
         step_calendar=step_cal.astype(np.float32),
         seasonal=lagged.astype(np.float32),
         seasonal_mask=seen_before.astype(np.float32),
-        coarse=coarse_view(context, scale, coarse_bins, coarse_bin).astype(np.float32),
     )
 
 

@@ -33,9 +33,6 @@ POSITION_EMBED_SIZE = 8
 #: Per-step seasonal inputs of the decoder: yesterday's log value at the step's time of
 #: day, the same standardised by today's level and volatility, and whether it was observed.
 N_STEP_SEASONAL = 3
-#: Inputs per bin of the coarse view of the longer history (mean, minimum, maximum and
-#: whether observed; see :func:`sliceai.forecast.features.coarse_view`).
-N_COARSE = 4
 
 
 @dataclass(frozen=True)
@@ -98,8 +95,7 @@ class ForecastModel(nn.Module):
         super().__init__()
         self.config = config
         c, h, w = config.context_length, config.hidden_size, config.seasonal_window
-        n_coarse = N_COARSE * config.coarse_bins
-        self.encoder_in = nn.Linear(3 * (c + w) + n_coarse + N_SERIES_FEATURES + N_SUMMARY, h)
+        self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + N_SUMMARY, h)
         self.encoder_hidden = nn.Linear(h, h)
         self.dropout = nn.Dropout(config.dropout)
         self.to_step = nn.Linear(h, config.step_embed_size)
@@ -126,23 +122,16 @@ class ForecastModel(nn.Module):
         step_calendar: torch.Tensor,
         seasonal: torch.Tensor | None = None,
         seasonal_mask: torch.Tensor | None = None,
-        coarse: torch.Tensor | None = None,
     ) -> HorizonDistribution:
         """Shapes: ``values``, ``mask`` ``(batch, context_length)``; ``series_features``
         ``(batch, N_SERIES_FEATURES)``; ``step_calendar`` ``(batch, horizon, N_CALENDAR)``
         with ``horizon <= max_horizon``; ``seasonal``, ``seasonal_mask`` ``(batch,
-        seasonal_window)`` (None: nothing observed a day earlier); ``coarse`` ``(batch,
-        N_COARSE * coarse_bins)`` (None: nothing observed)."""
+        seasonal_window)`` (None: nothing observed a day earlier)."""
         horizon = step_calendar.shape[1]
         w = self.config.seasonal_window
         if seasonal is None or seasonal_mask is None:
             seasonal = values.new_zeros(values.shape[0], w)
             seasonal_mask = values.new_zeros(values.shape[0], w)
-        n_coarse = N_COARSE * self.config.coarse_bins
-        if coarse is None:
-            coarse = values.new_zeros(values.shape[0], n_coarse)
-        elif coarse.shape[1] != n_coarse:
-            raise ValueError(f"coarse has {coarse.shape[1]} columns, the model reads {n_coarse}")
         act = nn.functional.gelu
         level, volatility = context_summary(values, mask)
         log_vol = torch.log(volatility)
@@ -153,8 +142,7 @@ class ForecastModel(nn.Module):
         z_lag = ((seasonal - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * seasonal_mask
         summary = torch.stack([level, log_vol], dim=1)
         x = torch.cat(
-            [values, z, mask, seasonal, z_lag, seasonal_mask, coarse, series_features, summary],
-            dim=1,
+            [values, z, mask, seasonal, z_lag, seasonal_mask, series_features, summary], dim=1
         )
         hidden = act(self.encoder_in(x))
         hidden = hidden + act(self.encoder_hidden(self.dropout(hidden)))

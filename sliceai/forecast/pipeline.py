@@ -283,15 +283,7 @@ class ForecastPipeline:
         """Each member's distribution (``members``: only those, by index) and the scale."""
         cfg = self.config
         prep = prepare(
-            ctx,
-            cfg.context_length,
-            horizon,
-            interval_s,
-            starts,
-            scales,
-            cfg.seasonal_window,
-            coarse_bins=cfg.coarse_bins,
-            coarse_bin=cfg.coarse_bin,
+            ctx, cfg.context_length, horizon, interval_s, starts, scales, cfg.seasonal_window
         )
         dev = self.device
         which = range(len(self.members)) if members is None else members

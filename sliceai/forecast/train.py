@@ -203,7 +203,7 @@ def train(
     val_windows = sample_windows(
         val_series,
         opts.validation_windows,
-        config.window_length,
+        config.context_length,
         horizon,
         val_rng,
         augment=False,
@@ -234,7 +234,7 @@ def train(
             batch = sample_windows(
                 train_series,
                 opts.batch_size,
-                config.window_length,
+                config.context_length,
                 horizon,
                 rng,
                 seasonal_window=config.seasonal_window,
