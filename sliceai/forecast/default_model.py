@@ -62,8 +62,9 @@ class Recipe:
     seeds 0-1: +14.8% / +9.9% (seed 0 alone +14.3% / +9.7%); weight 20, seed 0 alone:
     +13.2% / +8.5%. The term did lower seed 0's validation CRPS (0.0348 with the average
     alone, 0.0342 at weight 5, 0.0341 at 20): validation CRPS, normalised per window, does
-    not rank recipes as the evaluation's per-series score does. A coarse view of the last 1024 intervals (64 bins of 16: how
-    long a session has lasted beyond the 10 s context) scored +14.2% / +8.6%.
+    not rank recipes as the evaluation's per-series score does. A coarse view of the last
+    1024 intervals (64 bins of 16: how long a session has lasted beyond the 10 s context),
+    seeds 0-1, scored +14.2% / +8.6%.
     """
 
     weight_average: float = 0.0
