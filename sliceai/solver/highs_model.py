@@ -141,12 +141,12 @@ class ReducedLP:
         capacity: FloatArray,
         lo: npt.NDArray[np.intp],
         hi: npt.NDArray[np.intp],
+        inc_t: FloatArray,
         link_prices: FloatArray | None = None,
-        inc_t: FloatArray | None = None,
     ) -> None:
-        """``link_prices``: last interval's prices of these links ``(m,)``, to start
-        from a guessed basis (:meth:`_crash`), or None; ``inc_t``: ``(n, m)``
-        incidence as floats (needed with ``link_prices``)."""
+        """``inc_t``: ``(n, m)`` incidence as floats (path prices are ``inc_t @ prices``);
+        ``link_prices``: last interval's prices of these links ``(m,)``, to start from a
+        guessed basis (:meth:`_crash`), or None."""
         self.h, self.columns = h, columns
         self.lengths, self.slopes = lengths, slopes
         self.lo, self.hi = lo, hi
@@ -158,7 +158,7 @@ class ReducedLP:
         self.col_slice, self.col_k = kernels.missing_columns(lengths, lo, hi, self.present)
         cost, self.upper = kernels.column_values(lengths, slopes, lo, self.col_slice, self.col_k)
         _pass_columns(h, cost, self.upper, columns.n_rows, *columns.of(self.col_slice), capacity)
-        if link_prices is not None and inc_t is not None:
+        if link_prices is not None:
             path = (inc_t @ link_prices)[self.col_slice]
             self._crash(cost - path, link_prices)
 
@@ -166,12 +166,10 @@ class ReducedLP:
     def n_columns(self) -> int:
         return int(self.col_slice.size)
 
-    def tag(
-        self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], inc_t: FloatArray
-    ) -> None:
+    def tag(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> None:
         """Record which links (``rows``) and slices (``cols``) of the whole problem this
-        model covers, and their incidence ``inc_t`` ``(n, m)``, for :meth:`fits`."""
-        self.rows, self.cols, self.inc_t = rows, cols, inc_t
+        model covers, for :meth:`fits`."""
+        self.rows, self.cols = rows, cols
 
     def fits(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], k: int) -> bool:
         """Whether the next interval's reduced LP over these links and slices, with ``k``

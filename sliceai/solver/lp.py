@@ -208,7 +208,7 @@ class _Screen:
         self.highs = problem.highs if problem.highs is not None else new_highs()
         k = self.lengths.shape[1]
         warm = problem.warm
-        if warm is not None and warm.inc_t is not None and warm.fits(rows, cols, k):
+        if warm is not None and warm.fits(rows, cols, k):
             self.model = warm
             self.inc_t, self.columns = warm.inc_t, warm.columns
             warm.update(self.lengths, self.slopes, self.capacity)
@@ -230,7 +230,7 @@ class _Screen:
         self.hi = np.minimum(cut + WINDOW, k)
         guess = None if problem.price_guess is None else problem.price_guess[rows]
         self.model = self._model(self.lo, self.hi, guess)
-        self.model.tag(rows, cols, self.inc_t)
+        self.model.tag(rows, cols)
 
     def _model(
         self, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp], prices: FloatArray | None = None
@@ -245,8 +245,8 @@ class _Screen:
             self.capacity,
             lo,
             hi,
-            prices,
             self.inc_t,
+            prices,
         )
 
     def step(self) -> DirectionResult | None:
