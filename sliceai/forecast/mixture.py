@@ -61,12 +61,14 @@ def split_samples(n_samples: int, k: int) -> list[int]:
     return [n_samples // k + (1 if i < n_samples % k else 0) for i in range(k)]
 
 
+@compiled
 def inverse_shape(t: Any, a: float, b: float) -> Any:
-    """The ``z`` with ``a z + b z^3 = t`` (the tail shape is increasing: one real root)."""
+    """The ``z`` with ``a z + b z^3 = t`` (the tail shape is increasing: one real root),
+    for a float or a float64 array ``t``."""
     if b == 0.0:
         return t / a
     # Cardano for z^3 + p z - q = 0 with p = a / b > 0, q = t / b, then one Newton step.
-    p, q = a / b, np.asarray(t, dtype=np.float64) / b
+    p, q = a / b, t / b
     root = np.sqrt((q / 2.0) ** 2 + (p / 3.0) ** 3)
     z = np.cbrt(q / 2.0 + root) + np.cbrt(q / 2.0 - root)
     return z - (a * z + b * z**3 - t) / (a + 3.0 * b * z**2)
@@ -201,14 +203,7 @@ def _cdf_pdf_one(x: float, loc: Any, std: Any, p0: Any, a: float, b: float) -> t
     cdf = 0.0
     pdf = 0.0
     for m in range(k):
-        t = (x - loc[m]) / std[m]
-        if b == 0.0:
-            z = t / a
-        else:  # inverse_shape for one value
-            p, qq = a / b, t / b
-            root = np.sqrt((qq / 2.0) ** 2 + (p / 3.0) ** 3)
-            z = np.cbrt(qq / 2.0 + root) + np.cbrt(qq / 2.0 - root)
-            z = z - (a * z + b * z**3 - t) / (a + 3.0 * b * z**2)
+        z = inverse_shape((x - loc[m]) / std[m], a, b)
         cdf += p0[m] + (1.0 - p0[m]) * 0.5 * math.erfc(-z / math.sqrt(2.0))
         pdf += (
             (1.0 - p0[m])
