@@ -66,18 +66,17 @@ class _Scores:
         """``ens`` ``(n, horizon, members)``, ``quantiles`` ``(n, horizon, Q)``,
         ``truth`` ``(n, horizon)``, all bit/s."""
         scale = float(np.mean(np.abs(truth)))
+        pin_idx = [int(np.argmin(np.abs(levels - p))) for p in PINBALL_LEVELS]
         if scale > 0:
             self.scaled_crps.append(float(np.mean(crps_ensemble(ens, truth))) / scale)
-            pin_idx = [int(np.argmin(np.abs(levels - p))) for p in PINBALL_LEVELS]
             pin = pinball_loss(quantiles[..., pin_idx], truth, PINBALL_LEVELS)
             self.scaled_pinball.append(pin.reshape(-1, len(PINBALL_LEVELS)).mean(axis=0) / scale)
         for c in COVERAGES:
             lo, hi = interval_levels(c)
             i_lo, i_hi = int(np.argmin(np.abs(levels - lo))), int(np.argmin(np.abs(levels - hi)))
             self.hits[c] += int(covered(quantiles[..., i_lo], quantiles[..., i_hi], truth).sum())
-        for p in PINBALL_LEVELS:
-            q = quantiles[..., int(np.argmin(np.abs(levels - p)))]
-            self.below[p] += int(np.sum(truth <= q))
+        for p, i in zip(PINBALL_LEVELS, pin_idx, strict=True):
+            self.below[p] += int(np.sum(truth <= quantiles[..., i]))
         self.points += truth.size
 
     def summary(self) -> dict[str, Any]:
