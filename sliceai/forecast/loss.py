@@ -33,7 +33,7 @@ def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
 
 def _abs_moment(z: torch.Tensor) -> torch.Tensor:
     """``E|Z - z|`` for a standard normal ``Z``."""
-    cdf = 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+    cdf = _normal_cdf(z)
     pdf = torch.exp(-0.5 * z.square()) / math.sqrt(2.0 * math.pi)
     return z * (2.0 * cdf - 1.0) + 2.0 * pdf
 
