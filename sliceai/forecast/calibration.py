@@ -15,6 +15,7 @@ from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Windows
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import prepare, to_log_space
+from sliceai.forecast.metrics import cap_windows, crps_ensemble
 from sliceai.forecast.mixture import ForecastEnsemble, member_arrays, mixture_covered
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 from sliceai.forecast.pipeline import load_model, save_model
@@ -55,10 +56,18 @@ def windows_to_tensors(
     return tensors, target
 
 
-#: Central interval coverages the tail shape is fitted to, and their weights (the 95%
+#: Central interval coverages the coverage fit aims at, and their weights (the 95%
 #: interval is the one the issue holds the model to).
 TAIL_FIT_LEVELS = (0.8, 0.9, 0.95, 0.98, 0.99)
 TAIL_FIT_WEIGHTS = (1.0, 1.0, 3.0, 1.0, 1.0)
+#: The shapes searched: ``a`` (body) and ``b`` (tails); monotone and mild.
+TAIL_LINEAR_GRID = tuple(round(float(a), 6) for a in np.linspace(0.6, 1.2, 25))
+TAIL_CUBIC_GRID = tuple(round(float(b), 6) for b in np.linspace(0.0, 0.12, 13))
+#: Shapes whose 95% interval covers within this of 95% of the validation targets are
+#: candidates; the candidate with the lowest CRPS is chosen.
+TAIL_COVERAGE_TOLERANCE = 0.01
+#: Draws per validation point for each candidate's CRPS (the same draws for all).
+TAIL_CRPS_DRAWS = 64
 
 
 def interval_coverage(
@@ -67,57 +76,91 @@ def interval_coverage(
     """Fraction of ``target`` (log space) inside the central ``coverage`` interval of the
     marginals with the tail shape ``a z + b z^3``, counted as the evaluation counts it in
     bit/s: bounds below 0 are 0, so an idle truth under an interval reaching 0 is inside."""
-    return float(np.mean(_covered(_interval_parts(dist, target, coverage), a, b)))
-
-
-def _interval_parts(
-    dist: HorizonDistribution, target: torch.Tensor, coverage: float
-) -> tuple[np.ndarray[Any, Any], ...]:
-    from scipy.special import ndtri
-
-    loc = dist.loc.double().cpu().numpy()
-    std = dist.marginal_std().double().cpu().numpy()
-    p0 = np.zeros_like(loc) if dist.zero_prob is None else dist.zero_prob.double().cpu().numpy()
     y = target.double().cpu().numpy()
-    lo_level, hi_level = (1.0 - coverage) / 2.0, (1.0 + coverage) / 2.0
-    z_lo = ndtri(np.clip((lo_level - p0) / np.maximum(1.0 - p0, 1e-12), 1e-12, 1.0 - 1e-12))
-    z_hi = ndtri(np.clip((hi_level - p0) / np.maximum(1.0 - p0, 1e-12), 1e-12, 1.0 - 1e-12))
-    return loc, std, z_lo, z_hi, lo_level <= p0, hi_level <= p0, y
+    return float(np.mean(mixture_covered(y, *member_arrays([dist]), coverage, a, b)))
 
 
-def _covered(parts: tuple[np.ndarray[Any, Any], ...], a: float, b: float) -> np.ndarray[Any, Any]:
-    loc, std, z_lo, z_hi, lo_idle, hi_idle, y = parts
-    lo = np.where(lo_idle, 0.0, np.maximum(loc + std * (a * z_lo + b * z_lo**3), 0.0))
-    hi = np.where(hi_idle, 0.0, np.maximum(loc + std * (a * z_hi + b * z_hi**3), 0.0))
-    covered: np.ndarray[Any, Any] = (y >= lo) & (y <= hi)
-    return covered
+def fit_shape(
+    loc: np.ndarray[Any, Any],
+    std: np.ndarray[Any, Any],
+    p0: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The tail shape ``(a, b)`` for members' log-space ``loc``, ``std``, ``p0`` ``(K,
+    batch, horizon)`` (:func:`member_arrays`; K = 1 for one network) and targets ``y``
+    ``(batch, horizon)``.
+
+    Among the shapes of the grid whose 95% interval covers within
+    :data:`TAIL_COVERAGE_TOLERANCE` of 95% of ``y``, the one with the lowest CRPS (in each
+    window's scale units, divided by its mean target as validation scores). CRPS weighs
+    every quantile level alike, so it sets the body; the coverage bound holds the tails.
+    Without such a shape (too few targets, or a model far off): the one whose 80-99%
+    intervals come nearest their coverage (weighted squared logit errors)."""
+    if y.size < 100:
+        return 1.0, 0.0
+    want = np.log(np.array(TAIL_FIT_LEVELS) / (1.0 - np.array(TAIL_FIT_LEVELS)))
+    weights = np.array(TAIL_FIT_WEIGHTS)
+    i95 = TAIL_FIT_LEVELS.index(0.95)
+    nearest, nearest_err = (1.0, 0.0), np.inf
+    candidates = []
+    for a in TAIL_LINEAR_GRID:
+        for b in TAIL_CUBIC_GRID:
+            got = np.array(
+                [np.mean(mixture_covered(y, loc, std, p0, c, a, b)) for c in TAIL_FIT_LEVELS]
+            )
+            if abs(got[i95] - 0.95) <= TAIL_COVERAGE_TOLERANCE:
+                candidates.append((a, b))
+            got_c = np.clip(got, 1e-4, 1.0 - 1e-4)
+            err = float(np.sum(weights * (np.log(got_c / (1.0 - got_c)) - want) ** 2))
+            if err < nearest_err:
+                nearest, nearest_err = (a, b), err
+    if not candidates:
+        return nearest
+    draws = _ShapeDraws(loc, std, p0, y, seed)
+    scores = [draws.crps(a, b) for a, b in candidates]
+    return candidates[int(np.argmin(scores))]
+
+
+class _ShapeDraws:
+    """Fixed standard-normal draws, member choices and idle uniforms over ``y``'s points,
+    so every candidate shape's CRPS comes from the same random numbers."""
+
+    def __init__(
+        self,
+        loc: np.ndarray[Any, Any],
+        std: np.ndarray[Any, Any],
+        p0: np.ndarray[Any, Any],
+        y: np.ndarray[Any, Any],
+        seed: int,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        shape = (*y.shape, TAIL_CRPS_DRAWS)
+        member = np.arange(TAIL_CRPS_DRAWS) % loc.shape[0]  # draws split over the members
+        self.loc = np.moveaxis(loc[member], 0, -1)
+        self.std = np.moveaxis(std[member], 0, -1)
+        self.idle = rng.random(shape) < np.moveaxis(p0[member], 0, -1)
+        self.z = rng.standard_normal(shape)
+        self.truth = np.expm1(y)
+        self.norm = np.maximum(np.abs(self.truth).mean(axis=1), 1.0)
+
+    def crps(self, a: float, b: float) -> float:
+        y = self.loc + self.std * (a * self.z + b * self.z**3)
+        x = np.where(self.idle, 0.0, np.expm1(np.minimum(y, 60.0)).clip(min=0.0))
+        per_window = crps_ensemble(cap_windows(x, self.truth), self.truth).mean(axis=1)
+        return float(np.mean(per_window / self.norm))
 
 
 def fit_tail_shape(
     model: ForecastModel, windows: Windows, device: torch.device
 ) -> tuple[float, float]:
-    """``(a, b)`` so that the central intervals of the reshaped marginals ``a z + b z^3``
-    cover :data:`TAIL_FIT_LEVELS` of the targets of ``windows`` (see
-    :func:`interval_coverage`; weighted squared logit errors; grid search, ``0.6 <= a <=
-    1.2``, ``0 <= b <= 0.12``: monotone and mild). The shape barely moves the CRPS; it
-    sets how often the truth falls outside the intervals the solver is given."""
+    """:func:`fit_shape` for one network on ``windows``. The shape barely moves the CRPS;
+    it sets how often the truth falls outside the intervals the solver is given."""
     model.eval()
     tensors, target = windows_to_tensors(windows, model.config, device)
     with torch.inference_mode():
         dist = model(*tensors)
-    if target.numel() < 100:
-        return 1.0, 0.0
-    parts = [_interval_parts(dist, target, c) for c in TAIL_FIT_LEVELS]
-    want = np.log(np.array(TAIL_FIT_LEVELS) / (1.0 - np.array(TAIL_FIT_LEVELS)))
-    weights = np.array(TAIL_FIT_WEIGHTS)
-    best, best_err = (1.0, 0.0), np.inf
-    for a in np.linspace(0.6, 1.2, 25):
-        for b in np.linspace(0.0, 0.12, 13):
-            got = np.clip([np.mean(_covered(p, a, b)) for p in parts], 1e-4, 1.0 - 1e-4)
-            err = float(np.sum(weights * (np.log(got / (1.0 - got)) - want) ** 2))
-            if err < best_err:
-                best, best_err = (float(a), float(b)), err
-    return best
+    return fit_shape(*member_arrays([dist]), target.double().cpu().numpy())
 
 
 def calibrate_checkpoint(
@@ -143,24 +186,13 @@ def single_network(model: ForecastModel | ForecastEnsemble, where: Path) -> Fore
 def fit_mixture_tail(
     model: ForecastEnsemble, windows: Windows, device: torch.device
 ) -> tuple[float, float]:
-    """:func:`fit_tail_shape` for a seed ensemble: one ``(a, b)`` for all members, fitted
-    to the interval coverage of their equal-weight mixture on ``windows``."""
+    """:func:`fit_shape` for a seed ensemble: one ``(a, b)`` for all members, fitted to
+    their equal-weight mixture on ``windows``."""
     model.eval()
     tensors, target = windows_to_tensors(windows, model.config, device)
     with torch.inference_mode():
         loc, std, p0 = member_arrays(model(*tensors))
-    y = target.double().cpu().numpy()
-    want = np.log(np.array(TAIL_FIT_LEVELS) / (1.0 - np.array(TAIL_FIT_LEVELS)))
-    weights = np.array(TAIL_FIT_WEIGHTS)
-    best, best_err = (1.0, 0.0), np.inf
-    for a in np.linspace(0.6, 1.2, 25):
-        for b in np.linspace(0.0, 0.12, 13):
-            got = [np.mean(mixture_covered(y, loc, std, p0, c, a, b)) for c in TAIL_FIT_LEVELS]
-            got_c = np.clip(got, 1e-4, 1.0 - 1e-4)
-            err = float(np.sum(weights * (np.log(got_c / (1.0 - got_c)) - want) ** 2))
-            if err < best_err:
-                best, best_err = (float(a), float(b)), err
-    return best
+    return fit_shape(loc, std, p0, target.double().cpu().numpy())
 
 
 def build_ensemble(

@@ -30,6 +30,23 @@ def crps_ensemble(samples: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
     return crps
 
 
+#: :func:`cap_windows` bounds samples at this many times a window's largest target.
+OUTLIER_FACTOR = 1e3
+
+
+def cap_windows(samples: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
+    """``samples`` ``(window, step, n)`` bounded by :data:`OUTLIER_FACTOR` x ``max(1, the
+    window's largest target)`` (``truth`` ``(window, step)``, in units where 1 is small).
+
+    The fair CRPS of an ensemble with one huge member is the difference of two huge
+    terms: in floating point a sample near ``1e26`` turns it into noise of either sign. A
+    capped sample scores about as the huge one would in exact arithmetic."""
+    x = np.asarray(samples, dtype=np.float64)
+    bound = OUTLIER_FACTOR * np.maximum(np.nanmax(np.asarray(truth, dtype=np.float64), axis=1), 1.0)
+    out: FloatArray = np.minimum(x, bound[:, None, None])
+    return out
+
+
 def pinball_loss(
     quantiles: npt.ArrayLike, truth: npt.ArrayLike, levels: npt.ArrayLike
 ) -> FloatArray:

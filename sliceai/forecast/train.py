@@ -5,9 +5,9 @@ the closed-form CRPS of each step's marginal (:func:`~sliceai.forecast.loss.trai
 the learning rate decays with a cosine over the epochs to ``final_lr_fraction`` of its
 start. With ``weight_average`` > 0 an exponential moving average of the weights (Polyak
 averaging) is kept alongside: it is what validation scores and the checkpoint holds.
-After training, the marginal tail shape is fitted to the interval coverage on the
-validation windows (:func:`~sliceai.forecast.calibration.fit_tail_shape`) and stored in
-the config.
+After training, the marginal tail shape is fitted on the validation windows (the lowest
+CRPS among the shapes whose 95% interval covers about 95%:
+:func:`~sliceai.forecast.calibration.fit_tail_shape`) and stored in the config.
 
 Training is resumable: after every epoch the output directory holds the best
 checkpoint so far (``config.json`` + ``model.safetensors``) and a ``train_state/``
@@ -44,7 +44,7 @@ from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Series, Windows, sample_windows
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.loss import marginal_crps, training_loss
-from sliceai.forecast.metrics import crps_ensemble
+from sliceai.forecast.metrics import cap_windows, crps_ensemble
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import load_model, resolve_device, save_model
 
@@ -126,7 +126,7 @@ def validation_crps(
     # divided by max(its mean target, its context mean), so no window dominates.
     samples = np.expm1(np.minimum(y.double().cpu().numpy(), 60.0)).clip(min=0.0)
     truth = np.expm1(target.double().cpu().numpy())
-    crps = crps_ensemble(np.moveaxis(samples, 1, -1), truth).mean(axis=1)
+    crps = crps_ensemble(cap_windows(np.moveaxis(samples, 1, -1), truth), truth).mean(axis=1)
     return float(np.mean(crps / np.maximum(np.abs(truth).mean(axis=1), 1.0)))
 
 
