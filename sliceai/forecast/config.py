@@ -29,8 +29,8 @@ class ForecastConfig:
     ``tail_linear`` and ``tail_cubic`` reshape each step's marginal after training: a
     standard deviate ``z`` becomes ``tail_linear * z + tail_cubic * z**3`` (a sharper
     body and heavier tails than the Gaussian; fitted on validation data by
-    :func:`sliceai.forecast.train.fit_tail_shape` to the interval coverage; 1 and 0 leave
-    the Gaussian as is).
+    :func:`sliceai.forecast.train.fit_tail_shape`: the lowest CRPS among the shapes whose
+    95% interval covers about 95%; 1 and 0 leave the Gaussian as is).
     ``seasonal_window`` intervals of history one day earlier, centred on the forecast
     origin, go in as well when the history reaches that far back (the same time of day
     yesterday: scheduled sessions and the daily profile); 0 leaves them out.
@@ -39,6 +39,11 @@ class ForecastConfig:
     ``members`` > 1 makes the checkpoint a seed ensemble: that many networks of this shape,
     read as one equal-weight mixture (:mod:`sliceai.forecast.mixture`; the tail shape is
     the mixture's).
+    ``session_summary`` makes the level and volatility the network scales by those of the
+    current session (the points since the context was last idle, when there are enough),
+    and adds the session's age and the context's idle share as inputs: a calm session
+    that started within the volatility window is not read as volatile because of its
+    own onset.
     """
 
     context_length: int = 256
@@ -54,6 +59,7 @@ class ForecastConfig:
     seasonal_window: int = 0
     zero_inflated: bool = False
     members: int = 1
+    session_summary: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -81,10 +87,11 @@ class ForecastConfig:
                 "config field 'seasonal_window' must be 0 or an even integer >= 2 x "
                 f"max_horizon, got {self.seasonal_window!r}"
             )
-        if not isinstance(self.zero_inflated, bool):
-            raise ForecastError(
-                f"config field 'zero_inflated' must be true or false, got {self.zero_inflated!r}"
-            )
+        for flag in ("zero_inflated", "session_summary"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ForecastError(
+                    f"config field {flag!r} must be true or false, got {getattr(self, flag)!r}"
+                )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")
         if not (self.tail_linear > 0.0 and self.tail_cubic >= 0.0):

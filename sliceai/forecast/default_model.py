@@ -47,6 +47,8 @@ TRAINING_THREADS = 1
 #: (0.1% worse CRPS), seeds 0-3 +15.0% / +9.6% (and a wider extreme tail: pinball 0.999 at
 #: 10 s 0.0114 against 0.0081).
 MEMBERS = 2
+#: Level and volatility of the current session (see :class:`ForecastConfig`).
+SESSION_SUMMARY = True
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ RECIPE = Recipe()
 
 
 def training_data(
-    seasonal_window: int = SEASONAL_WINDOW,
+    seasonal_window: int = SEASONAL_WINDOW, session_summary: bool = SESSION_SUMMARY
 ) -> tuple[ForecastConfig, list[Series], list[Series], list[str]]:
     """The config, training and validation series, and the trace labels."""
     # Each scenario with its own seeds (campus shares slice generators with the others,
@@ -87,7 +89,9 @@ def training_data(
         for s, (days, interval) in zip(TRAINING_SEEDS, TRAINING_CLOCKS, strict=True)
     ]
     traces = [generate_scenario(name, s, days, interval) for name, s, days, interval in specs]
-    config = ForecastConfig(seasonal_window=seasonal_window, zero_inflated=True)
+    config = ForecastConfig(
+        seasonal_window=seasonal_window, zero_inflated=True, session_summary=session_summary
+    )
     pairs = [
         s.split(0.85, history=config.history_length(s.interval_s))
         for s in series_from_traces(traces)
@@ -104,11 +108,12 @@ def build(
     seasonal_window: int = SEASONAL_WINDOW,
     progress: bool = True,
     recipe: Recipe = RECIPE,
+    session_summary: bool = SESSION_SUMMARY,
 ) -> float:
     """Train one network of the default model into ``out``; returns its best validation
     CRPS."""
     torch.set_num_threads(threads)
-    config, train_series, val_series, labels = training_data(seasonal_window)
+    config, train_series, val_series, labels = training_data(seasonal_window, session_summary)
     result = train(
         train_series,
         val_series,
@@ -134,9 +139,9 @@ def build(
     return result.best_val_crps
 
 
-def _member(args: tuple[Path, int, int, int, int, Recipe]) -> float:
-    out, epochs, seed, threads, window, recipe = args
-    return build(out, epochs, seed, threads, window, False, recipe)
+def _member(args: tuple[Path, int, int, int, int, Recipe, bool]) -> float:
+    out, epochs, seed, threads, window, recipe, session = args
+    return build(out, epochs, seed, threads, window, False, recipe, session)
 
 
 def build_members(
@@ -148,15 +153,19 @@ def build_members(
     seasonal_window: int = SEASONAL_WINDOW,
     jobs: int = 2,
     recipe: Recipe = RECIPE,
+    session_summary: bool = SESSION_SUMMARY,
 ) -> list[float]:
     """Train ``members`` networks (seeds ``seed + k``) in ``jobs`` processes and join them
     into the seed ensemble in ``out`` (one network: written as is); returns each
     member's best validation CRPS."""
     if members == 1:
-        return [build(out, epochs, seed, threads, seasonal_window, True, recipe)]
+        return [build(out, epochs, seed, threads, seasonal_window, True, recipe, session_summary)]
     with tempfile.TemporaryDirectory(prefix="sliceai-members-") as tmp:
         dirs = [Path(tmp) / f"member-{k}" for k in range(members)]
-        work = [(d, epochs, seed + k, threads, seasonal_window, recipe) for k, d in enumerate(dirs)]
+        work = [
+            (d, epochs, seed + k, threads, seasonal_window, recipe, session_summary)
+            for k, d in enumerate(dirs)
+        ]
         # Fresh interpreters (spawn): each member alone, as a one-process build trains it.
         with ProcessPoolExecutor(max(1, jobs), mp_context=get_context("spawn")) as pool:
             scores = list(pool.map(_member, work))
@@ -203,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--final-lr", type=float, default=RECIPE.final_lr_fraction)
     parser.add_argument("--linear-crps", type=float, default=RECIPE.linear_crps_weight)
     parser.add_argument(
+        "--session-summary",
+        action=argparse.BooleanOptionalAction,
+        default=SESSION_SUMMARY,
+        help="level and volatility of the current session (ForecastConfig.session_summary)",
+    )
+    parser.add_argument(
         "--join",
         type=Path,
         nargs="+",
@@ -223,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seasonal_window,
         args.jobs,
         Recipe(args.weight_average, args.final_lr, args.linear_crps),
+        args.session_summary,
     )
     best = ", ".join(f"{c:.4f}" for c in scores)
     print(f"default model written to {args.out} (validation CRPS {best})", file=sys.stderr)
