@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, resolve_device
+from sliceai.forecast.default_model import MEMBERS, SESSION_SUMMARY
 from sliceai.forecast.pipeline import CONFIG_FILE, WEIGHTS_FILE, default_checkpoint
 
 
@@ -86,9 +87,10 @@ def test_device_auto_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bundled_default_loads_offline() -> None:
     pipe = ForecastPipeline.load(device="cpu")
-    # Issue #5: the shipped checkpoint (a 2-network seed ensemble, 1.5 MB) stays <= 5 MB.
+    # Issue #5: the shipped checkpoint (a 4-network seed ensemble, 2.9 MB) stays <= 5 MB.
     assert (default_checkpoint() / WEIGHTS_FILE).stat().st_size <= 5_000_000
-    assert pipe.config.members == len(pipe.members) == 2
+    assert pipe.config.members == len(pipe.members) == MEMBERS
+    assert pipe.config.session_summary is SESSION_SUMMARY
     q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=60.0)
     assert q.shape == (3, 16, 2)
     assert np.all(q[..., 1] >= q[..., 0])
