@@ -16,7 +16,12 @@ from sliceai.forecast.data import Windows
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import prepare, to_log_space
 from sliceai.forecast.metrics import cap_windows, crps_ensemble
-from sliceai.forecast.mixture import ForecastEnsemble, member_arrays, mixture_covered
+from sliceai.forecast.mixture import (
+    ForecastEnsemble,
+    member_arrays,
+    mixture_coverage,
+    mixture_covered,
+)
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 from sliceai.forecast.pipeline import load_model, save_model
 
@@ -106,9 +111,7 @@ def fit_shape(
     candidates = []
     for a in TAIL_LINEAR_GRID:
         for b in TAIL_CUBIC_GRID:
-            got = np.array(
-                [np.mean(mixture_covered(y, loc, std, p0, c, a, b)) for c in TAIL_FIT_LEVELS]
-            )
+            got = mixture_coverage(y, loc, std, p0, TAIL_FIT_LEVELS, a, b)
             if abs(got[i95] - 0.95) <= TAIL_COVERAGE_TOLERANCE:
                 candidates.append((a, b))
             got_c = np.clip(got, 1e-4, 1.0 - 1e-4)

@@ -227,7 +227,26 @@ def mixture_covered(
     below 0 are 0): inside when ``F(y) >= lower level`` and (``y == 0`` or ``F(y) <=
     upper level``), with ``F`` the CDF in log space."""
     cdf, _ = mixture_cdf(y[..., None], loc, std, p0, a, b)
+    return _inside(cdf[..., 0], y, coverage)
+
+
+def mixture_coverage(
+    y: FloatArray,
+    loc: FloatArray,
+    std: FloatArray,
+    p0: FloatArray,
+    coverages: Sequence[float],
+    a: float,
+    b: float,
+) -> FloatArray:
+    """``(len(coverages),)`` fraction of ``y`` inside each central interval, as
+    :func:`mixture_covered` counts it, from one evaluation of the CDF at ``y``."""
+    cdf, _ = mixture_cdf(y[..., None], loc, std, p0, a, b)
     f = cdf[..., 0]
+    return np.array([np.mean(_inside(f, y, c)) for c in coverages])
+
+
+def _inside(f: FloatArray, y: FloatArray, coverage: float) -> npt.NDArray[np.bool_]:
     lo_level, hi_level = (1.0 - coverage) / 2.0, (1.0 + coverage) / 2.0
     inside: npt.NDArray[np.bool_] = (f >= lo_level) & ((y <= 0.0) | (f <= hi_level))
     return inside
@@ -238,6 +257,7 @@ __all__ = [
     "inverse_shape",
     "member_modules",
     "mixture_cdf",
+    "mixture_coverage",
     "mixture_covered",
     "mixture_quantiles",
     "split_samples",
