@@ -53,8 +53,9 @@ protos-check: $(STAMP)
 	fi
 
 # Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios:
-# a seed ensemble of 2 networks, each trained on one torch thread, both at once (deterministic
-# on the CPU; about 9 minutes on 2 cores).
+# a seed ensemble of 4 networks (2 seeds, each with and without randomised scenario variants),
+# each trained on one torch thread, two at once (deterministic on the CPU; about 19 minutes on
+# 2 cores).
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model
 

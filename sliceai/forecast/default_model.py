@@ -5,12 +5,14 @@ training seeds of :mod:`sliceai.forecast.scenarios` (14 days at 1-minute and
 2 x 7 days at 10-second intervals per scenario; the last 15% of every series
 validates, with the day of history before it) and writes ``sliceai/data/model/``.
 
-The checkpoint is a seed ensemble (:mod:`sliceai.forecast.mixture`): ``--members``
-networks trained with seeds ``seed, seed + 1, ...`` (each alone, one torch thread, in
-``--jobs`` parallel processes), joined with one tail shape fitted to the mixture
+The checkpoint is a seed ensemble (:mod:`sliceai.forecast.mixture`): for each of
+``--seeds`` seeds ``seed, seed + 1, ...`` one network trained on those traces and (with
+``--variants``, the default) one trained on them plus a randomised variant of each
+(:mod:`sliceai.forecast.randomized`), each alone on one torch thread, ``--jobs`` at a
+time, joined with one tail shape fitted to the mixture
 (:func:`~sliceai.forecast.calibration.fit_shape`). Deterministic on the CPU for a given
-seed and thread count (one thread by default: the shipped checkpoint's); about 9 minutes
-for two members on 2 cores.
+seed and thread count (one thread by default: the shipped checkpoint's); about 19
+minutes for the four networks on 2 cores.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ import torch
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Series, sample_windows, series_from_traces
 from sliceai.forecast.pipeline import default_checkpoint
-from sliceai.forecast.scenarios import TRAINING_SCENARIOS, TRAINING_SEEDS, generate_scenario
+from sliceai.forecast.scenarios import (
+    TRAINING_SCENARIOS,
+    TRAINING_SEEDS,
+    generate_scenario,
+    generate_variant,
+)
 from sliceai.forecast.train import STATE_DIR, TrainOptions, build_ensemble, train
 
 #: (days, interval_s) of the trace for each training seed: 1-minute and 10-second clocks.
@@ -42,17 +49,35 @@ SEASONAL_WINDOW = 128
 #: against the best baseline on the held-out 60 s / 10 s clocks, the 1-thread one +14.0%
 #: / +10.3%: the margin is within run-to-run spread.
 TRAINING_THREADS = 1
-#: Networks in the shipped seed ensemble, chosen on the dev traces (never the held-out
-#: ones: ``python -m sliceai.forecast.accuracy --dev``). CRPS below EWMA's there at 60 s /
-#: 10 s with the CRPS-chosen tail shape: seeds 0-1 +15.5% / +10.1%; seeds 0-3 +15.4% /
-#: +10.0%. With the session summary: seeds 0-3 +16.0% / +10.7%, seeds 0-5 +16.3% / +10.6%;
-#: but the rebuilt 4-member session ensemble scored +13.4% / +11.6% on the held-out traces
-#: and one member gave a calm held-out xr session a log-space spread of 4.3 (0.999
-#: quantiles up to 1e6 times the mean; pinball 0.999 at 10 s 0.026 against 0.009), so it
-#: is not shipped. (With the coverage-fitted tail, 3 or 4 members scored no better than 2.)
-MEMBERS = 2
+#: Seeds in the shipped ensemble. Each seed trains two networks: one on the bundled
+#: scenarios alone, one also on randomised variants of them (:data:`VARIANTS`), so the
+#: checkpoint holds ``2 * SEEDS`` networks. Chosen on the dev traces (never the held-out
+#: ones: ``python -m sliceai.forecast.accuracy --dev``); CRPS below EWMA's there at 60 s /
+#: 10 s with the CRPS-chosen tail shape:
+#:
+#: - seeds 0-1, bundled scenarios only (shipped until 2026-11-27): +15.5% / +10.1%;
+#:   seeds 0-3: +15.4% / +10.0% (with the coverage-fitted tail of the time, 3 or 4 members
+#:   scored no better than 2);
+#: - seeds 0-1 trained with the variants only: +15.1% / +9.2% (the stadium mix +13.3% at
+#:   60 s against +11.4%, the training scenarios' dev seeds about 1 point worse);
+#: - **both, 4 networks (shipped): +16.0% / +10.1%** (stadium +13.5% at 60 s); on the
+#:   held-out traces (``make evaluate``) +15.4% / +11.3%, against +14.6% / +11.1% for
+#:   seeds 0-1 without variants;
+#: - with the session summary, seeds 0-3 +16.0% / +10.7%, seeds 0-5 +16.3% / +10.6%; but
+#:   the rebuilt 4-member session ensemble scored +13.4% / +11.6% on the held-out traces
+#:   and one member gave a calm held-out xr session a log-space spread of 4.3 (0.999
+#:   quantiles up to 1e6 times the mean; pinball 0.999 at 10 s 0.026 against 0.009), so
+#:   it is not shipped.
+SEEDS = 2
+#: Train a second network per seed on the bundled scenarios plus one randomised variant
+#: of each training trace (:mod:`sliceai.forecast.randomized`: other rates, schedules,
+#: session lengths and noise; generated with seed ``VARIANT_SEED_BASE`` + the trace's).
+VARIANTS = True
+VARIANT_SEED_BASE = 100
+#: Networks in the shipped checkpoint.
+MEMBERS = SEEDS * (2 if VARIANTS else 1)
 #: Level and volatility of the current session (see :class:`ForecastConfig`): off, see
-#: :data:`MEMBERS` for what it scored.
+#: :data:`SEEDS` for what it scored.
 SESSION_SUMMARY = False
 
 
@@ -64,7 +89,7 @@ class Recipe:
     the last epoch as a fraction of the first, and the weight of the bit/s CRPS term.
 
     Tried on the dev traces, all with the coverage-fitted tail shape of the time (CRPS
-    below EWMA's at 60 s / 10 s; the shipped recipe, seeds 0-1: +15.3% / +9.7%, seed 0
+    below EWMA's at 60 s / 10 s; this recipe, seeds 0-1 without variants: +15.3% / +9.7%, seed 0
     alone +14.5% / +9.1%), none better at both clocks:
     moving average 0.999, seeds 0-1: +15.1% / +9.8%; with the bit/s CRPS term at weight 5,
     seeds 0-1: +14.8% / +9.9% (seed 0 alone +14.3% / +9.7%); weight 20, seed 0 alone:
@@ -84,9 +109,12 @@ RECIPE = Recipe()
 
 
 def training_data(
-    seasonal_window: int = SEASONAL_WINDOW, session_summary: bool = SESSION_SUMMARY
+    seasonal_window: int = SEASONAL_WINDOW,
+    session_summary: bool = SESSION_SUMMARY,
+    variants: bool = False,
 ) -> tuple[ForecastConfig, list[Series], list[Series], list[str]]:
-    """The config, training and validation series, and the trace labels."""
+    """The config, training and validation series, and the trace labels; with
+    ``variants`` also those of a randomised variant of each training trace."""
     # Each scenario with its own seeds (campus shares slice generators with the others,
     # so equal seeds would repeat the same traffic).
     specs = [
@@ -95,6 +123,11 @@ def training_data(
         for s, (days, interval) in zip(TRAINING_SEEDS, TRAINING_CLOCKS, strict=True)
     ]
     traces = [generate_scenario(name, s, days, interval) for name, s, days, interval in specs]
+    labels = [f"{n}:{s}:{d:g} days at {i:g} s" for n, s, d, i in specs]
+    if variants:
+        more = [(n, VARIANT_SEED_BASE + s, d, i) for n, s, d, i in specs]
+        traces += [generate_variant(n, s, d, i) for n, s, d, i in more]
+        labels += [f"{n} variant:{s}:{d:g} days at {i:g} s" for n, s, d, i in more]
     config = ForecastConfig(
         seasonal_window=seasonal_window, zero_inflated=True, session_summary=session_summary
     )
@@ -102,7 +135,6 @@ def training_data(
         s.split(0.85, history=config.history_length(s.interval_s))
         for s in series_from_traces(traces)
     ]
-    labels = [f"{n}:{s}:{d:g} days at {i:g} s" for n, s, d, i in specs]
     return config, [a for a, _ in pairs], [b for _, b in pairs], labels
 
 
@@ -115,11 +147,14 @@ def build(
     progress: bool = True,
     recipe: Recipe = RECIPE,
     session_summary: bool = SESSION_SUMMARY,
+    variants: bool = False,
 ) -> float:
-    """Train one network of the default model into ``out``; returns its best validation
-    CRPS."""
+    """Train one network of the default model into ``out`` (with ``variants``: on the
+    randomised variants too); returns its best validation CRPS."""
     torch.set_num_threads(threads)
-    config, train_series, val_series, labels = training_data(seasonal_window, session_summary)
+    config, train_series, val_series, labels = training_data(
+        seasonal_window, session_summary, variants
+    )
     result = train(
         train_series,
         val_series,
@@ -145,14 +180,21 @@ def build(
     return result.best_val_crps
 
 
-def _member(args: tuple[Path, int, int, int, int, Recipe, bool]) -> float:
-    out, epochs, seed, threads, window, recipe, session = args
-    return build(out, epochs, seed, threads, window, False, recipe, session)
+def _member(args: tuple[Path, int, int, int, int, Recipe, bool, bool]) -> float:
+    out, epochs, seed, threads, window, recipe, session, variants = args
+    return build(out, epochs, seed, threads, window, False, recipe, session, variants)
+
+
+def member_specs(seeds: int, variants: bool) -> list[tuple[int, bool]]:
+    """``(seed offset, trained with variants)`` of each network: every seed on the bundled
+    scenarios, then (with ``variants``) every seed again with the variants."""
+    plain = [(k, False) for k in range(seeds)]
+    return plain + ([(k, True) for k in range(seeds)] if variants else [])
 
 
 def build_members(
     out: Path,
-    members: int = MEMBERS,
+    seeds: int = SEEDS,
     epochs: int = 60,
     seed: int = 0,
     threads: int = TRAINING_THREADS,
@@ -160,24 +202,27 @@ def build_members(
     jobs: int = 2,
     recipe: Recipe = RECIPE,
     session_summary: bool = SESSION_SUMMARY,
+    variants: bool = VARIANTS,
 ) -> list[float]:
-    """Train ``members`` networks (seeds ``seed + k``) in ``jobs`` processes and join them
-    into the seed ensemble in ``out`` (one network: written as is); returns each
-    member's best validation CRPS."""
-    if members == 1:
+    """Train the networks of :func:`member_specs` (seeds ``seed + k``) in ``jobs``
+    processes and join them into the seed ensemble in ``out`` (one network: written as
+    is); returns each network's best validation CRPS."""
+    specs = member_specs(seeds, variants)
+    if len(specs) == 1:
         return [build(out, epochs, seed, threads, seasonal_window, True, recipe, session_summary)]
     with tempfile.TemporaryDirectory(prefix="sliceai-members-") as tmp:
-        dirs = [Path(tmp) / f"member-{k}" for k in range(members)]
+        dirs = [Path(tmp) / f"member-{k}" for k in range(len(specs))]
         work = [
-            (d, epochs, seed + k, threads, seasonal_window, recipe, session_summary)
-            for k, d in enumerate(dirs)
+            (d, epochs, seed + k, threads, seasonal_window, recipe, session_summary, v)
+            for d, (k, v) in zip(dirs, specs, strict=True)
         ]
         # Fresh interpreters (spawn): each member alone, as a one-process build trains it.
         with ProcessPoolExecutor(max(1, jobs), mp_context=get_context("spawn")) as pool:
             scores = list(pool.map(_member, work))
-        for k, score in enumerate(scores):
-            print(f"member {k} (seed {seed + k}): validation CRPS {score:.4f}", file=sys.stderr)
-        join(dirs, out, seed, seasonal_window)
+        for (k, v), score in zip(specs, scores, strict=True):
+            data = "bundled scenarios and variants" if v else "bundled scenarios"
+            print(f"seed {seed + k} on {data}: validation CRPS {score:.4f}", file=sys.stderr)
+        join(dirs, out, seed, seasonal_window, variants)
     return scores
 
 
@@ -186,11 +231,17 @@ def join(
     out: Path,
     seed: int = 0,
     seasonal_window: int = SEASONAL_WINDOW,
+    variants: bool = VARIANTS,
     **metadata: Any,
 ) -> None:
-    """Join member checkpoints into the ensemble in ``out``, the tail shape fitted on the
-    validation windows a ``seed`` build validates on."""
-    config, _, val_series, labels = training_data(seasonal_window)
+    """Join member checkpoints, in the order of :func:`member_specs`, into the ensemble in
+    ``out``, the tail shape fitted on the validation windows a ``seed`` build validates
+    on (with ``variants``: the second half of ``member_dirs`` trained with the variants,
+    and the variants' windows validate too)."""
+    if variants and len(member_dirs) % 2:
+        raise ValueError(f"{len(member_dirs)} networks: with variants, each seed trains two")
+    specs = member_specs(len(member_dirs) // 2 if variants else len(member_dirs), variants)
+    config, _, val_series, labels = training_data(seasonal_window, variants=variants)
     opts = TrainOptions(seed=seed)
     windows = sample_windows(
         val_series,
@@ -201,8 +252,15 @@ def join(
         augment=False,
         seasonal_window=config.seasonal_window,
     )
-    seeds = list(range(seed, seed + len(member_dirs)))
-    build_ensemble(member_dirs, out, windows, trained_on=labels, member_seeds=seeds, **metadata)
+    build_ensemble(
+        member_dirs,
+        out,
+        windows,
+        trained_on=labels,
+        member_seeds=[seed + k for k, _ in specs],
+        member_variants=[v for _, v in specs],
+        **metadata,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,8 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=TRAINING_THREADS)
     parser.add_argument("--seasonal-window", type=int, default=SEASONAL_WINDOW)
-    parser.add_argument("--members", type=int, default=MEMBERS, help="networks in the ensemble")
-    parser.add_argument("--jobs", type=int, default=2, help="members trained at once")
+    parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds in the ensemble")
+    parser.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=VARIANTS,
+        help="a second network per seed trained on randomised scenario variants too",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="networks trained at once")
     parser.add_argument("--weight-average", type=float, default=RECIPE.weight_average)
     parser.add_argument("--final-lr", type=float, default=RECIPE.final_lr_fraction)
     parser.add_argument("--linear-crps", type=float, default=RECIPE.linear_crps_weight)
@@ -228,16 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="+",
         metavar="DIR",
-        help="only join these trained member checkpoints (seeds --seed, --seed + 1, ...)",
+        help="only join these trained networks (seeds --seed, --seed + 1, ...; with "
+        "--variants, those trained on the variants after the others)",
     )
     args = parser.parse_args(argv)
     if args.join:
-        join(args.join, args.out, args.seed, args.seasonal_window)
+        join(args.join, args.out, args.seed, args.seasonal_window, args.variants)
         print(f"ensemble of {len(args.join)} written to {args.out}", file=sys.stderr)
         return 0
     scores = build_members(
         args.out,
-        args.members,
+        args.seeds,
         args.epochs,
         args.seed,
         args.threads,
@@ -245,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         args.jobs,
         Recipe(args.weight_average, args.final_lr, args.linear_crps),
         args.session_summary,
+        args.variants,
     )
     best = ", ".join(f"{c:.4f}" for c in scores)
     print(f"default model written to {args.out} (validation CRPS {best})", file=sys.stderr)

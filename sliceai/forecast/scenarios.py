@@ -42,3 +42,17 @@ def generate_scenario(
     scenario = load_scenario(name)
     n = round(days * 86400.0 / interval_s)
     return generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)
+
+
+def generate_variant(
+    name: str, seed: int, days: float = 7.0, interval_s: float = INTERVAL_S
+) -> Trace:
+    """``days`` of a randomised variant of bundled scenario ``name``
+    (:func:`sliceai.forecast.randomized.randomized_scenario` with ``seed``), generated
+    with ``seed``."""
+    from sliceai.forecast.randomized import randomized_scenario
+    from sliceai.traffic.generators import generate, load_scenario
+
+    scenario = randomized_scenario(load_scenario(name), seed)
+    n = round(days * 86400.0 / interval_s)
+    return generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)

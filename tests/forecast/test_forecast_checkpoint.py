@@ -87,7 +87,7 @@ def test_device_auto_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bundled_default_loads_offline() -> None:
     pipe = ForecastPipeline.load(device="cpu")
-    # Issue #5: the shipped checkpoint (a 2-network seed ensemble, 1.5 MB) stays <= 5 MB.
+    # Issue #5: the shipped checkpoint (a 4-network seed ensemble, 3.0 MB) stays <= 5 MB.
     assert (default_checkpoint() / WEIGHTS_FILE).stat().st_size <= 5_000_000
     assert pipe.config.members == len(pipe.members) == MEMBERS
     assert pipe.config.session_summary is SESSION_SUMMARY
