@@ -52,7 +52,7 @@ T = TypeVar("T")
 def randomized_scenario(base: Scenario, seed: int) -> Scenario:
     """A variant of ``base`` (its includes resolved) with perturbed slice settings; the
     same ``(base, seed)`` always gives the same variant."""
-    rng = np.random.default_rng([seed, 7919])
+    rng = np.random.default_rng([seed, 7919])  # salted: the traffic draws from [seed, ...]
     timing: dict[str, _Timing] = {}
     slices = tuple(_slice(s, rng, timing) for s in resolve_slices(base))
     return Scenario(
