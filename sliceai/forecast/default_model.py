@@ -89,8 +89,8 @@ class Recipe:
     the last epoch as a fraction of the first, and the weight of the bit/s CRPS term.
 
     Tried on the dev traces, all with the coverage-fitted tail shape of the time (CRPS
-    below EWMA's at 60 s / 10 s; this recipe, seeds 0-1 without variants: +15.3% / +9.7%, seed 0
-    alone +14.5% / +9.1%), none better at both clocks:
+    below EWMA's at 60 s / 10 s; this recipe, seeds 0-1 without variants: +15.3% /
+    +9.7%, seed 0 alone +14.5% / +9.1%), none better at both clocks:
     moving average 0.999, seeds 0-1: +15.1% / +9.8%; with the bit/s CRPS term at weight 5,
     seeds 0-1: +14.8% / +9.9% (seed 0 alone +14.3% / +9.7%); weight 20, seed 0 alone:
     +13.2% / +8.5%. The term did lower seed 0's validation CRPS (0.0348 with the average

@@ -28,6 +28,7 @@ from sliceai.traffic.scenario_model import (
     WEEKDAYS,
     Cyclic,
     Level,
+    LogNormalSetting,
     Noise,
     Periodic,
     Scenario,
@@ -46,7 +47,8 @@ SIGMA_FACTOR = (0.6, 1.5)
 #: The generator's bound on a noise sigma.
 MAX_SIGMA = 3.0
 
-T = TypeVar("T")
+#: A lognormal setting (a session rate or duration) scaled by :func:`_scaled`.
+T = TypeVar("T", bound=LogNormalSetting)
 
 
 def randomized_scenario(base: Scenario, seed: int) -> Scenario:
@@ -114,10 +116,8 @@ def _component(comp: Any, rate: float, timing: _Timing, rng: np.random.Generator
 
 
 def _scaled(dist: T, factor: float) -> T:
-    median, high = dist.median, dist.max  # type: ignore[attr-defined]
-    return dist.model_copy(  # type: ignore[attr-defined, no-any-return]
-        update={"median": median * factor, "max": None if high is None else high * factor}
-    )
+    high = None if dist.max is None else dist.max * factor
+    return dist.model_copy(update={"median": dist.median * factor, "max": high})
 
 
 def _noise(noise: Noise | None, rng: np.random.Generator) -> Noise | None:

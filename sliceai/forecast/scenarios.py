@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sliceai.traffic import Trace
+from sliceai.traffic.scenario_model import Scenario
 
 TRAINING_SCENARIOS = ("campus", "hospital", "factory")
 #: The held-out scenario mix: a file next to this module, not a bundled scenario.
@@ -37,11 +38,9 @@ def generate_scenario(
     name: str, seed: int, days: float = 7.0, interval_s: float = INTERVAL_S
 ) -> Trace:
     """``days`` of bundled scenario ``name`` at ``interval_s``; ValueError if unknown."""
-    from sliceai.traffic.generators import generate, load_scenario
+    from sliceai.traffic.generators import load_scenario
 
-    scenario = load_scenario(name)
-    n = round(days * 86400.0 / interval_s)
-    return generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)
+    return _generate(load_scenario(name), seed, days, interval_s)
 
 
 def generate_variant(
@@ -51,8 +50,13 @@ def generate_variant(
     (:func:`sliceai.forecast.randomized.randomized_scenario` with ``seed``), generated
     with ``seed``."""
     from sliceai.forecast.randomized import randomized_scenario
-    from sliceai.traffic.generators import generate, load_scenario
+    from sliceai.traffic.generators import load_scenario
 
-    scenario = randomized_scenario(load_scenario(name), seed)
+    return _generate(randomized_scenario(load_scenario(name), seed), seed, days, interval_s)
+
+
+def _generate(scenario: Scenario, seed: int, days: float, interval_s: float) -> Trace:
+    from sliceai.traffic.generators import generate
+
     n = round(days * 86400.0 / interval_s)
     return generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)
