@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 
-.PHONY: all venv test lint typecheck unit demo bench protos protos-check model e2e ryu-check clean constraints
+.PHONY: all venv test lint typecheck unit demo bench protos protos-check model evaluate oracle e2e ryu-check clean constraints
 
 all: test
 
@@ -63,6 +63,12 @@ model: $(STAMP)
 # 10 s clock) into BENCHMARKS.md's "forecast accuracy (held-out)" section (about 4 minutes).
 evaluate: $(STAMP)
 	$(PY) -m sliceai.forecast.accuracy --markdown BENCHMARKS.md
+
+# The bound on any forecaster's held-out CRPS: the generator's own conditional law (an oracle
+# that knows its latent state) against EWMA and the bundled model, on both clocks, into
+# BENCHMARKS.md's "forecast oracle bound" section (about 8 minutes).
+oracle: $(STAMP)
+	$(PY) sims/forecast/oracle.py --held-out --model bundled --markdown BENCHMARKS.md
 
 # OpenFlow end to end on a real Open vSwitch with hosts in network namespaces (root).
 e2e: $(STAMP)

@@ -232,8 +232,27 @@ def _sessions(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Array:
 
 
 def _sessions_on(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Array:
-    intensity = comp.per_hour * clock.dt / 3600.0 * _profile(comp, clock)
-    counts = rng.poisson(intensity)
+    starts, ends, rates = session_list(comp, clock, rng)
+    delta = np.bincount(starts, weights=rates, minlength=clock.n + 1)
+    delta -= np.bincount(ends, weights=rates, minlength=clock.n + 1)
+    out: Array = np.cumsum(delta, dtype=np.float64)[: clock.n]
+    np.maximum(out, 0.0, out=out)  # rounding residue of the running sum
+    out[out < 1e-6] = 0.0
+    return out
+
+
+def session_intensity(comp: Sessions, clock: Clock) -> Array:
+    """Expected session starts per interval ``(n,)``."""
+    return comp.per_hour * clock.dt / 3600.0 * _profile(comp, clock)
+
+
+def session_list(
+    comp: Sessions, clock: Clock, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], Array]:
+    """The sessions a component keeps: ``(starts, ends, rates)``, ``ends`` exclusive and
+    at most ``clock.n``; with ``exclusive`` only those that begin after the last one kept
+    has ended."""
+    counts = rng.poisson(session_intensity(comp, clock))
     starts = np.repeat(np.arange(clock.n), counts)
     n_sessions = len(starts)
     length = np.maximum(1, np.round(_lognormal(comp.duration, rng, n_sessions) / clock.dt))
@@ -247,41 +266,56 @@ def _sessions_on(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Arra
                 keep[j] = True
                 busy_until = e
         starts, ends, rates = starts[keep], ends[keep], rates[keep]
-    delta = np.bincount(starts, weights=rates, minlength=clock.n + 1)
-    delta -= np.bincount(ends, weights=rates, minlength=clock.n + 1)
-    out: Array = np.cumsum(delta, dtype=np.float64)[: clock.n]
-    np.maximum(out, 0.0, out=out)  # rounding residue of the running sum
-    out[out < 1e-6] = 0.0
-    return out
+    return starts, ends, rates
 
 
 def _periodic(comp: Periodic, clock: Clock, rng: np.random.Generator) -> Array:
     """``devices`` periodic senders: Poisson message counts per interval, regimes in the count."""
-    devices = np.full(clock.n, float(comp.devices))
-    if comp.regimes_per_day > 0:
-        changes = rng.random(clock.n) < comp.regimes_per_day * clock.dt / 86400.0
-        regime = np.cumsum(changes)
-        factors = np.exp(
-            comp.regime_sigma * rng.standard_normal(int(regime[-1]) + 1) - comp.regime_sigma**2 / 2
-        )
-        factors[0] = 1.0
-        devices *= factors[regime]
-    devices *= _profile(comp, clock)
-    messages = rng.poisson(devices * clock.dt / comp.period)
+    messages = rng.poisson(periodic_messages_mean(comp, clock, regime_factor(comp, clock, rng)))
     result: Array = (messages * (comp.message_bytes * 8.0 / clock.dt)).astype(np.float64)
     return result
 
 
+def regime_factor(comp: Periodic, clock: Clock, rng: np.random.Generator) -> Array:
+    """The device count's factor per interval ``(n,)``: 1 until the first regime change,
+    then a mean-1 lognormal per regime."""
+    if comp.regimes_per_day <= 0:
+        return np.ones(clock.n)
+    changes = rng.random(clock.n) < comp.regimes_per_day * clock.dt / 86400.0
+    regime = np.cumsum(changes)
+    factors = np.exp(
+        comp.regime_sigma * rng.standard_normal(int(regime[-1]) + 1) - comp.regime_sigma**2 / 2
+    )
+    factors[0] = 1.0
+    out: Array = factors[regime]
+    return out
+
+
+def periodic_messages_mean(comp: Periodic, clock: Clock, factor: Array) -> Array:
+    """Expected messages per interval for a regime ``factor`` (per interval or broadcast)."""
+    devices = comp.devices * factor * _profile(comp, clock)
+    out: Array = devices * clock.dt / comp.period
+    return out
+
+
 def _cyclic(comp: Cyclic, clock: Clock, rng: np.random.Generator) -> Array:
     """Cyclic control: a level uniform in [low, high] per shift while scheduled, else idle."""
+    shift_index, levels = shift_levels(comp, clock, rng)
+    running = _profile(comp, clock)
+    result: Array = np.where(running > 0, levels[shift_index] * running, comp.idle)
+    return result
+
+
+def shift_levels(
+    comp: Cyclic, clock: Clock, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], Array]:
+    """Each interval's shift (0 = the first's) ``(n,)`` and each shift's level."""
     shift_index = np.floor((clock.start + clock.dt * np.arange(clock.n)) / comp.shift).astype(
         np.int64
     )
     shift_index -= shift_index[0]
     levels = rng.uniform(comp.low, comp.high, int(shift_index[-1]) + 1)
-    running = _profile(comp, clock)
-    result: Array = np.where(running > 0, levels[shift_index] * running, comp.idle)
-    return result
+    return shift_index, levels
 
 
 def _lognormal_ar(noise: Noise, clock: Clock, rng: np.random.Generator) -> Array:
@@ -292,19 +326,27 @@ def _lognormal_ar(noise: Noise, clock: Clock, rng: np.random.Generator) -> Array
     """
     if noise.sigma == 0:
         return np.ones((clock.n, 2))
-    step = max(clock.dt, noise.corr / 10.0)
-    m = math.ceil(clock.n * clock.dt / step) + 2
-    eps = rng.standard_normal((m, 2))
-    phi = math.exp(-step / noise.corr)
-    eps[1:] *= math.sqrt(1.0 - phi * phi)  # stationary from the first step: unit variance
-    gauss = ar1(eps, phi)
+    gauss, step, _ = ar_grid(noise, clock, rng)
     if step > clock.dt:
+        m = len(gauss)
         at = np.arange(clock.n) * (clock.dt / step)
         gauss = np.stack([np.interp(at, np.arange(m), gauss[:, d]) for d in range(2)], axis=1)
     else:
         gauss = gauss[: clock.n]
     result: Array = np.exp(noise.sigma * gauss - noise.sigma**2 / 2.0)
     return result
+
+
+def ar_grid(noise: Noise, clock: Clock, rng: np.random.Generator) -> tuple[Array, float, float]:
+    """The unit-variance AR(1) behind :func:`_lognormal_ar` on its own grid: ``(values (m,
+    2), grid step s, correlation per step)``; the step is the interval or a tenth of
+    ``corr``, whichever is longer (sigma 0 draws nothing)."""
+    step = max(clock.dt, noise.corr / 10.0)
+    m = math.ceil(clock.n * clock.dt / step) + 2
+    eps = rng.standard_normal((m, 2))
+    phi = math.exp(-step / noise.corr)
+    eps[1:] *= math.sqrt(1.0 - phi * phi)  # stationary from the first step: unit variance
+    return ar1(eps, phi), step, phi
 
 
 def ar1(innovations: Array, phi: float) -> Array:
@@ -338,16 +380,28 @@ def _spikes(
     spikes: Spikes, clock: Clock, rng: np.random.Generator, active: npt.NDArray[np.bool_]
 ) -> Array:
     """Pareto-sized bursts ``(n,)`` bit/s lasting ``length``, only where the component is active."""
-    hits = np.flatnonzero(rng.random(clock.n) < spikes.per_hour * clock.dt / 3600.0)
-    sizes = spikes.scale * (1.0 + rng.pareto(spikes.shape, len(hits)))
-    if spikes.max is not None:
-        np.minimum(sizes, spikes.max, out=sizes)
-    length = max(1, round(clock.steps(spikes.length)))
+    hits, sizes, length = spike_hits(spikes, clock, rng)
     delta = np.bincount(hits, weights=sizes, minlength=clock.n + length)
     delta -= np.bincount(hits + length, weights=sizes, minlength=clock.n + length)
     out: Array = np.cumsum(delta, dtype=np.float64)[: clock.n]
     out[out < 1e-6] = 0.0
     return out * active
+
+
+def spike_probability(spikes: Spikes, clock: Clock) -> float:
+    """The chance that a spike begins in an interval."""
+    return spikes.per_hour * clock.dt / 3600.0
+
+
+def spike_hits(
+    spikes: Spikes, clock: Clock, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], Array, int]:
+    """``(intervals where a spike begins, their sizes bit/s, length in intervals)``."""
+    hits = np.flatnonzero(rng.random(clock.n) < spike_probability(spikes, clock))
+    sizes = spikes.scale * (1.0 + rng.pareto(spikes.shape, len(hits)))
+    if spikes.max is not None:
+        np.minimum(sizes, spikes.max, out=sizes)
+    return hits, sizes, max(1, round(clock.steps(spikes.length)))
 
 
 def scenario_slice_names(names: Iterable[str]) -> tuple[str, ...]:

@@ -1,0 +1,149 @@
+"""The oracle bound (``sims/forecast/generator_oracle.py``, used by ``oracle.py``): its
+replay is the generator, its forecast is the generator's conditional law (calibrated,
+exact where nothing is random)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from sliceai.forecast.metrics import crps_ensemble
+from sliceai.forecast.scenarios import HELD_OUT_SCENARIO, START_EPOCH_S
+from sliceai.traffic.generators import (
+    Clock,
+    bundled_scenarios,
+    generate,
+    load_scenario,
+    resolve_slices,
+)
+from sliceai.traffic.scenario_model import Scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Intervals of history before the first forecast origin.
+CONTEXT = 256
+
+
+@pytest.fixture(scope="module")
+def oracle() -> ModuleType:
+    path = ROOT / "sims" / "forecast" / "generator_oracle.py"
+    spec = importlib.util.spec_from_file_location("generator_oracle", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def _clock(scenario: Scenario, interval_s: float, days: float) -> Clock:
+    n = round(days * 86400.0 / interval_s)
+    return Clock(START_EPOCH_S, interval_s, n, scenario.utc_offset_h)
+
+
+@pytest.mark.parametrize("name", [*bundled_scenarios(), HELD_OUT_SCENARIO])
+@pytest.mark.parametrize("interval_s", [10.0, 60.0])
+def test_replay_rebuilds_every_slice_of_the_generator(
+    oracle: ModuleType, name: str, interval_s: float
+) -> None:
+    scenario = load_scenario(name)
+    clock = _clock(scenario, interval_s, 1.0)
+    trace = generate(
+        scenario, start=clock.start, n_intervals=clock.n, interval_s=interval_s, seed=7
+    )
+    for i, settings in enumerate(resolve_slices(scenario)):
+        states = oracle.replay_slice(settings, clock, 7)
+        rebuilt = oracle.reconstruct(states, settings.cap)
+        np.testing.assert_allclose(rebuilt, trace.load_bps[:, i], rtol=1e-9, atol=1e-6)
+
+
+def _one_slice(components: list[dict[str, object]]) -> Scenario:
+    return Scenario.model_validate(
+        {"name": "t", "slices": [{"name": "s", "components": components}]}
+    )
+
+
+def _oracle_run(
+    oracle: ModuleType, scenario: Scenario, interval_s: float, days: float, paths: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Oracle paths ``(origins, horizon, paths)`` and targets ``(origins, horizon)``, UL."""
+    clock = _clock(scenario, interval_s, days)
+    settings = resolve_slices(scenario)[0]
+    trace = generate(
+        scenario, start=clock.start, n_intervals=clock.n, interval_s=interval_s, seed=3
+    )
+    states = oracle.replay_slice(settings, clock, 3)
+    origins = np.arange(CONTEXT, clock.n - oracle.HORIZON + 1, oracle.HORIZON)
+    values = trace.load_bps[:, 0, 1]
+    targets = sliding_window_view(values, oracle.HORIZON)[origins]
+    rng = np.random.default_rng(0)
+    ens = oracle.oracle_paths(states, settings.cap, 1, origins, paths, rng)
+    return ens, targets
+
+
+def test_the_oracle_is_exact_where_nothing_is_random(oracle: ModuleType) -> None:
+    scenario = _one_slice(
+        [
+            {"kind": "level", "rate": "10 Mbps", "day": [1.0 + h / 24 for h in range(24)]},
+            {"kind": "cyclic", "low": "1 Mbps", "high": "1 Mbps", "shift": "8 h"},
+        ]
+    )
+    ens, targets = _oracle_run(oracle, scenario, 60.0, 1.0, 8)
+    np.testing.assert_allclose(ens, np.repeat(targets[..., None], 8, axis=-1), rtol=1e-12)
+    assert float(crps_ensemble(ens, targets).max()) < 1e-6 * float(targets.mean())
+
+
+@pytest.mark.parametrize(
+    "component",
+    [
+        # busy non-exclusive sessions: running ones end, new ones arrive
+        {
+            "kind": "sessions",
+            "per_hour": 30,
+            "duration": {"median": "10 min", "sigma": 0.5},
+            "rate": {"median": "5 Mbps", "sigma": 0.3},
+            "noise": {"sigma": 0.1, "corr": "20 s"},
+        },
+        # a level with slow AR noise on a coarse grid and spikes
+        {
+            "kind": "level",
+            "rate": "50 Mbps",
+            "noise": {"sigma": 0.2, "corr": "5 min"},
+            "spikes": {"per_hour": 40, "scale": "5 Mbps", "shape": 2.0, "length": "20 s"},
+        },
+    ],
+    ids=["sessions", "level-ar-spikes"],
+)
+def test_the_oracle_is_calibrated(oracle: ModuleType, component: dict[str, object]) -> None:
+    """The generator's own conditional law: about p of the targets lie below its p
+    quantile (a wrong session end, noise state or spike law shifts these). Where the
+    law has an atom (no spike; noise the generator interpolates between grid points the
+    past already fixes) the target ties with the quantile: p lies between the shares
+    strictly below and at most at it."""
+    ens, targets = _oracle_run(oracle, _one_slice([component]), 10.0, 2.0, 200)
+    for p in (0.1, 0.5, 0.9):
+        q = np.quantile(ens, p, axis=-1)
+        strictly = float(np.mean(targets < q * (1.0 - 1e-9)))
+        at_most = float(np.mean(targets <= q * (1.0 + 1e-9)))
+        assert strictly - 0.04 < p < at_most + 0.04, (p, strictly, at_most)
+
+
+def test_running_sessions_end_after_the_time_they_have_run(oracle: ModuleType) -> None:
+    from sliceai.traffic.scenario_model import LogNormalSetting
+
+    setting = LogNormalSetting(median=600.0, sigma=0.5, max=3600.0)
+    rng = np.random.default_rng(1)
+    ran = np.full((20000,), 90.0)  # intervals of 10 s: 15 min, past the median
+    length = oracle._lengths(setting, 10.0, ran.shape, rng, ran)
+    assert length.min() >= 90
+    assert length.max() <= 360
+    # the truncated law against rejection sampling from the unconditional one
+    free = oracle._lengths(setting, 10.0, (400000,), rng)
+    kept = free[free >= 90]
+    assert abs(np.mean(length) - np.mean(kept)) < 0.02 * np.mean(kept)
+    assert abs(np.median(length) - np.median(kept)) <= 2
