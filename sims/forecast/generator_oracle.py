@@ -28,7 +28,6 @@ replay, the check that it is the generator's.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +37,7 @@ from sliceai.traffic.generators import (
     Clock,
     _profile,
     ar_grid,
+    component_rng,
     periodic_messages_mean,
     regime_factor,
     session_intensity,
@@ -204,8 +204,7 @@ def replay_slice(settings: SliceSettings, clock: Clock, seed: int) -> list[Compo
     """The generator's draws for one slice, in its order (checked against ``slice_load``)."""
     states = []
     for k, comp in enumerate(settings.components):
-        key = settings.name if comp.stream is None else f"stream:{comp.stream}"
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode()), 0 if comp.stream else k])
+        rng = component_rng(settings, k, seed)
         base: Base
         if isinstance(comp, Level):
             base = KnownBase(np.full(clock.n, comp.rate) * _profile(comp, clock))

@@ -158,8 +158,7 @@ def slice_load(settings: SliceSettings, clock: Clock, seed: int) -> Array:
     """One slice's offered load ``(n, 2)`` bit/s: the sum of its components, capped."""
     total = np.zeros((clock.n, 2))
     for k, comp in enumerate(settings.components):
-        key = settings.name if comp.stream is None else f"stream:{comp.stream}"
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode()), 0 if comp.stream else k])
+        rng = component_rng(settings, k, seed)
         if isinstance(comp, Level):
             active = np.ones(clock.n, dtype=bool)
             base = np.full(clock.n, comp.rate) * _profile(comp, clock)
@@ -184,6 +183,14 @@ def slice_load(settings: SliceSettings, clock: Clock, seed: int) -> Array:
     if settings.cap is not None:
         np.minimum(total, settings.cap, out=total)
     return total
+
+
+def component_rng(settings: SliceSettings, k: int, seed: int) -> np.random.Generator:
+    """The random stream of component ``k`` of a slice: its own, or the named ``stream``
+    it shares with components of other slices (the same session times)."""
+    comp = settings.components[k]
+    key = settings.name if comp.stream is None else f"stream:{comp.stream}"
+    return np.random.default_rng([seed, zlib.crc32(key.encode()), 0 if comp.stream else k])
 
 
 def _profile(comp: Any, clock: Clock) -> Array:
