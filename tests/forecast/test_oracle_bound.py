@@ -147,3 +147,38 @@ def test_running_sessions_end_after_the_time_they_have_run(oracle: ModuleType) -
     kept = free[free >= 90]
     assert abs(np.mean(length) - np.mean(kept)) < 0.02 * np.mean(kept)
     assert abs(np.median(length) - np.median(kept)) <= 2
+
+
+@pytest.fixture(scope="module")
+def oracle_cli(oracle: ModuleType) -> ModuleType:
+    """``sims/forecast/oracle.py`` (it imports ``generator_oracle``, loaded above)."""
+    spec = importlib.util.spec_from_file_location("oracle_cli", ROOT / "sims/forecast/oracle.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_oracle_beats_ewma_on_a_scenario(oracle_cli: ModuleType) -> None:
+    scores = oracle_cli.score_trace("hospital", 5, 60.0, 1.5, 50, None)
+    assert {s.slice for s in scores} == {s.name for s in resolve_slices(load_scenario("hospital"))}
+    assert all(s.model is None for s in scores)
+    assert np.mean([s.oracle for s in scores]) < 0.9 * np.mean([s.ewma for s in scores])
+
+
+def test_the_oracle_section_replaces_its_markers_only(
+    oracle_cli: ModuleType, tmp_path: Path
+) -> None:
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# Benchmarks\n\n<!-- bench:other:start -->\nkept\n<!-- bench:other:end -->\n")
+    args = ["--interval", "60", "--days", "1.2", "--paths", "10", "--by-step"]
+    assert oracle_cli.main([*args, "--markdown", str(bench)]) == 0
+    text = bench.read_text()
+    assert "kept" in text
+    assert text.count("<!-- bench:forecast-oracle:start -->") == 1
+    assert "### 60 s intervals" in text
+    assert "oracle vs EWMA at steps 1, 2, 4, 8, 16" in text
+    with pytest.raises(SystemExit):
+        oracle_cli.main(["--paths", "1"])
