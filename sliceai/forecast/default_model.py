@@ -97,11 +97,13 @@ class Recipe:
     alone, 0.0342 at weight 5, 0.0341 at 20): validation CRPS, normalised per window, does
     not rank recipes as the evaluation's per-series score does. A coarse view of the last
     1024 intervals (64 bins of 16: how long a session has lasted beyond the 10 s context),
-    seeds 0-1, scored +14.2% / +8.6%. Twice the widths (``hidden_size`` 256,
-    ``decoder_hidden_size`` 128; 2026-11-27, the four networks of the shipped recipe, 6.3
-    MB in fp32, so stored in fp16 to stay under 5 MB): +16.1% / +10.7% against +16.0% /
-    +10.1%, but pinball loss at 0.999 3.5% worse on both clocks (the quantiles the solver
-    reads) and twice the encoder's cost; not shipped.
+    seeds 0-1, scored +14.2% / +8.6%. Wider networks (2026-11-27, the four networks of
+    the shipped recipe; shipped: ``hidden_size`` 128, ``decoder_hidden_size`` 64, +16.0% /
+    +10.1%, pinball loss at 0.999 0.0215 / 0.0078): 256 / 128 (6.3 MB in fp32, over the 5 MB
+    budget) +16.1% / +10.7%, pinball 0.0223 / 0.0081; 192 / 64 (4.5 MB) +16.2% / +10.6%,
+    pinball 0.0223 / 0.0079. Half a point at 10 s for tails a few percent worse at 60 s (the
+    quantiles the solver reads), 1.5-2x the encoder's cost and a checkpoint near the budget:
+    not shipped.
     """
 
     weight_average: float = 0.0
