@@ -35,8 +35,8 @@ from scipy.special import ndtr, ndtri
 
 from sliceai.traffic.generators import (
     Clock,
-    _profile,
     ar_grid,
+    calendar_factor,
     component_rng,
     periodic_messages_mean,
     regime_factor,
@@ -207,7 +207,7 @@ def replay_slice(settings: SliceSettings, clock: Clock, seed: int) -> list[Compo
         rng = component_rng(settings, k, seed)
         base: Base
         if isinstance(comp, Level):
-            base = KnownBase(np.full(clock.n, comp.rate) * _profile(comp, clock))
+            base = KnownBase(np.full(clock.n, comp.rate) * calendar_factor(comp, clock))
         elif isinstance(comp, Sessions):
             base = _replay_sessions(comp, clock, rng)
         elif isinstance(comp, Periodic):
@@ -233,12 +233,12 @@ def _replay_sessions(comp: Sessions, clock: Clock, rng: np.random.Generator) -> 
 def _replay_periodic(comp: Periodic, clock: Clock, rng: np.random.Generator) -> PeriodicBase:
     factor = regime_factor(comp, clock, rng)
     messages = rng.poisson(periodic_messages_mean(comp, clock, factor))
-    return PeriodicBase(comp, factor, _profile(comp, clock), messages, clock.dt)
+    return PeriodicBase(comp, factor, calendar_factor(comp, clock), messages, clock.dt)
 
 
 def _replay_cyclic(comp: Cyclic, clock: Clock, rng: np.random.Generator) -> CyclicBase:
     shift, levels = shift_levels(comp, clock, rng)
-    return CyclicBase(comp, shift, levels, _profile(comp, clock))
+    return CyclicBase(comp, shift, levels, calendar_factor(comp, clock))
 
 
 def _replay_noise(noise: Noise, clock: Clock, rng: np.random.Generator) -> NoiseState:

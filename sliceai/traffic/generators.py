@@ -161,7 +161,7 @@ def slice_load(settings: SliceSettings, clock: Clock, seed: int) -> Array:
         rng = component_rng(settings, k, seed)
         if isinstance(comp, Level):
             active = np.ones(clock.n, dtype=bool)
-            base = np.full(clock.n, comp.rate) * _profile(comp, clock)
+            base = np.full(clock.n, comp.rate) * calendar_factor(comp, clock)
         elif isinstance(comp, Sessions):
             base = _sessions(comp, clock, rng)
             active = base > 0
@@ -193,7 +193,7 @@ def component_rng(settings: SliceSettings, k: int, seed: int) -> np.random.Gener
     return np.random.default_rng([seed, zlib.crc32(key.encode()), 0 if comp.stream else k])
 
 
-def _profile(comp: Any, clock: Clock) -> Array:
+def calendar_factor(comp: Any, clock: Clock) -> Array:
     """Calendar factor per interval ``(n,)``: day profile x week profile x schedule window."""
     factor = np.ones(clock.n)
     if comp.day is not None:
@@ -250,7 +250,7 @@ def _sessions_on(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Arra
 
 def session_intensity(comp: Sessions, clock: Clock) -> Array:
     """Expected session starts per interval ``(n,)``."""
-    return comp.per_hour * clock.dt / 3600.0 * _profile(comp, clock)
+    return comp.per_hour * clock.dt / 3600.0 * calendar_factor(comp, clock)
 
 
 def session_list(
@@ -300,7 +300,7 @@ def regime_factor(comp: Periodic, clock: Clock, rng: np.random.Generator) -> Arr
 
 def periodic_messages_mean(comp: Periodic, clock: Clock, factor: Array) -> Array:
     """Expected messages per interval for a regime ``factor`` (per interval or broadcast)."""
-    devices = comp.devices * factor * _profile(comp, clock)
+    devices = comp.devices * factor * calendar_factor(comp, clock)
     out: Array = devices * clock.dt / comp.period
     return out
 
@@ -308,7 +308,7 @@ def periodic_messages_mean(comp: Periodic, clock: Clock, factor: Array) -> Array
 def _cyclic(comp: Cyclic, clock: Clock, rng: np.random.Generator) -> Array:
     """Cyclic control: a level uniform in [low, high] per shift while scheduled, else idle."""
     shift_index, levels = shift_levels(comp, clock, rng)
-    running = _profile(comp, clock)
+    running = calendar_factor(comp, clock)
     result: Array = np.where(running > 0, levels[shift_index] * running, comp.idle)
     return result
 
