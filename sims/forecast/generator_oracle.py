@@ -42,6 +42,7 @@ from sliceai.traffic.generators import (
     regime_factor,
     session_intensity,
     session_list,
+    session_rate,
     shift_levels,
     spike_hits,
     spike_probability,
@@ -161,16 +162,9 @@ class SessionBase:
     rates: Array  # (k,)
 
     def observed(self) -> tuple[Array, Array]:
-        n = len(self.intensity)
-        delta = np.zeros(n + 1)
-        for s, e, r in zip(
-            self.starts.tolist(), self.ends.tolist(), self.rates.tolist(), strict=True
-        ):
-            if e > 0:
-                delta[max(s, 0)] += r
-                delta[min(e, n)] -= r
-        base: Array = np.cumsum(delta)[:n]
-        base[base < 1e-6] = 0.0
+        n = len(self.intensity)  # sessions begun before the trace count from its start
+        clip = np.clip(self.starts, 0, n), np.clip(self.ends, 0, n)
+        base = session_rate(*clip, self.rates, n)
         return base, base > 0
 
     def future(self, origins: Array, paths: int, rng: np.random.Generator) -> tuple[Array, Array]:

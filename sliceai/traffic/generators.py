@@ -240,9 +240,17 @@ def _sessions(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Array:
 
 def _sessions_on(comp: Sessions, clock: Clock, rng: np.random.Generator) -> Array:
     starts, ends, rates = session_list(comp, clock, rng)
-    delta = np.bincount(starts, weights=rates, minlength=clock.n + 1)
-    delta -= np.bincount(ends, weights=rates, minlength=clock.n + 1)
-    out: Array = np.cumsum(delta, dtype=np.float64)[: clock.n]
+    return session_rate(starts, ends, rates, clock.n)
+
+
+def session_rate(
+    starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], rates: Array, n: int
+) -> Array:
+    """The summed rate ``(n,)`` of sessions running over ``[start, end)``, each within
+    ``[0, n]``."""
+    delta = np.bincount(starts, weights=rates, minlength=n + 1)
+    delta -= np.bincount(ends, weights=rates, minlength=n + 1)
+    out: Array = np.cumsum(delta, dtype=np.float64)[:n]
     np.maximum(out, 0.0, out=out)  # rounding residue of the running sum
     out[out < 1e-6] = 0.0
     return out
