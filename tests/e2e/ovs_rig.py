@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class Rig:
     controller: subprocess.Popen[bytes]
     stats_file: Path
     tmp: Path
+    clients: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         return read_plugin_stats(self.stats_file)
@@ -94,7 +95,14 @@ class Rig:
             host, [*argv, "-O", "2", "-J", "--logfile", str(log), *extra], log.with_suffix(".out")
         )
         proc.log = log  # type: ignore[attr-defined]
+        self.clients.append(proc)
         return proc
+
+    def stop_clients(self) -> None:
+        """Stop the iperf3 clients a test left running (it failed before waiting for them)."""
+        for proc in self.clients:
+            stop_process(proc)
+        self.clients.clear()
 
 
 def iperf_result(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dict[str, Any]:
@@ -126,6 +134,17 @@ def l2_factor(result: dict[str, Any]) -> float:
     return (mss + 66) / mss
 
 
+def describe_intervals(result: dict[str, Any]) -> str:
+    """Per-interval rates (Mbit/s) and the sender's retransmits, for a failure message."""
+    rates = " ".join(
+        f"{iv['sum']['bits_per_second'] / 1e6:.1f}"
+        for iv in result.get("intervals", [])
+        if not iv["sum"].get("omitted")
+    )
+    retransmits = result["end"].get("sum_sent", {}).get("retransmits")
+    return f"intervals [{rates}], retransmits {retransmits}"
+
+
 def received_l2_bps(result: dict[str, Any]) -> float:
     """Receiver-side rate at layer 2 (what the slice's meter let through), bit/s."""
     return received_bps(result) * l2_factor(result)
@@ -146,6 +165,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     testbed = OvsTestbed(n_hosts=3)
     controller: subprocess.Popen[bytes] | None = None
     servers: list[subprocess.Popen[bytes]] = []
+    rig: Rig | None = None
     try:
         with open(tmp / "controller.log", "wb") as log:
             controller = subprocess.Popen(
@@ -187,6 +207,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         )
         yield rig
     finally:
+        if rig is not None:
+            rig.stop_clients()
         for proc in servers:
             stop_process(proc)
         if controller is not None:
