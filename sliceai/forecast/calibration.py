@@ -199,10 +199,16 @@ def fit_mixture_tail(
 
 
 def build_ensemble(
-    member_dirs: Sequence[Path], out: Path, windows: Windows, **metadata: Any
+    member_dirs: Sequence[Path],
+    out: Path,
+    windows: Windows,
+    seasonal_min_interval_s: float | None = None,
+    **metadata: Any,
 ) -> ForecastEnsemble:
     """Join single-network checkpoints of one shape into a seed ensemble in ``out``, with
-    the tail shape fitted to the mixture's coverage on ``windows`` (CPU)."""
+    the tail shape fitted to the mixture's coverage on ``windows`` (CPU);
+    ``seasonal_min_interval_s`` (None: the members') sets the clocks at which the ensemble
+    reads yesterday's window."""
     members = [single_network(load_model(d)[0], d) for d in member_dirs]
     plain = dataclasses.replace(members[0].config, tail_linear=1.0, tail_cubic=0.0)
     for d, m in zip(member_dirs, members, strict=True):
@@ -214,6 +220,10 @@ def build_ensemble(
         target.load_state_dict(source.state_dict())
     a, b = fit_mixture_tail(ensemble, windows, torch.device("cpu"))
     ensemble.config = dataclasses.replace(ensemble.config, tail_linear=a, tail_cubic=b)
+    if seasonal_min_interval_s is not None:
+        ensemble.config = dataclasses.replace(
+            ensemble.config, seasonal_min_interval_s=seasonal_min_interval_s
+        )
     for member in ensemble.members:
         assert isinstance(member, ForecastModel)
         member.config = ensemble.config

@@ -34,6 +34,11 @@ class ForecastConfig:
     ``seasonal_window`` intervals of history one day earlier, centred on the forecast
     origin, go in as well when the history reaches that far back (the same time of day
     yesterday: scheduled sessions and the daily profile); 0 leaves them out.
+    ``seasonal_min_interval_s``: clocks faster than this get no seasonal input, in
+    training and forecasting alike (the window is left unobserved): at short intervals
+    yesterday's ``seasonal_window`` is a few minutes of other sessions, and reaching it
+    takes a day of history per forecast (8,640 intervals at 10 s); 0 (the default, and
+    what older configs read as) gives it at every clock.
     ``zero_inflated`` adds a per-step probability that the slice is idle (exactly 0):
     a session that may end or start within the horizon is two lumps, not one.
     ``members`` > 1 makes the checkpoint a seed ensemble: that many networks of this shape,
@@ -57,6 +62,7 @@ class ForecastConfig:
     tail_linear: float = 1.0
     tail_cubic: float = 0.0
     seasonal_window: int = 0
+    seasonal_min_interval_s: float = 0.0
     zero_inflated: bool = False
     members: int = 1
     session_summary: bool = False
@@ -92,6 +98,15 @@ class ForecastConfig:
                 raise ForecastError(
                     f"config field {flag!r} must be true or false, got {getattr(self, flag)!r}"
                 )
+        if (
+            not isinstance(self.seasonal_min_interval_s, (int, float))
+            or isinstance(self.seasonal_min_interval_s, bool)
+            or not 0.0 <= self.seasonal_min_interval_s < float("inf")
+        ):
+            raise ForecastError(
+                "config field 'seasonal_min_interval_s' must be a finite number >= 0, got "
+                f"{self.seasonal_min_interval_s!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")
         if not (self.tail_linear > 0.0 and self.tail_cubic >= 0.0):
@@ -104,10 +119,15 @@ class ForecastConfig:
                 f"config field 'min_sigma' must be in (0, 1), got {self.min_sigma!r}"
             )
 
+    def seasonal_at(self, interval_s: float) -> bool:
+        """Whether the model reads yesterday's window at ``interval_s``."""
+        return self.seasonal_window > 0 and interval_s >= self.seasonal_min_interval_s
+
     def history_length(self, interval_s: float) -> int:
         """Intervals of history the model reads at ``interval_s``: the context, and with a
-        seasonal window back to one day plus half that window before the origin."""
-        if self.seasonal_window == 0:
+        seasonal window (:meth:`seasonal_at`) back to one day plus half that window before
+        the origin."""
+        if not self.seasonal_at(interval_s):
             return self.context_length
         return max(self.context_length, day_period(interval_s) + self.seasonal_window // 2)
 

@@ -92,8 +92,10 @@ def sample_windows(
     rng: np.random.Generator,
     augment: bool = True,
     seasonal_window: int = 0,
+    seasonal_min_interval_s: float = 0.0,
 ) -> Windows:
-    """``n`` random windows whose targets are fully observed.
+    """``n`` random windows whose targets are fully observed; series at intervals below
+    ``seasonal_min_interval_s`` leave the seasonal window unobserved.
 
     With ``augment``: 10% get a history truncated to 1..context_length points (and
     lose the seasonal window), another 10% lose the seasonal window, 10% lose 5% of
@@ -127,7 +129,7 @@ def sample_windows(
             targets[filled] = target
             starts[filled] = s.start + (origin - context_length) * s.interval_s
             intervals[filled] = s.interval_s
-            if seasonal_window:
+            if seasonal_window and s.interval_s >= seasonal_min_interval_s:
                 idx = origin - day_period(s.interval_s) + lag_offsets
                 ok = (idx >= 0) & (idx < origin)
                 seasonal[filled, ok] = s.values[idx[ok]]

@@ -282,9 +282,10 @@ class ForecastPipeline:
     ) -> tuple[list[HorizonDistribution], npt.NDArray[np.float64]]:
         """Each member's distribution (``members``: only those, by index) and the scale."""
         cfg = self.config
-        prep = prepare(
-            ctx, cfg.context_length, horizon, interval_s, starts, scales, cfg.seasonal_window
-        )
+        w = cfg.seasonal_window
+        # Below the config's clock the window stays unobserved, however long the history.
+        lagged = None if cfg.seasonal_at(interval_s) else np.full((ctx.shape[0], w), np.nan)
+        prep = prepare(ctx, cfg.context_length, horizon, interval_s, starts, scales, w, lagged)
         dev = self.device
         which = range(len(self.members)) if members is None else members
         with torch.inference_mode():

@@ -208,6 +208,7 @@ def train(
         val_rng,
         augment=False,
         seasonal_window=config.seasonal_window,
+        seasonal_min_interval_s=config.seasonal_min_interval_s,
     )
     meta = {**(metadata or {}), "train_options": asdict(opts)}
 
@@ -238,6 +239,7 @@ def train(
                 horizon,
                 rng,
                 seasonal_window=config.seasonal_window,
+                seasonal_min_interval_s=config.seasonal_min_interval_s,
             )
             tensors, target = windows_to_tensors(batch, config, device)
             dist = model(*tensors)

@@ -117,3 +117,57 @@ def test_seasonal_window_learns_what_the_context_cannot_see(tmp_path: Path) -> N
     without = train(tr, va, tmp_path / "plain", plain, opts)
     # The 16-hour context never shows the same hour of the day; yesterday does.
     assert with_lag.best_val_crps < 0.7 * without.best_val_crps
+
+
+FAST_CLOCK = dataclasses.replace(SEASONAL, seasonal_min_interval_s=HOUR)
+HALF_HOUR = HOUR / 2  # one day = 48 intervals
+
+
+def test_clocks_below_the_seasonal_minimum_read_the_context_only() -> None:
+    assert FAST_CLOCK.seasonal_at(HOUR)
+    assert not FAST_CLOCK.seasonal_at(HALF_HOUR)
+    assert FAST_CLOCK.history_length(HOUR) == 24 + 4
+    assert FAST_CLOCK.history_length(HALF_HOUR) == 16
+    assert SEASONAL.history_length(HALF_HOUR) == 48 + 4
+    torch.manual_seed(0)
+    model = ForecastModel(FAST_CLOCK).eval()
+    same = ForecastModel(SEASONAL).eval()  # the same weights, no minimum
+    same.load_state_dict(model.state_dict())
+    fast, every = (ForecastPipeline(m, device="cpu") for m in (model, same))
+    rng = np.random.default_rng(0)
+    history = rng.lognormal(np.log(1e6), 0.3, size=(2, 60))
+    changed = history.copy()
+    changed[:, 60 - 48 - 4 : 60 - 48 + 4] *= 10.0  # only yesterday's window
+    levels = (0.1, 0.5, 0.9)
+    kw = {"interval_s": HALF_HOUR, "start_time": 1.7e9}
+    q = fast.quantiles(history, 4, levels, **kw)
+    # Yesterday is ignored however long the history, and the forecast is the one of a
+    # model given no yesterday at all (the same start: the context's first interval).
+    np.testing.assert_array_equal(fast.quantiles(changed, 4, levels, **kw), q)
+    later = {**kw, "start_time": 1.7e9 + 44 * HALF_HOUR}
+    np.testing.assert_allclose(every.quantiles(history[:, -16:], 4, levels, **later), q)
+    assert not np.allclose(every.quantiles(changed, 4, levels, **kw), q)
+
+
+def test_training_windows_below_the_seasonal_minimum_have_no_yesterday() -> None:
+    hourly = Series("h", np.arange(100.0), 0.0, HOUR)
+    slow = Series("d", np.arange(100.0), 0.0, 2 * HOUR)
+    kw = {"augment": False, "seasonal_window": 8, "seasonal_min_interval_s": 2 * HOUR}
+    w = sample_windows([hourly, slow], 256, 16, 4, np.random.default_rng(0), **kw)
+    assert w.seasonal is not None
+    fast_rows = w.interval_s == HOUR
+    assert 0 < fast_rows.sum() < 256
+    assert np.all(np.isnan(w.seasonal[fast_rows]))
+    assert np.isfinite(w.seasonal[~fast_rows]).any()
+    # The same windows as without the minimum (it draws nothing from the generator).
+    again = sample_windows(
+        [hourly, slow], 256, 16, 4, np.random.default_rng(0), augment=False, seasonal_window=8
+    )
+    np.testing.assert_array_equal(again.target, w.target)
+    assert np.isfinite(again.seasonal[fast_rows]).any()  # type: ignore[index]
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "30"])
+def test_bad_seasonal_minimum_is_rejected(bad: object) -> None:
+    with pytest.raises(ForecastError, match="seasonal_min_interval_s"):
+        dataclasses.replace(SEASONAL, seasonal_min_interval_s=bad)  # type: ignore[arg-type]
