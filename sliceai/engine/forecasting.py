@@ -20,8 +20,9 @@ DEFAULT_CONTEXT = 256
 
 MAX_HISTORY = 4096
 """Most intervals of history the live loop keeps for a forecaster: a day back (the
-model's seasonal window) is within reach from 30 s intervals up; below that the
-model gets its context only, as in training windows without yesterday."""
+model's seasonal window) is within reach from 30 s intervals up, the clocks at which
+the bundled model reads it (``seasonal_min_interval_s``); a model that wants it at a
+faster clock gets its context only, as in training windows without yesterday."""
 
 
 def history_needed(forecaster: object, interval_s: float) -> int:

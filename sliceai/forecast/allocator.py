@@ -1,12 +1,12 @@
 """The ``sliceai`` replay allocator: model quantiles into the solver, interval by interval.
 
-Every ``block`` intervals (an origin) the model forecasts the next ``block``
-intervals of every (slice, direction) from the history before the origin that
-the model reads (``config.history_length``: the context, and a day back when the
-model has a seasonal window); the origins of a replay chunk go through the model in
-batches of :data:`ORIGIN_CHUNK`. Row ``t`` uses the forecast made at the last origin ``<= t``, so it
-depends only on intervals before ``t``. The quantiles (the levels below plus
-each slice's ``1 - risk``) feed :class:`sliceai.replay.QuantilePlanner`, the
+Every ``block`` intervals (an origin) the model forecasts the next ``block`` intervals
+of every (slice, direction) from the history before the origin that the model reads
+(``config.history_length``: the context, and a day back when the model reads a seasonal
+window at the trace's clock); the origins of a replay chunk go through the model in
+batches of :data:`ORIGIN_CHUNK`. Row ``t`` uses the forecast made at the last origin
+``<= t``, so it depends only on intervals before ``t``. The quantiles (the levels below
+plus each slice's ``1 - risk``) feed :class:`sliceai.replay.QuantilePlanner`, the
 replay's shared quantiles -> solver helper. Importing this module registers the
 allocator under ``sliceai``.
 """
