@@ -48,7 +48,7 @@ SEASONAL_WINDOW = 128
 #: (``ForecastConfig.seasonal_min_interval_s`` of the joined ensemble; the networks train
 #: with the window at every clock). On the dev traces (CRPS below EWMA's at 60 s / 10 s),
 #: the four networks of 2026-11-27 scored +16.0% / +10.1% reading the window at both
-#: clocks and +15.7% / +10.6% at neither: at 10 s the ten minutes around this time
+#: clocks and +15.7% / +10.6% at neither: at 10 s the 21 minutes around this time
 #: yesterday mislead on scheduled sessions (firmware-bulk, xr-sessions and
 #: broadcast-uplink each lost 1.3-2 points to it). Four networks trained without it at
 #: 10 s too scored +15.1% / +11.5%: a point more at 10 s for most of one at 60 s, where
