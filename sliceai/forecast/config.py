@@ -49,6 +49,12 @@ class ForecastConfig:
     and adds the session's age and the context's idle share as inputs: a calm session
     that started within the volatility window is not read as volatile because of its
     own onset.
+    ``max_log_std`` bounds each step's marginal standard deviation in log space: above it,
+    the idiosyncratic spread and the factors are scaled down together (the correlations
+    stay); 0 (the default, and what older configs read as) leaves it unbounded. An idle
+    context's Gaussian part (drawn with probability ``1 - zero_prob``) may otherwise span
+    many orders of magnitude, and a context unlike the training data can get such a
+    spread with a real chance of being drawn.
     """
 
     context_length: int = 256
@@ -66,6 +72,7 @@ class ForecastConfig:
     zero_inflated: bool = False
     members: int = 1
     session_summary: bool = False
+    max_log_std: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -106,6 +113,15 @@ class ForecastConfig:
             raise ForecastError(
                 "config field 'seasonal_min_interval_s' must be a finite number >= 0, got "
                 f"{self.seasonal_min_interval_s!r}"
+            )
+        if (
+            not isinstance(self.max_log_std, (int, float))
+            or isinstance(self.max_log_std, bool)
+            or not 0.0 <= self.max_log_std < float("inf")
+        ):
+            raise ForecastError(
+                "config field 'max_log_std' must be a finite number >= 0 (0: no bound), got "
+                f"{self.max_log_std!r}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")

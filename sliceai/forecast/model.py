@@ -178,6 +178,10 @@ class ForecastModel(nn.Module):
         sigma = self.config.min_sigma + relative + nn.functional.softplus(out[..., 2] - 4.0)
         rank = self.config.rank
         factors = 0.3 * vol.unsqueeze(2) * out[..., N_HEADS : N_HEADS + rank]
+        if self.config.max_log_std > 0:
+            std = torch.sqrt(sigma.square() + factors.square().sum(dim=-1))
+            shrink = (self.config.max_log_std / std).clamp(max=1.0)
+            sigma, factors = sigma * shrink, factors * shrink.unsqueeze(2)
         zero_prob = torch.sigmoid(out[..., -1]) if self.config.zero_inflated else None
         return HorizonDistribution(loc=loc, sigma=sigma, factors=factors, zero_prob=zero_prob)
 
