@@ -15,7 +15,6 @@ from sliceai.traffic.scenario_model import Scenario
 TRAINING_SCENARIOS = ("campus", "hospital", "factory")
 #: The held-out scenario mix: a file next to this module, not a bundled scenario.
 HELD_OUT_SCENARIO = str(Path(__file__).resolve().parent / "heldout" / "stadium.yaml")
-TRAINING_SEEDS = (1, 2, 3)
 HELD_OUT_SEED_BASE = 1000
 #: (scenario, seed) of the held-out evaluation: the training scenarios on unseen seeds
 #: and the held-out mix.

@@ -11,8 +11,14 @@ from sliceai.bench import Figure
 from sliceai.bench.report import update_markdown
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.accuracy import SECTION, render_markdown
+from sliceai.forecast.default_model import TRAINING_REPEATS, training_specs
 from sliceai.forecast.evaluate import MODEL, EvaluationOptions, evaluate
-from sliceai.forecast.scenarios import HELD_OUT, HELD_OUT_SEED_BASE, TRAINING_SCENARIOS
+from sliceai.forecast.scenarios import (
+    DEV_SEED_BASE,
+    HELD_OUT,
+    HELD_OUT_SEED_BASE,
+    TRAINING_SCENARIOS,
+)
 from sliceai.traffic import Trace
 
 
@@ -103,3 +109,13 @@ def test_held_out_seeds_and_scenarios_are_not_training_ones() -> None:
         assert seed > HELD_OUT_SEED_BASE
     assert Path(HELD_OUT[-1][0]).is_file()
     assert Path(HELD_OUT[-1][0]).stem not in TRAINING_SCENARIOS
+
+
+def test_every_training_trace_has_its_own_seed_below_the_evaluation_ones() -> None:
+    """Campus includes slices of the other scenarios: a seed used twice would train on
+    the same traffic twice; a seed from the dev or held-out range would leak them."""
+    specs = training_specs(variants=True)
+    seeds = [seed for _, seed, _, _, _ in specs]
+    assert len(seeds) == len(set(seeds)) == 2 * len(TRAINING_SCENARIOS) * 3 * TRAINING_REPEATS
+    assert max(seeds) < HELD_OUT_SEED_BASE < DEV_SEED_BASE
+    assert {name for name, *_ in specs} == set(TRAINING_SCENARIOS)

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, resolve_device
-from sliceai.forecast.default_model import MEMBERS, SEASONAL_MIN_INTERVAL_S, SESSION_SUMMARY
+from sliceai.forecast.default_model import (
+    MAX_LOG_STD,
+    MEMBERS,
+    SEASONAL_MIN_INTERVAL_S,
+    SESSION_SUMMARY,
+)
 from sliceai.forecast.pipeline import CONFIG_FILE, WEIGHTS_FILE, default_checkpoint
 
 
@@ -92,6 +97,7 @@ def test_bundled_default_loads_offline() -> None:
     assert pipe.config.members == len(pipe.members) == MEMBERS
     assert pipe.config.session_summary is SESSION_SUMMARY
     assert pipe.config.seasonal_min_interval_s == SEASONAL_MIN_INTERVAL_S
+    assert pipe.config.max_log_std == MAX_LOG_STD
     q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=60.0)
     assert q.shape == (3, 16, 2)
     assert np.all(q[..., 1] >= q[..., 0])
