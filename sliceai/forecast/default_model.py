@@ -90,7 +90,9 @@ TRAINING_THREADS = 1
 #:   60 s against +11.4%, the training scenarios' dev seeds about 1 point worse);
 #: - **both, 4 networks (shipped): +16.0% / +10.1%** (stadium +13.5% at 60 s); on the
 #:   held-out traces (``make evaluate``) +15.4% / +11.3%, against +14.6% / +11.1% for
-#:   seeds 0-1 without variants;
+#:   seeds 0-1 without variants; on four times the data (:data:`TRAINING_REPEATS`, shipped
+#:   since 2026-11-27 22:22 UTC) +16.7% / +10.8% (both with yesterday's window only at
+#:   30 s and slower), held-out +15.6% / +12.4% with the spread bound (:data:`MAX_LOG_STD`);
 #: - with the session summary, seeds 0-3 +16.0% / +10.7%, seeds 0-5 +16.3% / +10.6%; but
 #:   the rebuilt 4-member session ensemble scored +13.4% / +11.6% on the held-out traces
 #:   and one member gave a calm held-out xr session a log-space spread of 4.3 (0.999
