@@ -54,7 +54,7 @@ protos-check: $(STAMP)
 
 # Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios:
 # a seed ensemble of 4 networks (2 seeds, each with and without randomised scenario variants),
-# each trained on one torch thread, two at once (deterministic on the CPU; about 15 minutes on
+# each trained on one torch thread, two at once (deterministic on the CPU; 15 to 20 minutes on
 # 2 cores).
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model

@@ -11,7 +11,7 @@ The checkpoint is a seed ensemble (:mod:`sliceai.forecast.mixture`): for each of
 (:mod:`sliceai.forecast.randomized`), each alone on one torch thread, ``--jobs`` at a
 time, joined with one tail shape fitted to the mixture
 (:func:`~sliceai.forecast.calibration.fit_shape`). Deterministic on the CPU for a given
-seed and thread count (one thread by default: the shipped checkpoint's); about 15
+seed and thread count (one thread by default: the shipped checkpoint's); 15 to 20
 minutes for the four networks on 2 cores.
 """
 
