@@ -105,24 +105,16 @@ class ForecastConfig:
                 raise ForecastError(
                     f"config field {flag!r} must be true or false, got {getattr(self, flag)!r}"
                 )
-        if (
-            not isinstance(self.seasonal_min_interval_s, (int, float))
-            or isinstance(self.seasonal_min_interval_s, bool)
-            or not 0.0 <= self.seasonal_min_interval_s < float("inf")
-        ):
-            raise ForecastError(
-                "config field 'seasonal_min_interval_s' must be a finite number >= 0, got "
-                f"{self.seasonal_min_interval_s!r}"
-            )
-        if (
-            not isinstance(self.max_log_std, (int, float))
-            or isinstance(self.max_log_std, bool)
-            or not 0.0 <= self.max_log_std < float("inf")
-        ):
-            raise ForecastError(
-                "config field 'max_log_std' must be a finite number >= 0 (0: no bound), got "
-                f"{self.max_log_std!r}"
-            )
+        for name in ("seasonal_min_interval_s", "max_log_std"):  # 0: off
+            value = getattr(self, name)
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0.0 <= value < float("inf")
+            ):
+                raise ForecastError(
+                    f"config field {name!r} must be a finite number >= 0, got {value!r}"
+                )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecastError(f"config field 'dropout' must be in [0, 1), got {self.dropout!r}")
         if not (self.tail_linear > 0.0 and self.tail_cubic >= 0.0):
