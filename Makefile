@@ -53,9 +53,9 @@ protos-check: $(STAMP)
 	fi
 
 # Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios:
-# a seed ensemble of 4 networks (2 seeds, each with and without randomised scenario variants),
-# each trained on one torch thread, two at once (deterministic on the CPU; 15 to 20 minutes on
-# 2 cores).
+# a seed ensemble of 4 networks (2 seeds, each with and without randomised scenario variants)
+# and, for clocks below 30 s, one of 2 networks trained on 10 s traces (in fast/); each network
+# on one torch thread, two at once (deterministic on the CPU; 25 to 30 minutes on 2 cores).
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model
 

@@ -80,7 +80,7 @@ class SliceaiAllocator(PolicyAllocator):
         self.cut_index = np.searchsorted(lv, target)  # (S,) index of each slice's level
         self.start_time = start_time
         self.seen = 0  # intervals before the current chunk
-        self.hist = self.pipeline.config.history_length(interval_s)
+        self.hist = self.pipeline.history_length(interval_s)
         self.keep = self.hist + self.block
         self.history = np.full((self.keep, len(policy.slices), 2), np.nan)  # raw, NaN = missing
 

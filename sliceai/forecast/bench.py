@@ -20,9 +20,8 @@ from sliceai.bench import Figure, median_ms, time_calls
 from sliceai.forecast.data import synthetic_series
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.mixture import ForecastEnsemble
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.pipeline import ForecastPipeline, load_model, resolve_device
+from sliceai.forecast.pipeline import ForecastPipeline, resolve_device
 
 N_SERIES, CONTEXT, HORIZON, N_SAMPLES = 256, 256, 16, 100
 
@@ -62,13 +61,18 @@ def _device_name(device: torch.device) -> str:
     return f"CPU {platform.machine()} x{torch.get_num_threads()} threads"
 
 
-def _model() -> tuple[ForecastModel | ForecastEnsemble, str]:
+def _pipeline(
+    device: torch.device | str, quantize: str | None = None
+) -> tuple[ForecastPipeline, str]:
+    """The bundled checkpoint (its fast-clock part too), or an untrained network."""
     try:
-        return load_model()[0], "bundled checkpoint"
+        return ForecastPipeline.load(device=device, quantize=quantize), "bundled checkpoint"
     except ForecastError:
         from sliceai.forecast.config import ForecastConfig
 
-        return ForecastModel(ForecastConfig()).eval(), "untrained (no bundled checkpoint)"
+        model = ForecastModel(ForecastConfig()).eval()
+        source = "untrained (no bundled checkpoint)"
+        return ForecastPipeline(model, device=device, quantize=quantize), source
 
 
 def run(quick: bool) -> Iterator[Figure]:
@@ -79,8 +83,7 @@ def run(quick: bool) -> Iterator[Figure]:
     values = np.stack([s.values for s in series])
     context, truth = values[:, :CONTEXT], values[:, CONTEXT:]
     starts = np.full(N_SERIES, series[0].start)
-    model, source = _model()
-    pipe = ForecastPipeline(model, device=device)
+    pipe, source = _pipeline(device)
 
     def ours() -> object:
         return pipe.sample(context, HORIZON, N_SAMPLES, start_time=starts, seed=0)
@@ -99,10 +102,8 @@ def run(quick: bool) -> Iterator[Figure]:
         "forecast", case, "median latency", ours_ms, "ms", "AR GRU-64 sampler", peer_ms, note=source
     )
 
-    cpu = ForecastPipeline(model, device="cpu")
-    int8 = ForecastPipeline(
-        load_model()[0] if source.startswith("bundled") else model, device="cpu", quantize="int8"
-    )
+    cpu, _ = _pipeline("cpu")
+    int8, _ = _pipeline("cpu", "int8")
     cpu_name = _device_name(torch.device("cpu"))
 
     def fp32_call() -> object:

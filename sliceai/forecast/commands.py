@@ -172,7 +172,7 @@ def _forecast(args: argparse.Namespace) -> int:
     trace = read_trace(args.trace)
     pipe = _pipeline(args)
     n_slices = len(trace.slices)
-    ctx_len = min(trace.n_intervals, pipe.config.history_length(trace.interval_s))
+    ctx_len = min(trace.n_intervals, pipe.history_length(trace.interval_s))
     first = trace.n_intervals - ctx_len
     contexts = np.moveaxis(trace.load_bps[first:], 0, -1).reshape(n_slices * 2, ctx_len)
     start = trace.start + first * trace.interval_s

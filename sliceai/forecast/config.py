@@ -55,6 +55,10 @@ class ForecastConfig:
     context's Gaussian part (drawn with probability ``1 - zero_prob``) may otherwise span
     many orders of magnitude, and a context unlike the training data can get such a
     spread with a real chance of being drawn.
+    ``fast_below_s``: clocks faster than this are forecast by a second checkpoint, stored
+    in the ``fast/`` subdirectory of this one (networks trained at those clocks, see
+    :class:`~sliceai.forecast.pipeline.ForecastPipeline`); 0 (the default, and what older
+    configs read as): this checkpoint forecasts at every clock.
     """
 
     context_length: int = 256
@@ -73,6 +77,7 @@ class ForecastConfig:
     members: int = 1
     session_summary: bool = False
     max_log_std: float = 0.0
+    fast_below_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -105,7 +110,7 @@ class ForecastConfig:
                 raise ForecastError(
                     f"config field {flag!r} must be true or false, got {getattr(self, flag)!r}"
                 )
-        for name in ("seasonal_min_interval_s", "max_log_std"):  # 0: off
+        for name in ("seasonal_min_interval_s", "max_log_std", "fast_below_s"):  # 0: off
             value = getattr(self, name)
             if (
                 not isinstance(value, (int, float))

@@ -205,7 +205,7 @@ def _model_forecast(
 ) -> tuple[FloatArray, FloatArray]:
     """Sample paths ``(n, n_samples, horizon)`` and quantiles ``(n, horizon, Q)`` from all
     the history before each origin that the model reads (NaN before the trace starts)."""
-    hist = pipeline.config.history_length(trace.interval_s)
+    hist = pipeline.history_length(trace.interval_s)
     padded = np.concatenate([np.full(hist, np.nan), values])
     ens, quant = [], []
     chunk = origins_per_call(1, hist, ORIGIN_CHUNK)

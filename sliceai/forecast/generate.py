@@ -24,7 +24,7 @@ def continue_trace(
     from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
     n_slices = len(like.slices)
-    c = pipeline.config.history_length(like.interval_s)
+    c = pipeline.history_length(like.interval_s)
     first = max(0, like.n_intervals - c)
     history = np.moveaxis(like.load_bps[first:], 0, -1).reshape(n_slices * 2, -1)
     start = like.start + first * like.interval_s

@@ -1,7 +1,9 @@
 """The forecast pipeline: numpy in, numpy out; loads checkpoints and runs batches.
 
 Checkpoint layout (a directory): ``config.json`` (:class:`ForecastConfig` plus
-metadata) and ``model.safetensors`` (the weights; a seed ensemble's under ``members.K.``).
+metadata) and ``model.safetensors`` (the weights; a seed ensemble's under ``members.K.``),
+and with ``config.fast_below_s`` a second checkpoint of this layout in ``fast/`` that
+forecasts at the faster clocks.
 The bundled default lives in ``sliceai/data/model/`` and is used when no path is given,
 so everything works offline.
 """
@@ -36,6 +38,8 @@ from sliceai.forecast.model import ForecastModel, HorizonDistribution
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Subdirectory of a checkpoint holding the one for clocks below ``config.fast_below_s``.
+FAST_DIR = "fast"
 #: Series per forward pass; bounds memory at ``BATCH * n_samples * horizon`` floats.
 MAX_BATCH = 4096
 #: Sample paths drawn to read quantiles off when the horizon exceeds ``max_horizon``.
@@ -81,6 +85,9 @@ class ForecastPipeline:
     Output contract: :meth:`sample` returns ``(batch, n_samples, horizon)`` and
     :meth:`quantiles` ``(batch, horizon, n_quantiles)``, both float32 numpy arrays
     on the CPU, in bit/s, never negative.
+
+    With ``config.fast_below_s`` > 0 a second pipeline, ``fast`` (networks trained at the
+    fast clocks), forecasts every call whose ``interval_s`` is below it (:meth:`at`).
     """
 
     def __init__(
@@ -89,8 +96,11 @@ class ForecastPipeline:
         device: str | torch.device = "cpu",
         quantize: str | None = None,
         metadata: dict[str, Any] | None = None,
+        fast: ForecastPipeline | None = None,
     ) -> None:
         self.config = model.config
+        _check_fast(self.config, fast)
+        self.fast = fast
         self.device = resolve_device(device)
         self.metadata = dict(metadata or {})
         model = model.eval()
@@ -119,12 +129,29 @@ class ForecastPipeline:
         Raises :class:`ForecastError` for a missing, corrupt or mismatched checkpoint.
         """
         model, metadata = load_model(path)
-        return cls(model, device=device, quantize=quantize, metadata=metadata)
+        fast = None
+        if model.config.fast_below_s > 0:
+            fast = cls.load(checkpoint_dir(path) / FAST_DIR, device=device, quantize=quantize)
+        return cls(model, device=device, quantize=quantize, metadata=metadata, fast=fast)
 
     def save(self, directory: str | Path, **metadata: Any) -> None:
         if self.quantize is not None:
             raise ForecastError("a quantized pipeline cannot be saved; save the fp32 model")
         save_model(self.model, directory, **{**self.metadata, **metadata})
+        if self.fast is not None:
+            self.fast.save(Path(directory) / FAST_DIR)
+
+    def at(self, interval_s: float) -> ForecastPipeline:
+        """The pipeline that forecasts at ``interval_s``: :attr:`fast` below
+        ``config.fast_below_s``, else this one."""
+        if self.fast is not None and interval_s < self.config.fast_below_s:
+            return self.fast
+        return self
+
+    def history_length(self, interval_s: float) -> int:
+        """Intervals of history read at ``interval_s`` (see
+        :meth:`ForecastConfig.history_length`)."""
+        return self.at(interval_s).config.history_length(interval_s)
 
     # ------------------------------------------------------------ inference
     def distribution(
@@ -138,6 +165,8 @@ class ForecastPipeline:
 
         One network only: a seed ensemble's forecast is a mixture (see :meth:`distributions`).
         """
+        if self.at(interval_s) is not self:
+            return self.at(interval_s).distribution(context, horizon, start_time, interval_s)
         if len(self.members) != 1:
             raise ForecastError(
                 f"this checkpoint is a mixture of {len(self.members)} members; use distributions()"
@@ -154,6 +183,8 @@ class ForecastPipeline:
     ) -> tuple[list[HorizonDistribution], npt.NDArray[np.float64]]:
         """Each member's log-space distribution (on the CPU; the forecast is their
         equal-weight mixture) and the ``(batch,)`` scale, horizon <= max_horizon."""
+        if self.at(interval_s) is not self:
+            return self.at(interval_s).distributions(context, horizon, start_time, interval_s)
         ctx = as_context(context)
         _check_horizon(horizon, self.config.max_horizon)
         starts = _as_starts(start_time, ctx.shape[0])
@@ -190,6 +221,9 @@ class ForecastPipeline:
         replaces the context mean as each series' scale (for generation: the long-run
         mean keeps an idle stretch from fixing the scale at the 1 bit/s floor).
         """
+        if self.at(interval_s) is not self:
+            fast = self.at(interval_s)
+            return fast.sample(context, horizon, n_samples, start_time, interval_s, seed, scale_bps)
         ctx = as_context(context)
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ForecastError(f"horizon must be a positive integer, got {horizon!r}")
@@ -232,6 +266,9 @@ class ForecastPipeline:
         Exact (from the Gaussian marginals, or a seed ensemble's mixture of them) up to
         ``max_horizon``; read off :data:`QUANTILE_SAMPLES` sample paths beyond it.
         """
+        if self.at(interval_s) is not self:
+            route = self.at(interval_s)
+            return route.quantiles(context, horizon, levels, start_time, interval_s, seed)
         lv = np.asarray(levels, dtype=np.float64).reshape(-1)
         if lv.size == 0 or np.any(~(lv > 0) | ~(lv < 1)):
             raise ForecastError(
@@ -391,6 +428,26 @@ def _concat(dists: Sequence[HorizonDistribution]) -> HorizonDistribution:
     )
 
 
+def _check_fast(config: ForecastConfig, fast: ForecastPipeline | None) -> None:
+    """A fast companion exactly when ``config.fast_below_s`` asks for one, itself without
+    one, reading contexts of the same length and forecasting as far in one pass."""
+    if fast is None:
+        if config.fast_below_s > 0:
+            raise ForecastError(
+                f"config.fast_below_s is {config.fast_below_s:g}: needs the checkpoint for "
+                f"the faster clocks (its {FAST_DIR}/ subdirectory)"
+            )
+        return
+    if config.fast_below_s == 0:
+        raise ForecastError("a fast-clock checkpoint needs config.fast_below_s > 0")
+    same = ("context_length", "max_horizon")
+    if fast.fast is not None or any(getattr(fast.config, f) != getattr(config, f) for f in same):
+        raise ForecastError(
+            "the fast-clock checkpoint must have the same context_length and max_horizon "
+            "and no fast checkpoint of its own"
+        )
+
+
 def _check_horizon(horizon: int, max_horizon: int) -> None:
     if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= max_horizon:
         raise ForecastError(f"horizon must be an integer in 1..{max_horizon}, got {horizon!r}")
@@ -421,6 +478,13 @@ def save_model(
     (out / CONFIG_FILE).write_text(model.config.to_json(**metadata) + "\n")
 
 
+def checkpoint_dir(path: str | Path | None = None) -> Path:
+    """The checkpoint directory of ``path`` (a directory or its ``model.safetensors``;
+    None: the bundled one)."""
+    base = default_checkpoint() if path is None else Path(path)
+    return base.parent if base.suffix == ".safetensors" else base
+
+
 def load_model(
     path: str | Path | None = None,
 ) -> tuple[ForecastModel | ForecastEnsemble, dict[str, Any]]:
@@ -428,7 +492,7 @@ def load_model(
     :class:`~sliceai.forecast.mixture.ForecastEnsemble` when ``config.members > 1``) on the
     CPU and its metadata."""
     base = default_checkpoint() if path is None else Path(path)
-    directory = base.parent if base.suffix == ".safetensors" else base
+    directory = checkpoint_dir(path)
     weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
     config_path = directory / CONFIG_FILE
     if not config_path.is_file() or not weights.is_file():

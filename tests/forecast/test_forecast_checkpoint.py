@@ -10,12 +10,15 @@ import torch
 
 from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, resolve_device
 from sliceai.forecast.default_model import (
+    FAST_BELOW_S,
+    FAST_SEEDS,
     MAX_LOG_STD,
     MEMBERS,
     SEASONAL_MIN_INTERVAL_S,
     SESSION_SUMMARY,
+    VARIANTS,
 )
-from sliceai.forecast.pipeline import CONFIG_FILE, WEIGHTS_FILE, default_checkpoint
+from sliceai.forecast.pipeline import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, default_checkpoint
 
 
 def _ctx() -> np.ndarray:
@@ -92,12 +95,20 @@ def test_device_auto_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bundled_default_loads_offline() -> None:
     pipe = ForecastPipeline.load(device="cpu")
-    # Issue #5: the shipped checkpoint (a 4-network seed ensemble, 3.0 MB) stays <= 5 MB.
-    assert (default_checkpoint() / WEIGHTS_FILE).stat().st_size <= 5_000_000
+    # Issue #5: the shipped checkpoint (the main and the fast-clock ensembles) stays <= 5 MB.
+    weights = [default_checkpoint() / WEIGHTS_FILE, default_checkpoint() / FAST_DIR / WEIGHTS_FILE]
+    assert sum(w.stat().st_size for w in weights) <= 5_000_000
     assert pipe.config.members == len(pipe.members) == MEMBERS
     assert pipe.config.session_summary is SESSION_SUMMARY
     assert pipe.config.seasonal_min_interval_s == SEASONAL_MIN_INTERVAL_S
     assert pipe.config.max_log_std == MAX_LOG_STD
-    q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=60.0)
-    assert q.shape == (3, 16, 2)
-    assert np.all(q[..., 1] >= q[..., 0])
+    assert pipe.config.fast_below_s == FAST_BELOW_S
+    assert pipe.fast is not None
+    fast_members = FAST_SEEDS * (2 if VARIANTS else 1)
+    assert pipe.fast.config.members == len(pipe.fast.members) == fast_members
+    assert pipe.fast.config.seasonal_window == 0
+    assert pipe.fast.config.max_log_std == MAX_LOG_STD
+    for interval_s in (60.0, 10.0):
+        q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=interval_s)
+        assert q.shape == (3, 16, 2)
+        assert np.all(q[..., 1] >= q[..., 0])

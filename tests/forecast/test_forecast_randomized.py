@@ -99,4 +99,7 @@ def test_member_specs_train_every_seed_with_and_without_variants() -> None:
 def test_joining_an_odd_number_of_networks_with_variants_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="each seed trains two"):
         join([tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "out", variants=True)
+    two = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(ValueError, match="each seed trains two"):
+        join(two, tmp_path / "out", variants=True, fast_dirs=[tmp_path / "c"])
     assert not (tmp_path / "out").exists()
