@@ -86,7 +86,11 @@ MAX_LOG_STD = 2.0
 #: of 14 slices), one trained on all traces without the window +6.7%; for seed 1, +9.7%
 #: and +11.4%. Joined, the fast ensemble scored +11.9% (seed 0's pair) and +12.1% (seeds
 #: 0-1), against +11.0% for the main ensemble; a network trained on 1.5 times the
-#: 10-second traces, +11.2%.
+#: 10-second traces, +11.2%; one 192 wide, +11.9% (its variant twin's training stopped on
+#: a covariance that was not positive definite); half the sample paths from each
+#: ensemble, +11.9%. At 1 s (6 dev hours; neither ensemble trained there) the fast one
+#: scored +9.0% and the main one +9.1%. On the held-out traces at 10 s: +13.2% against
+#: +12.4%.
 FAST_BELOW_S = 30.0
 #: (days, interval_s) of one repeat's traces for the ``fast/`` ensemble: as many 10-second
 #: traces as the main ensemble trains on, seeded alike (so some are the same traces).
@@ -116,7 +120,8 @@ TRAINING_THREADS = 1
 #:   held-out traces (``make evaluate``) +15.4% / +11.3%, against +14.6% / +11.1% for
 #:   seeds 0-1 without variants; on four times the data (:data:`TRAINING_REPEATS`, shipped
 #:   since 2026-11-27 22:22 UTC) +16.7% / +10.8% (both with yesterday's window only at
-#:   30 s and slower), held-out +15.6% / +12.4% with the spread bound (:data:`MAX_LOG_STD`);
+#:   30 s and slower), held-out +15.6% / +12.4% with the spread bound (:data:`MAX_LOG_STD`),
+#:   +15.6% / +13.2% with the fast-clock ensemble at 10 s (:data:`FAST_BELOW_S`);
 #: - with the session summary, seeds 0-3 +16.0% / +10.7%, seeds 0-5 +16.3% / +10.6%; but
 #:   the rebuilt 4-member session ensemble scored +13.4% / +11.6% on the held-out traces
 #:   and one member gave a calm held-out xr session a log-space spread of 4.3 (0.999
