@@ -77,12 +77,16 @@ class HorizonDistribution:
         return torch.sqrt(self.sigma.square() + self.factors.square().sum(dim=-1))
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
-        """``(batch,)`` log density of targets ``y`` ``(batch, horizon)``."""
-        dist = torch.distributions.LowRankMultivariateNormal(
-            self.loc, self.factors, self.sigma.square(), validate_args=False
-        )
-        out: torch.Tensor = dist.log_prob(y)  # type: ignore[no-untyped-call]
-        return out
+        """``(batch,)`` log density of targets ``y`` ``(batch, horizon)``.
+
+        Large, nearly collinear factors over a spread near ``min_sigma`` can make the
+        float32 Cholesky factor of the covariance fail; the density is then computed in
+        float64 (only then: the float32 path, and so training, is otherwise unchanged)."""
+        try:
+            return _low_rank_log_prob(self.loc, self.factors, self.sigma, y)
+        except torch.linalg.LinAlgError:  # type: ignore[attr-defined]
+            parts = (self.loc, self.factors, self.sigma, y)
+            return _low_rank_log_prob(*(t.double() for t in parts)).to(y.dtype)
 
     def sample(self, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(batch, n_samples, horizon)`` joint draws in log space."""
@@ -93,6 +97,16 @@ class HorizonDistribution:
         common = torch.bmm(z, self.factors.transpose(1, 2))
         paths: torch.Tensor = self.loc.unsqueeze(1) + self.sigma.unsqueeze(1) * eps + common
         return paths
+
+
+def _low_rank_log_prob(
+    loc: torch.Tensor, factors: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    dist = torch.distributions.LowRankMultivariateNormal(
+        loc, factors, sigma.square(), validate_args=False
+    )
+    out: torch.Tensor = dist.log_prob(y)  # type: ignore[no-untyped-call]
+    return out
 
 
 class ForecastModel(nn.Module):
