@@ -222,8 +222,10 @@ class ForecastPipeline:
         mean keeps an idle stretch from fixing the scale at the 1 bit/s floor).
         """
         if self.at(interval_s) is not self:
-            fast = self.at(interval_s)
-            return fast.sample(context, horizon, n_samples, start_time, interval_s, seed, scale_bps)
+            route = self.at(interval_s)
+            return route.sample(
+                context, horizon, n_samples, start_time, interval_s, seed, scale_bps
+            )
         ctx = as_context(context)
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ForecastError(f"horizon must be a positive integer, got {horizon!r}")
