@@ -204,13 +204,15 @@ def build_ensemble(
     windows: Windows,
     seasonal_min_interval_s: float | None = None,
     max_log_std: float | None = None,
+    fast_below_s: float | None = None,
     **metadata: Any,
 ) -> ForecastEnsemble:
     """Join single-network checkpoints of one shape into a seed ensemble in ``out``, with
     the tail shape fitted to the mixture's coverage on ``windows`` (CPU);
     ``seasonal_min_interval_s`` (None: the members') sets the clocks at which the ensemble
     reads yesterday's window, and ``max_log_std`` (None: the members') the bound on each
-    step's log-space spread; both apply after the tail shape is fitted."""
+    step's log-space spread, and ``fast_below_s`` (None: 0) the clocks handed to the
+    ``fast/`` checkpoint beside it; all apply after the tail shape is fitted."""
     members = [single_network(load_model(d)[0], d) for d in member_dirs]
     plain = dataclasses.replace(members[0].config, tail_linear=1.0, tail_cubic=0.0)
     for d, m in zip(member_dirs, members, strict=True):
@@ -228,6 +230,8 @@ def build_ensemble(
         )
     if max_log_std is not None:
         ensemble.config = dataclasses.replace(ensemble.config, max_log_std=max_log_std)
+    if fast_below_s is not None:
+        ensemble.config = dataclasses.replace(ensemble.config, fast_below_s=fast_below_s)
     for member in ensemble.members:
         assert isinstance(member, ForecastModel)
         member.config = ensemble.config

@@ -14,7 +14,7 @@ time, joined with one tail shape fitted to the mixture
 :data:`FAST_BELOW_S` get their own ensemble of the same make, trained on the 10-second
 traces alone and without yesterday's window, in the checkpoint's ``fast/`` subdirectory
 (``ForecastConfig.fast_below_s``). Deterministic on the CPU for a given seed and thread
-count (one thread by default: the shipped checkpoint's); 35 to 40 minutes for the eight
+count (one thread by default: the shipped checkpoint's); 25 to 30 minutes for the six
 networks on 2 cores.
 """
 
@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -34,9 +34,7 @@ import torch
 
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Series, sample_windows, series_from_traces
-from sliceai.forecast.mixture import member_modules
-from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.pipeline import FAST_DIR, default_checkpoint, load_model, save_model
+from sliceai.forecast.pipeline import FAST_DIR, default_checkpoint
 from sliceai.forecast.scenarios import (
     TRAINING_SCENARIOS,
     generate_scenario,
@@ -349,14 +347,10 @@ def join(
         _join_ensemble(fast_dirs, out / FAST_DIR, seed, 0, variants, fast=True)
     elif (out / FAST_DIR).is_dir():  # a stale fast-clock checkpoint of an earlier build
         shutil.rmtree(out / FAST_DIR)
-    _join_ensemble(member_dirs, out, seed, seasonal_window, variants, fast=False)
-    if fast_dirs:  # only now: the main checkpoint points to a fast one that exists
-        model, metadata = load_model(out)
-        model.config = replace(model.config, fast_below_s=FAST_BELOW_S)
-        for member in member_modules(model):
-            assert isinstance(member, ForecastModel)
-            member.config = model.config
-        save_model(model, out, **metadata)
+    # Only now does the main checkpoint point to a fast one: that one exists.
+    _join_ensemble(
+        member_dirs, out, seed, seasonal_window, variants, fast=False, routed=bool(fast_dirs)
+    )
 
 
 def _join_ensemble(
@@ -366,6 +360,7 @@ def _join_ensemble(
     seasonal_window: int,
     variants: bool,
     fast: bool,
+    routed: bool = False,
 ) -> None:
     specs = member_specs(len(member_dirs) // 2 if variants else len(member_dirs), variants)
     config, _, val_series, labels = training_data(seasonal_window, variants=variants, fast=fast)
@@ -386,6 +381,7 @@ def _join_ensemble(
         windows,
         None if fast else SEASONAL_MIN_INTERVAL_S,
         MAX_LOG_STD,
+        FAST_BELOW_S if routed else None,
         trained_on=labels,
         member_seeds=[seed + k for k, _ in specs],
         member_variants=[v for _, v in specs],
