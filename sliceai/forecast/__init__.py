@@ -12,15 +12,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sliceai.forecast.checkpoint import default_checkpoint
     from sliceai.forecast.config import ForecastConfig
     from sliceai.forecast.errors import ForecastError
-    from sliceai.forecast.pipeline import ForecastPipeline, default_checkpoint, resolve_device
+    from sliceai.forecast.pipeline import ForecastPipeline, resolve_device
 
 _WHERE = {
     "ForecastConfig": "sliceai.forecast.config",
     "ForecastError": "sliceai.forecast.errors",
     "ForecastPipeline": "sliceai.forecast.pipeline",
-    "default_checkpoint": "sliceai.forecast.pipeline",
+    "default_checkpoint": "sliceai.forecast.checkpoint",
     "resolve_device": "sliceai.forecast.pipeline",
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sliceai.forecast.checkpoint import load_model, save_model
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Windows
 from sliceai.forecast.errors import ForecastError
@@ -23,7 +24,6 @@ from sliceai.forecast.mixture import (
     mixture_covered,
 )
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
-from sliceai.forecast.pipeline import load_model, save_model
 
 
 def windows_to_tensors(

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sliceai.forecast.checkpoint import FAST_DIR, default_checkpoint
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Series, sample_windows, series_from_traces
-from sliceai.forecast.pipeline import FAST_DIR, default_checkpoint
 from sliceai.forecast.scenarios import (
     TRAINING_SCENARIOS,
     generate_scenario,

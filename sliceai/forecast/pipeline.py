@@ -1,29 +1,19 @@
-"""The forecast pipeline: numpy in, numpy out; loads checkpoints and runs batches.
-
-Checkpoint layout (a directory): ``config.json`` (:class:`ForecastConfig` plus
-metadata) and ``model.safetensors`` (the weights; a seed ensemble's under ``members.K.``),
-and with ``config.fast_below_s`` a second checkpoint of this layout in ``fast/`` that
-forecasts at the faster clocks.
-The bundled default lives in ``sliceai/data/model/`` and is used when no path is given,
-so everything works offline.
-"""
+"""The forecast pipeline: numpy in, numpy out; loads checkpoints
+(:mod:`sliceai.forecast.checkpoint`) and runs batches."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from scipy.special import ndtri
 
+from sliceai.forecast.checkpoint import FAST_DIR, checkpoint_dir, load_model, save_model
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import as_context, prepare
@@ -36,19 +26,10 @@ from sliceai.forecast.mixture import (
 )
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-#: Subdirectory of a checkpoint holding the one for clocks below ``config.fast_below_s``.
-FAST_DIR = "fast"
 #: Series per forward pass; bounds memory at ``BATCH * n_samples * horizon`` floats.
 MAX_BATCH = 4096
 #: Sample paths drawn to read quantiles off when the horizon exceeds ``max_horizon``.
 QUANTILE_SAMPLES = 500
-
-
-def default_checkpoint() -> Path:
-    """Directory of the checkpoint bundled with the package."""
-    return Path(str(resources.files("sliceai").joinpath("data", "model")))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -465,58 +446,3 @@ def _as_starts(start_time: npt.ArrayLike | None, batch: int) -> npt.NDArray[np.f
     if not np.all(np.isfinite(starts)):
         raise ForecastError("start_time must be finite epoch seconds")
     return starts
-
-
-def save_model(
-    model: ForecastModel | ForecastEnsemble, directory: str | Path, **metadata: Any
-) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(out / WEIGHTS_FILE)
-    (out / CONFIG_FILE).write_text(model.config.to_json(**metadata) + "\n")
-
-
-def checkpoint_dir(path: str | Path | None = None) -> Path:
-    """The checkpoint directory of ``path`` (a directory or its ``model.safetensors``;
-    None: the bundled one)."""
-    base = default_checkpoint() if path is None else Path(path)
-    return base.parent if base.suffix == ".safetensors" else base
-
-
-def load_model(
-    path: str | Path | None = None,
-) -> tuple[ForecastModel | ForecastEnsemble, dict[str, Any]]:
-    """Read a checkpoint (see :func:`save_model`): the fp32 model (a
-    :class:`~sliceai.forecast.mixture.ForecastEnsemble` when ``config.members > 1``) on the
-    CPU and its metadata."""
-    base = default_checkpoint() if path is None else Path(path)
-    directory = checkpoint_dir(path)
-    weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file() or not weights.is_file():
-        raise ForecastError(
-            f"{directory}: not a forecast checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
-        )
-    text = config_path.read_text()
-    config = ForecastConfig.from_json(text, source=str(config_path))
-    known = set(ForecastConfig.__dataclass_fields__) | {"format_version"}
-    metadata = {k: v for k, v in json.loads(text).items() if k not in known}
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ForecastError(f"{weights}: corrupt weights file ({exc})") from None
-    model: ForecastModel | ForecastEnsemble = (
-        ForecastEnsemble(config) if config.members > 1 else ForecastModel(config)
-    )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0:2]
-        raise ForecastError(
-            f"{weights}: weights do not match {config_path}: {' '.join(first)}"
-        ) from None
-    return model.eval(), metadata

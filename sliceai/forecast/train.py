@@ -40,13 +40,14 @@ from sliceai.forecast.calibration import (
     single_network,
     windows_to_tensors,
 )
+from sliceai.forecast.checkpoint import load_model, save_model
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Series, Windows, sample_windows
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.loss import marginal_crps, training_loss
 from sliceai.forecast.metrics import cap_windows, crps_ensemble
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.pipeline import load_model, resolve_device, save_model
+from sliceai.forecast.pipeline import resolve_device
 
 STATE_DIR = "train_state"
 AVERAGE_FILE = "average.safetensors"

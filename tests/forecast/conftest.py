@@ -9,8 +9,8 @@ import torch
 from forecast_configs import TINY
 
 from sliceai.forecast import ForecastPipeline
+from sliceai.forecast.checkpoint import save_model
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.pipeline import save_model
 
 
 @pytest.fixture

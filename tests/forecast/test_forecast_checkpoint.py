@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, resolve_device
+from sliceai.forecast.checkpoint import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, default_checkpoint
 from sliceai.forecast.default_model import (
     FAST_BELOW_S,
     FAST_SEEDS,
@@ -18,7 +19,6 @@ from sliceai.forecast.default_model import (
     SESSION_SUMMARY,
     VARIANTS,
 )
-from sliceai.forecast.pipeline import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, default_checkpoint
 
 
 def _ctx() -> np.ndarray:

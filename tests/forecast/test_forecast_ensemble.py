@@ -11,6 +11,7 @@ import torch
 from forecast_configs import SMALL
 
 from sliceai.forecast import ForecastPipeline
+from sliceai.forecast.checkpoint import load_model, save_model
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import sample_windows, synthetic_series
 from sliceai.forecast.errors import ForecastError
@@ -23,7 +24,6 @@ from sliceai.forecast.mixture import (
     split_samples,
 )
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.pipeline import load_model, save_model
 from sliceai.forecast.train import build_ensemble
 
 ZERO = dataclasses.replace(SMALL, zero_inflated=True, tail_linear=0.8, tail_cubic=0.05)

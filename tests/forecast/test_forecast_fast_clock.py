@@ -14,8 +14,8 @@ import torch
 from forecast_configs import TINY
 
 from sliceai.forecast import ForecastError, ForecastPipeline
+from sliceai.forecast.checkpoint import FAST_DIR
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.pipeline import FAST_DIR
 
 BELOW = 30.0
 ROUTED = dataclasses.replace(TINY, fast_below_s=BELOW)

@@ -63,8 +63,8 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 
 def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
+    from sliceai.forecast.checkpoint import load_model
     from sliceai.forecast.data import sample_windows
-    from sliceai.forecast.pipeline import load_model
     from sliceai.forecast.train import fit_tail_shape, interval_coverage, windows_to_tensors
 
     # Heavy-tailed log noise (Student t, 3 degrees of freedom): a Gaussian is miscalibrated.

@@ -1,0 +1,88 @@
+"""Forecast checkpoints on disk: where they live, how they are written and read.
+
+Layout (a directory): ``config.json`` (:class:`ForecastConfig` plus metadata) and
+``model.safetensors`` (the weights; a seed ensemble's under ``members.K.``), and with
+``config.fast_below_s`` a second checkpoint of this layout in ``fast/`` that forecasts at
+the faster clocks. The bundled default lives in ``sliceai/data/model/`` and is used when
+no path is given, so everything works offline.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sliceai.forecast.config import ForecastConfig
+from sliceai.forecast.errors import ForecastError
+from sliceai.forecast.mixture import ForecastEnsemble
+from sliceai.forecast.model import ForecastModel
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+#: Subdirectory of a checkpoint holding the one for clocks below ``config.fast_below_s``.
+FAST_DIR = "fast"
+
+
+def default_checkpoint() -> Path:
+    """Directory of the checkpoint bundled with the package."""
+    return Path(str(resources.files("sliceai").joinpath("data", "model")))
+
+
+def save_model(
+    model: ForecastModel | ForecastEnsemble, directory: str | Path, **metadata: Any
+) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(out / WEIGHTS_FILE)
+    (out / CONFIG_FILE).write_text(model.config.to_json(**metadata) + "\n")
+
+
+def checkpoint_dir(path: str | Path | None = None) -> Path:
+    """The checkpoint directory of ``path`` (a directory or its ``model.safetensors``;
+    None: the bundled one)."""
+    base = default_checkpoint() if path is None else Path(path)
+    return base.parent if base.suffix == ".safetensors" else base
+
+
+def load_model(
+    path: str | Path | None = None,
+) -> tuple[ForecastModel | ForecastEnsemble, dict[str, Any]]:
+    """Read a checkpoint (see :func:`save_model`): the fp32 model (a
+    :class:`~sliceai.forecast.mixture.ForecastEnsemble` when ``config.members > 1``) on the
+    CPU and its metadata."""
+    base = default_checkpoint() if path is None else Path(path)
+    directory = checkpoint_dir(path)
+    weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file() or not weights.is_file():
+        raise ForecastError(
+            f"{directory}: not a forecast checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    text = config_path.read_text()
+    config = ForecastConfig.from_json(text, source=str(config_path))
+    known = set(ForecastConfig.__dataclass_fields__) | {"format_version"}
+    metadata = {k: v for k, v in json.loads(text).items() if k not in known}
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ForecastError(f"{weights}: corrupt weights file ({exc})") from None
+    model: ForecastModel | ForecastEnsemble = (
+        ForecastEnsemble(config) if config.members > 1 else ForecastModel(config)
+    )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise ForecastError(
+            f"{weights}: weights do not match {config_path}: {' '.join(first)}"
+        ) from None
+    return model.eval(), metadata
