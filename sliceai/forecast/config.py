@@ -59,6 +59,11 @@ class ForecastConfig:
     in the ``fast/`` subdirectory of this one (networks trained at those clocks, see
     :class:`~sliceai.forecast.pipeline.ForecastPipeline`); 0 (the default, and what older
     configs read as): this checkpoint forecasts at every clock.
+    ``recurrent_window`` > 0 runs a GRU of ``recurrent_size`` units over the last that many
+    context points (each standardised by the context's level and volatility, observed or
+    not, idle or not) and gives the encoder its last state: a running summary of recent
+    steps, calls starting and ending, that a linear layer over the raw points reads
+    poorly; 0 (the default, and what older configs read as) leaves it out.
     """
 
     context_length: int = 256
@@ -78,6 +83,8 @@ class ForecastConfig:
     session_summary: bool = False
     max_log_std: float = 0.0
     fast_below_s: float = 0.0
+    recurrent_window: int = 0
+    recurrent_size: int = 32
 
     def __post_init__(self) -> None:
         for name in (
@@ -88,6 +95,7 @@ class ForecastConfig:
             "decoder_hidden_size",
             "rank",
             "members",
+            "recurrent_size",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -104,6 +112,11 @@ class ForecastConfig:
             raise ForecastError(
                 "config field 'seasonal_window' must be 0 or an even integer >= 2 x "
                 f"max_horizon, got {self.seasonal_window!r}"
+            )
+        window = self.recurrent_window
+        if not isinstance(window, int) or isinstance(window, bool) or window < 0:
+            raise ForecastError(
+                f"config field 'recurrent_window' must be an integer >= 0, got {window!r}"
             )
         for flag in ("zero_inflated", "session_summary"):
             if not isinstance(getattr(self, flag), bool):

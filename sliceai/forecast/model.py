@@ -1,7 +1,9 @@
 """The forecast network: an MLP encoder over the context and a per-step decoder.
 
-With a ``seasonal_window`` the encoder also reads the history one day earlier around
-the forecast origin, and the decoder reads yesterday's value at each step's time of day.
+With a ``recurrent_window`` a small GRU reads the most recent context points and the
+encoder its last state. With a ``seasonal_window`` the encoder also reads the history one
+day earlier around the forecast origin, and the decoder reads yesterday's value at each
+step's time of day.
 
 The output is a Gaussian over the whole horizon in the model's log space
 (``y = log1p(x / scale)``, see :mod:`sliceai.forecast.features`) with a
@@ -117,7 +119,11 @@ class ForecastModel(nn.Module):
         self.config = config
         c, h, w = config.context_length, config.hidden_size, config.seasonal_window
         n_summary = N_SUMMARY + (N_SESSION_SUMMARY if config.session_summary else 0)
-        self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + n_summary, h)
+        r = config.recurrent_window
+        # Per point: standardised value, observed, idle.
+        self.recurrent = nn.GRU(3, config.recurrent_size, batch_first=True) if r else None
+        n_recurrent = config.recurrent_size if r else 0
+        self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + n_summary + n_recurrent, h)
         self.encoder_hidden = nn.Linear(h, h)
         self.dropout = nn.Dropout(config.dropout)
         self.to_step = nn.Linear(h, config.step_embed_size)
@@ -167,6 +173,12 @@ class ForecastModel(nn.Module):
         z = ((values - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * mask
         z_lag = ((seasonal - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * seasonal_mask
         summary = torch.cat([level.unsqueeze(1), log_vol.unsqueeze(1), session], dim=1)
+        if self.recurrent is not None:
+            r = self.config.recurrent_window
+            idle = ((values == 0) & (mask > 0)).to(values.dtype)
+            seq = torch.stack([z[:, -r:], mask[:, -r:], idle[:, -r:]], dim=2)
+            _, state = self.recurrent(seq)  # state: (1, batch, recurrent_size)
+            summary = torch.cat([summary, state[-1]], dim=1)
         x = torch.cat(
             [values, z, mask, seasonal, z_lag, seasonal_mask, series_features, summary], dim=1
         )

@@ -12,6 +12,7 @@ from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, re
 from sliceai.forecast.checkpoint import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, default_checkpoint
 from sliceai.forecast.default_model import (
     FAST_BELOW_S,
+    FAST_RECURRENT_WINDOW,
     FAST_SEEDS,
     MAX_LOG_STD,
     MEMBERS,
@@ -107,6 +108,8 @@ def test_bundled_default_loads_offline() -> None:
     fast_members = FAST_SEEDS * (2 if VARIANTS else 1)
     assert pipe.fast.config.members == len(pipe.fast.members) == fast_members
     assert pipe.fast.config.seasonal_window == 0
+    assert pipe.fast.config.recurrent_window == FAST_RECURRENT_WINDOW
+    assert pipe.config.recurrent_window == 0
     assert pipe.fast.config.max_log_std == MAX_LOG_STD
     for interval_s in (60.0, 10.0):
         q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=interval_s)
