@@ -54,8 +54,8 @@ protos-check: $(STAMP)
 
 # Rebuild the bundled forecast checkpoint (sliceai/data/model/) from the bundled scenarios:
 # a seed ensemble of 4 networks (2 seeds, each with and without randomised scenario variants)
-# and, for clocks below 30 s, one of 2 networks trained on 10 s traces (in fast/); each network
-# on one torch thread, two at once (deterministic on the CPU; about 35 minutes on 2 cores).
+# and, for clocks below 30 s, one of 2 networks trained on 10 s traces (in fast/, fp16); each
+# network on one torch thread, two at once (deterministic on the CPU; about 40 minutes on 2 cores).
 model: $(STAMP)
 	$(PY) -m sliceai.forecast.default_model
 

@@ -205,6 +205,7 @@ def build_ensemble(
     seasonal_min_interval_s: float | None = None,
     max_log_std: float | None = None,
     fast_below_s: float | None = None,
+    half: bool = False,
     **metadata: Any,
 ) -> ForecastEnsemble:
     """Join single-network checkpoints of one shape into a seed ensemble in ``out``, with
@@ -212,7 +213,8 @@ def build_ensemble(
     ``seasonal_min_interval_s`` (None: the members') sets the clocks at which the ensemble
     reads yesterday's window, and ``max_log_std`` (None: the members') the bound on each
     step's log-space spread, and ``fast_below_s`` (None: 0) the clocks handed to the
-    ``fast/`` checkpoint beside it; all apply after the tail shape is fitted."""
+    ``fast/`` checkpoint beside it; all apply after the tail shape is fitted. With ``half``
+    the weights are stored as fp16 (:func:`~sliceai.forecast.checkpoint.save_model`)."""
     members = [single_network(load_model(d)[0], d) for d in member_dirs]
     plain = dataclasses.replace(members[0].config, tail_linear=1.0, tail_cubic=0.0)
     for d, m in zip(member_dirs, members, strict=True):
@@ -235,5 +237,5 @@ def build_ensemble(
     for member in ensemble.members:
         assert isinstance(member, ForecastModel)
         member.config = ensemble.config
-    save_model(ensemble, out, **metadata)
+    save_model(ensemble, out, half=half, **metadata)
     return ensemble

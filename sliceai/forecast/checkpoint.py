@@ -1,7 +1,7 @@
 """Forecast checkpoints on disk: where they live, how they are written and read.
 
 Layout (a directory): ``config.json`` (:class:`ForecastConfig` plus metadata) and
-``model.safetensors`` (the weights; a seed ensemble's under ``members.K.``), and with
+``model.safetensors`` (the weights, fp32 or fp16; a seed ensemble's under ``members.K.``), and with
 ``config.fast_below_s`` a second checkpoint of this layout in ``fast/`` that forecasts at
 the faster clocks. The bundled default lives in ``sliceai/data/model/`` and is used when
 no path is given, so everything works offline.
@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -34,12 +35,19 @@ def default_checkpoint() -> Path:
 
 
 def save_model(
-    model: ForecastModel | ForecastEnsemble, directory: str | Path, **metadata: Any
+    model: ForecastModel | ForecastEnsemble,
+    directory: str | Path,
+    half: bool = False,
+    **metadata: Any,
 ) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created); with
+    ``half`` the fp32 weights are stored as fp16 (half the bytes; :func:`load_model` reads
+    them back into an fp32 model, so only the rounding of the weights differs)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt"})
     tmp.replace(out / WEIGHTS_FILE)
@@ -56,7 +64,7 @@ def checkpoint_dir(path: str | Path | None = None) -> Path:
 def load_model(
     path: str | Path | None = None,
 ) -> tuple[ForecastModel | ForecastEnsemble, dict[str, Any]]:
-    """Read a checkpoint (see :func:`save_model`): the fp32 model (a
+    """Read a checkpoint (see :func:`save_model`; fp16 weights are widened): the fp32 model (a
     :class:`~sliceai.forecast.mixture.ForecastEnsemble` when ``config.members > 1``) on the
     CPU and its metadata."""
     base = default_checkpoint() if path is None else Path(path)
@@ -72,7 +80,10 @@ def load_model(
     known = set(ForecastConfig.__dataclass_fields__) | {"format_version"}
     metadata = {k: v for k, v in json.loads(text).items() if k not in known}
     try:
-        state = load_file(str(weights))
+        state = {
+            k: v.float() if v.dtype == torch.float16 else v
+            for k, v in load_file(str(weights)).items()
+        }
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ForecastError(f"{weights}: corrupt weights file ({exc})") from None
     model: ForecastModel | ForecastEnsemble = (

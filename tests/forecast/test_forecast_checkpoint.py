@@ -7,13 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sliceai.forecast import ForecastConfig, ForecastError, ForecastPipeline, resolve_device
-from sliceai.forecast.checkpoint import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, default_checkpoint
+from sliceai.forecast.checkpoint import (
+    CONFIG_FILE,
+    FAST_DIR,
+    WEIGHTS_FILE,
+    default_checkpoint,
+    load_model,
+    save_model,
+)
 from sliceai.forecast.default_model import (
     FAST_BELOW_S,
     FAST_RECURRENT_WINDOW,
     FAST_SEEDS,
+    FAST_WEIGHTS_FP16,
     MAX_LOG_STD,
     MEMBERS,
     SEASONAL_MIN_INTERVAL_S,
@@ -38,6 +47,27 @@ def test_round_trip_gives_identical_forecasts(
     # The weights file alone also names the checkpoint.
     again = ForecastPipeline.load(tiny_checkpoint / WEIGHTS_FILE, device="cpu")
     np.testing.assert_array_equal(again.quantiles(_ctx(), 3), loaded.quantiles(_ctx(), 3))
+
+
+def test_half_precision_weights_load_as_fp32_and_forecast_alike(
+    tiny_pipeline: ForecastPipeline, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    save_model(tiny_pipeline.model, tmp_path / "half", half=True, note="half")
+    stored = load_file(str(tmp_path / "half" / WEIGHTS_FILE))
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    full_bytes = (tiny_checkpoint / WEIGHTS_FILE).stat().st_size
+    assert (tmp_path / "half" / WEIGHTS_FILE).stat().st_size < 0.6 * full_bytes
+    model, metadata = load_model(tmp_path / "half")
+    assert metadata["note"] == "half"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    # Each weight is the fp32 one rounded to fp16; forecasts move by that rounding only.
+    for name, value in model.state_dict().items():
+        original = tiny_pipeline.model.state_dict()[name]
+        torch.testing.assert_close(value, original.half().float(), rtol=0, atol=0)
+    half = ForecastPipeline(model, device="cpu")
+    q_half, q_full = half.quantiles(_ctx(), 8), tiny_pipeline.quantiles(_ctx(), 8)
+    np.testing.assert_allclose(q_half, q_full, rtol=0.02)
+    assert not np.array_equal(q_half, q_full)
 
 
 def test_corrupt_weights(tiny_checkpoint: Path) -> None:
@@ -111,6 +141,9 @@ def test_bundled_default_loads_offline() -> None:
     assert pipe.fast.config.recurrent_window == FAST_RECURRENT_WINDOW
     assert pipe.config.recurrent_window == 0
     assert pipe.fast.config.max_log_std == MAX_LOG_STD
+    fast_weights = load_file(str(default_checkpoint() / FAST_DIR / WEIGHTS_FILE))
+    fp16 = {v.dtype for v in fast_weights.values()} == {torch.float16}
+    assert fp16 is FAST_WEIGHTS_FP16
     for interval_s in (60.0, 10.0):
         q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=interval_s)
         assert q.shape == (3, 16, 2)
