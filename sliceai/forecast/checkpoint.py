@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from sliceai.forecast.config import ForecastConfig
@@ -59,6 +59,20 @@ def checkpoint_dir(path: str | Path | None = None) -> Path:
     None: the bundled one)."""
     base = default_checkpoint() if path is None else Path(path)
     return base.parent if base.suffix == ".safetensors" else base
+
+
+def stored_half(path: str | Path | None = None) -> bool:
+    """Whether a checkpoint's weights are stored as fp16 (see :func:`save_model`), read
+    from the safetensors header alone; False for an unreadable file (:func:`load_model`
+    reports that)."""
+    base = default_checkpoint() if path is None else Path(path)
+    weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            names = f.keys()
+            return any(f.get_slice(k).get_dtype() == "F16" for k in names)
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return False
 
 
 def load_model(

@@ -13,7 +13,13 @@ import numpy.typing as npt
 import torch
 from scipy.special import ndtri
 
-from sliceai.forecast.checkpoint import FAST_DIR, checkpoint_dir, load_model, save_model
+from sliceai.forecast.checkpoint import (
+    FAST_DIR,
+    checkpoint_dir,
+    load_model,
+    save_model,
+    stored_half,
+)
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import as_context, prepare
@@ -78,8 +84,12 @@ class ForecastPipeline:
         quantize: str | None = None,
         metadata: dict[str, Any] | None = None,
         fast: ForecastPipeline | None = None,
+        half_weights: bool = False,
     ) -> None:
         self.config = model.config
+        #: Whether :meth:`save` stores the weights as fp16 (as the checkpoint it was loaded
+        #: from did): the model computes in fp32 either way.
+        self.half_weights = half_weights
         _check_fast(self.config, fast)
         self.fast = fast
         self.device = resolve_device(device)
@@ -113,12 +123,14 @@ class ForecastPipeline:
         fast = None
         if model.config.fast_below_s > 0:
             fast = cls.load(checkpoint_dir(path) / FAST_DIR, device=device, quantize=quantize)
-        return cls(model, device=device, quantize=quantize, metadata=metadata, fast=fast)
+        half = stored_half(path)
+        return cls(model, device, quantize, metadata, fast, half_weights=half)
 
     def save(self, directory: str | Path, **metadata: Any) -> None:
         if self.quantize is not None:
             raise ForecastError("a quantized pipeline cannot be saved; save the fp32 model")
-        save_model(self.model, directory, **{**self.metadata, **metadata})
+        meta = {**self.metadata, **metadata}
+        save_model(self.model, directory, half=self.half_weights, **meta)
         if self.fast is not None:
             self.fast.save(Path(directory) / FAST_DIR)
 

@@ -17,6 +17,7 @@ from sliceai.forecast.checkpoint import (
     default_checkpoint,
     load_model,
     save_model,
+    stored_half,
 )
 from sliceai.forecast.default_model import (
     FAST_BELOW_S,
@@ -68,6 +69,25 @@ def test_half_precision_weights_load_as_fp32_and_forecast_alike(
     q_half, q_full = half.quantiles(_ctx(), 8), tiny_pipeline.quantiles(_ctx(), 8)
     np.testing.assert_allclose(q_half, q_full, rtol=0.02)
     assert not np.array_equal(q_half, q_full)
+
+
+def test_a_loaded_checkpoint_saves_back_in_the_precision_it_was_stored_in(
+    tiny_pipeline: ForecastPipeline, tmp_path: Path
+) -> None:
+    save_model(tiny_pipeline.model, tmp_path / "half", half=True)
+    save_model(tiny_pipeline.model, tmp_path / "full")
+    assert stored_half(tmp_path / "half")
+    assert not stored_half(tmp_path / "full")
+    assert not stored_half(tmp_path / "missing")
+    for name in ("half", "full"):
+        loaded = ForecastPipeline.load(tmp_path / name, device="cpu")
+        loaded.save(tmp_path / f"{name}-again")
+        before = load_file(str(tmp_path / name / WEIGHTS_FILE))
+        after = load_file(str(tmp_path / f"{name}-again" / WEIGHTS_FILE))
+        assert before.keys() == after.keys()
+        for key, value in before.items():
+            assert after[key].dtype == value.dtype
+            torch.testing.assert_close(after[key], value, rtol=0, atol=0)
 
 
 def test_corrupt_weights(tiny_checkpoint: Path) -> None:
@@ -144,6 +164,8 @@ def test_bundled_default_loads_offline() -> None:
     fast_weights = load_file(str(default_checkpoint() / FAST_DIR / WEIGHTS_FILE))
     fp16 = {v.dtype for v in fast_weights.values()} == {torch.float16}
     assert fp16 is FAST_WEIGHTS_FP16
+    assert pipe.fast.half_weights is FAST_WEIGHTS_FP16
+    assert not pipe.half_weights
     for interval_s in (60.0, 10.0):
         q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=interval_s)
         assert q.shape == (3, 16, 2)
