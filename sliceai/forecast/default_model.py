@@ -104,7 +104,7 @@ FAST_BELOW_S = 30.0
 #: than two traces' seed 0 on 12 of 14 slices); held-out +14.6% against +14.2%. Without the
 #: GRU, 1.5 times the traces had scored +11.2% against +11.7% (seed 0, one network). Seed 2's
 #: four-trace pair (2026-11-29): +12.72%, seed 3's +12.43%, seed 4's +12.01%: over five
-#: seeds four traces average +12.30% (standard deviation 0.57); seed 0's is the best of them.
+#: seeds four traces average +12.30% (standard deviation 0.59); seed 0's is the best of them.
 FAST_CLOCKS_ONCE = ((7.0, 10.0),) * 4
 #: Context points the ``fast/`` networks' GRU reads (``ForecastConfig.recurrent_window``;
 #: the main networks have none). On the dev traces at 10 s (CRPS below EWMA's, 2026-11-28,
