@@ -61,14 +61,19 @@ def checkpoint_dir(path: str | Path | None = None) -> Path:
     return base.parent if base.suffix == ".safetensors" else base
 
 
+def weights_file(path: str | Path | None = None) -> Path:
+    """The ``model.safetensors`` of ``path`` (a checkpoint directory or that file; None:
+    the bundled one)."""
+    base = default_checkpoint() if path is None else Path(path)
+    return base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
+
+
 def stored_half(path: str | Path | None = None) -> bool:
     """Whether a checkpoint's weights are stored as fp16 (see :func:`save_model`), read
     from the safetensors header alone; False for an unreadable file (:func:`load_model`
     reports that)."""
-    base = default_checkpoint() if path is None else Path(path)
-    weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
     try:
-        with safe_open(str(weights), framework="pt") as f:
+        with safe_open(str(weights_file(path)), framework="pt") as f:
             names = f.keys()
             return any(f.get_slice(k).get_dtype() == "F16" for k in names)
     except (SafetensorError, OSError, ValueError, RuntimeError):
@@ -81,9 +86,8 @@ def load_model(
     """Read a checkpoint (see :func:`save_model`; fp16 weights are widened): the fp32 model (a
     :class:`~sliceai.forecast.mixture.ForecastEnsemble` when ``config.members > 1``) on the
     CPU and its metadata."""
-    base = default_checkpoint() if path is None else Path(path)
     directory = checkpoint_dir(path)
-    weights = base if base.suffix == ".safetensors" else base / WEIGHTS_FILE
+    weights = weights_file(path)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file() or not weights.is_file():
         raise ForecastError(

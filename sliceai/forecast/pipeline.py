@@ -123,14 +123,19 @@ class ForecastPipeline:
         fast = None
         if model.config.fast_below_s > 0:
             fast = cls.load(checkpoint_dir(path) / FAST_DIR, device=device, quantize=quantize)
-        half = stored_half(path)
-        return cls(model, device, quantize, metadata, fast, half_weights=half)
+        return cls(
+            model,
+            device=device,
+            quantize=quantize,
+            metadata=metadata,
+            fast=fast,
+            half_weights=stored_half(path),
+        )
 
     def save(self, directory: str | Path, **metadata: Any) -> None:
         if self.quantize is not None:
             raise ForecastError("a quantized pipeline cannot be saved; save the fp32 model")
-        meta = {**self.metadata, **metadata}
-        save_model(self.model, directory, half=self.half_weights, **meta)
+        save_model(self.model, directory, half=self.half_weights, **{**self.metadata, **metadata})
         if self.fast is not None:
             self.fast.save(Path(directory) / FAST_DIR)
 
