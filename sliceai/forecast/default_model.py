@@ -179,64 +179,8 @@ class Recipe:
     validation scores and the checkpoint holds (0: the raw weights), the learning rate at
     the last epoch as a fraction of the first, and the weight of the bit/s CRPS term.
 
-    Tried on the dev traces, all with the coverage-fitted tail shape of the time (CRPS
-    below EWMA's at 60 s / 10 s; this recipe, seeds 0-1 without variants: +15.3% /
-    +9.7%, seed 0 alone +14.5% / +9.1%), none better at both clocks:
-    moving average 0.999, seeds 0-1: +15.1% / +9.8%; with the bit/s CRPS term at weight 5,
-    seeds 0-1: +14.8% / +9.9% (seed 0 alone +14.3% / +9.7%); weight 20, seed 0 alone:
-    +13.2% / +8.5%. The term did lower seed 0's validation CRPS (0.0348 with the average
-    alone, 0.0342 at weight 5, 0.0341 at 20): validation CRPS, normalised per window, does
-    not rank recipes as the evaluation's per-series score does. A coarse view of the last
-    1024 intervals (64 bins of 16: how long a session has lasted beyond the 10 s context),
-    seeds 0-1, scored +14.2% / +8.6%. Wider networks (2026-11-27, the four networks of
-    the shipped recipe; shipped: ``hidden_size`` 128, ``decoder_hidden_size`` 64, +16.0% /
-    +10.1%, pinball loss at 0.999 0.0215 / 0.0078): 256 / 128 (6.3 MB in fp32, over the 5 MB
-    budget) +16.1% / +10.7%, pinball 0.0223 / 0.0081; 192 / 64 (4.5 MB) +16.2% / +10.6%,
-    pinball 0.0223 / 0.0079. Half a point at 10 s for tails a few percent worse at 60 s (the
-    quantiles the solver reads), 1.5-2x the encoder's cost and a checkpoint near the budget:
-    not shipped. Level steps as inputs (2026-11-27: the four most recent steps of the
-    context, each its age and size, found by a difference of means over 6 points either side
-    at 4 standard errors, plus the level since the last step; seed 0 with and without
-    variants against the same pair without them, +15.45% / +9.31%): +15.72% / +9.49%, with
-    no change on the session slices the oracle bound says hold the 10 s gap (consults
-    +10.3% / +10.3%, firmware-bulk +14.7% / +15.0% at 10 s) and 4.5 ms more per member
-    and call: not shipped. An AR(1) fitted to the current session of each context
-    (2026-11-27: its mean, lag-1 correlation and spread in log space; its forecast of each
-    step as network inputs and as learned skip terms of location and spread). On a steady
-    slice with correlated noise it narrows the gap to the generator's own law (CRPS
-    below EWMA's, 2 days: 1-minute correlation at 10 s +8.7% -> +10.0%, oracle +15.8%;
-    10-minute correlation at 60 s +13.5% -> +16.4%, oracle +21.1%; a plug-in AR(1) alone
-    scores +14.3% / +18.9% there), and the dev traces' eMBB slices gain 1.5-2 points at
-    10 s. But four networks scored +14.6% / +10.6% against +16.0% / +10.6% on dev:
-    firmware-bulk and xr-sessions lost 4.8 points each at 60 s, on both seeds. Not shipped.
-
-    The ``fast/`` networks (2026-11-28; seed 0 without variants trained on the 10-second
-    traces, CRPS below EWMA's on the dev traces at 10 s: +11.65%) underrate the chance
-    that a running session ends within the horizon: on firmware-bulk 3% idle at step 16
-    where 13% of the targets are (the generator's own law: 15%; the main networks at
-    60 s: 28% against 48%), while a slice that is never idle (surgery-haptics, with its
-    keepalive) gets 1-2% (60 s: 7-8%). None of these fixed it on dev: the session's age
-    and the context's idle share as inputs, with or without a per-point idle flag:
-    +11.12% both, step 16 still 2% idle; a constant end hazard of 0.5% / 1.2% per step
-    added to busy contexts that were idle within the context: +11.78% / +10.72% against
-    +11.94% for the shipped pair (firmware-bulk +0.8 points, broadcast-uplink -2.7); the
-    evaluation's own score as a loss term (the bit/s CRPS over each series' mean load,
-    and validation scored so), weight 1: +11.28%, weight 5: +11.71% (its validation score
-    5.7% below this recipe's, so the validation traces do not rank it as the dev traces
-    do). A narrower tail than the fitted one (``tail_linear`` 0.85 / 0.80 for the
-    shipped pair's 0.925): +11.84% / +11.65%, 95% coverage 94.4% / 93.3%. A log loss of
-    the idle chance against whether each target is idle (weight 1, beside the CRPS terms;
-    seed 0 without variants): +9.85%, worse on all 14 slices (firmware-bulk +16.2% against
-    +18.8%, broadcast-uplink +7.6% against +20.9%), its validation CRPS 0.0357 against 0.0352.
-    Other context lengths for the fast networks (256 shipped): 512 (85 minutes at 10 s),
-    seed 0: +10.46%, worse on every slice; 128, seed 0: +11.88%, seed 1: +10.40% (256:
-    +11.65% / +11.43%). 100 epochs instead of 60 (seed 0's best epoch 83, seed 1's 96):
-    seed 0 +11.18%, seed 1 +11.88% (60: +11.65% / +11.43%), validation CRPS 0.0350 /
-    0.0358 against 0.0352 / 0.0359: no gain beyond the seed spread. The moving average of
-    the weights (0.999) for the fast pair (2026-11-29, four traces, seeds 0 / 2): +12.97% /
-    +12.34% against +12.91% / +12.72% (seed 2's network with variants stopped early). The
-    marginal CRPS weighted 20 instead of 5 against the likelihood
-    (:data:`sliceai.forecast.loss.CRPS_WEIGHT`), same pairs: +12.71% / +12.41%.
+    Every recipe tried on the dev traces, with what it scored, is in
+    ``docs/forecast-experiments.md`` ("Training recipes"); none beat this one at both clocks.
     """
 
     weight_average: float = 0.0
