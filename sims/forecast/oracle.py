@@ -13,7 +13,7 @@ horizon 16, a forecast every 16 intervals from the same origins, fair CRPS over
 each series' mean load, averaged over series.
 
     python sims/forecast/oracle.py [--interval 60 10] [--held-out] [--model bundled] [--by-step]
-        [--paths 200] [--markdown BENCHMARKS.md]
+        [--paths 200] [--markdown BENCHMARKS.md] [--model-family]
 
 ``make oracle`` scores the held-out traces with the bundled model and writes the
 "forecast oracle bound" section of BENCHMARKS.md (about 5 minutes).
@@ -36,6 +36,7 @@ from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.forecast.baselines import WINDOW, ewma_gaussian, seasonal_period
 from sliceai.forecast.evaluate import EvaluationOptions, _all_levels, _model_forecast
+from sliceai.forecast.features import SCALE_FLOOR_BPS
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
 from sliceai.traffic import DIRECTION_NAMES
@@ -73,10 +74,47 @@ class SeriesScore:
         return None if self.model_steps is None else float(self.model_steps.mean())
 
 
+def context_means(values: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """``(len(origins),)`` the mean of the :data:`CONTEXT` values before each origin: the
+    scale of the model's log space (``sliceai.forecast.features``), floored as there."""
+    csum = np.concatenate([[0.0], np.cumsum(values)])
+    lo = np.maximum(origins - CONTEXT, 0)
+    means = (csum[origins] - csum[lo]) / np.maximum(origins - lo, 1)
+    out: np.ndarray = np.maximum(means, SCALE_FLOOR_BPS)
+    return out
+
+
+def project_to_model_family(
+    paths: np.ndarray, scales: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``paths`` ``(origins, horizon, n)`` redrawn, per origin and step, from the model's
+    marginal family fitted by moments: idle (0) with the paths' idle share, otherwise a
+    Gaussian in ``log1p(x / scale)`` with the busy paths' mean and standard deviation.
+    What the oracle scores so is what its law is worth to a forecaster of that family."""
+    s = scales[:, None, None]
+    busy = paths > 0
+    count = busy.sum(axis=-1, keepdims=True)
+    y = np.log1p(np.maximum(paths, 0.0) / s)
+    mean = np.where(busy, y, 0.0).sum(axis=-1, keepdims=True) / np.maximum(count, 1)
+    var = np.where(busy, (y - mean) ** 2, 0.0).sum(axis=-1, keepdims=True)
+    std = np.sqrt(var / np.maximum(count - 1, 1))
+    drawn = np.expm1(mean + std * rng.standard_normal(paths.shape)) * s
+    idle = rng.random(paths.shape) >= count / paths.shape[-1]
+    out: np.ndarray = np.where(idle, 0.0, np.maximum(drawn, 0.0))
+    return out
+
+
 def score_trace(
-    name: str, seed: int, interval_s: float, days: float, paths: int, pipe: Any | None
+    name: str,
+    seed: int,
+    interval_s: float,
+    days: float,
+    paths: int,
+    pipe: Any | None,
+    model_family: bool = False,
 ) -> list[SeriesScore]:
-    """Oracle, EWMA (and model) scores of every non-zero series of one trace."""
+    """Oracle, EWMA (and model) scores of every non-zero series of one trace; with
+    ``model_family`` the oracle's paths projected by :func:`project_to_model_family`."""
     scenario = load_scenario(name)
     n = round(days * 86400.0 / interval_s)
     trace = generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)
@@ -99,22 +137,15 @@ def score_trace(
             if scale == 0:
                 continue
             ewma = crps_ensemble(ewma_gaussian(values, origins, HORIZON).ensemble, targets)
-            oracle = np.concatenate(
-                [
-                    crps_ensemble(
-                        oracle_paths(
-                            states,
-                            settings.cap,
-                            d,
-                            origins[k : k + ORIGIN_CHUNK],
-                            paths,
-                            rng,
-                        ),
-                        targets[k : k + ORIGIN_CHUNK],
-                    )
-                    for k in range(0, len(origins), ORIGIN_CHUNK)
-                ]
-            )
+            scales = context_means(values, origins)
+            chunks = []
+            for k in range(0, len(origins), ORIGIN_CHUNK):
+                at = slice(k, k + ORIGIN_CHUNK)
+                ens = oracle_paths(states, settings.cap, d, origins[at], paths, rng)
+                if model_family:
+                    ens = project_to_model_family(ens, scales[at], rng)
+                chunks.append(crps_ensemble(ens, targets[at]))
+            oracle = np.concatenate(chunks)
             model = None
             if pipe is not None:
                 ens, _ = _model_forecast(pipe, trace, values, origins, _all_levels(), opts)
@@ -245,10 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--by-step", action="store_true", help="also each slice's gains by forecast step"
     )
+    parser.add_argument(
+        "--model-family",
+        action="store_true",
+        help="score the oracle projected onto the model's marginal family (idle share plus "
+        "a Gaussian in log1p(x / scale) per step, fitted by moments)",
+    )
     parser.add_argument("--markdown", type=Path, help="write the section into this file")
     args = parser.parse_args(argv)
     if args.paths < 2 or args.days <= 0 or any(i <= 0 for i in args.interval):
         parser.error("--paths must be at least 2; --days and --interval positive")
+    if args.model_family and args.markdown is not None:
+        parser.error("--model-family scores a projection, not the bound: no --markdown")
     pipe = None
     if args.model is not None:
         import torch
@@ -262,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     for interval_s in args.interval:
         scores: list[SeriesScore] = []
         for name, seed in tqdm(traces, desc=f"{interval_s:g} s traces", unit="trace"):
-            scores += score_trace(name, seed, interval_s, args.days, args.paths, pipe)
+            scores += score_trace(
+                name, seed, interval_s, args.days, args.paths, pipe, args.model_family
+            )
         sections.append(report(scores, interval_s, args.by_step))
         print(sections[-1] + "\n", flush=True)
     if args.markdown is not None:

@@ -168,6 +168,41 @@ def test_the_oracle_beats_ewma_on_a_scenario(oracle_cli: ModuleType) -> None:
     assert np.mean([s.oracle for s in scores]) < 0.9 * np.mean([s.ewma for s in scores])
 
 
+def test_the_model_family_projection_keeps_idle_share_and_log_moments(
+    oracle_cli: ModuleType,
+) -> None:
+    """Per origin and step: the idle share and the busy paths' mean and spread in the
+    model's log space survive; two well-apart modes become one (the family's limit)."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    low, high = np.full(n // 2, 2e6), np.full(n // 2, 8e6)
+    paths = np.concatenate([low, high]) * np.exp(0.05 * rng.standard_normal(n))
+    paths[rng.random(n) < 0.3] = 0.0
+    paths = np.broadcast_to(paths, (3, 2, n)).copy()
+    scales = np.array([5e5, 1e6, 2e6])  # busy paths far above 0 in log space: no clipping
+    out = oracle_cli.project_to_model_family(paths, scales, rng)
+    assert out.shape == paths.shape
+    for i, s in enumerate(scales):
+        for x, y in ((paths[i, 0], out[i, 0]), (paths[i, 1], out[i, 1])):
+            assert np.mean(y == 0) == pytest.approx(np.mean(x == 0), abs=0.03)
+            lx, ly = np.log1p(x[x > 0] / s), np.log1p(y[y > 0] / s)
+            assert ly.mean() == pytest.approx(lx.mean(), abs=0.02)
+            assert ly.std() == pytest.approx(lx.std(), rel=0.05)
+    between = (out > 3.5e6) & (out < 6.5e6)
+    assert np.mean(between) > 0.1 > np.mean((paths > 3.5e6) & (paths < 6.5e6))
+
+
+def test_context_means_are_the_mean_of_the_context_before_each_origin(
+    oracle_cli: ModuleType,
+) -> None:
+    values = np.arange(1000, dtype=np.float64)
+    origins = np.array([10, 256, 700])
+    got = oracle_cli.context_means(values, origins)
+    want = [values[max(0, o - oracle_cli.CONTEXT) : o].mean() for o in origins]
+    np.testing.assert_allclose(got, want)
+    assert oracle_cli.context_means(np.zeros(300), np.array([280]))[0] == 1.0  # floored
+
+
 def test_the_oracle_section_replaces_its_markers_only(
     oracle_cli: ModuleType, tmp_path: Path
 ) -> None:
