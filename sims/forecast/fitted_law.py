@@ -14,7 +14,7 @@ law; this prototype fits one from the load alone and measures what is left:
   already seen) is below the model's, else the model alone.
 
     python sims/forecast/fitted_law.py [--held-out] [--window 90] [--particles 1000]
-        [--model bundled]
+        [--model bundled] [--seed 0]
 
 prints per slice and in total the CRPS gain over EWMA of the model, the fitted filter,
 the pool and the online choice (about 20 minutes on 2 cores for the dev traces).
@@ -189,7 +189,9 @@ def score_trace(
                 continue
             paths, _ = _model_forecast(pipe, trace, values, origins, _all_levels(), opts)
             model = np.moveaxis(paths, 1, -1)
-            fitted = fitted_forecasts(values, clock, origins, args.particles, 100, seed + d)
+            fitted = fitted_forecasts(
+                values, clock, origins, args.particles, 100, seed + d + 10_000 * args.seed
+            )
             half = model.shape[-1] // 2
             pool = (
                 model
@@ -213,15 +215,15 @@ def score_trace(
 def report(series: list[tuple[str, dict[str, Array]]]) -> str:
     methods = ["model", "filter", "pool", "chosen"]
 
-    def gain(group: list[dict[str, Array]], m: str) -> str:
+    def gain(group: list[dict[str, Array]], m: str, digits: int = 1) -> str:
         e = np.mean([s["EWMA"].mean() for s in group])
-        return f"{100.0 * (1.0 - np.mean([s[m].mean() for s in group]) / e):+.1f}%"
+        return f"{100.0 * (1.0 - np.mean([s[m].mean() for s in group]) / e):+.{digits}f}%"
 
     rows = [
         [name, *(gain([s for n, s in series if n == name], m) for m in methods)]
         for name in sorted({n for n, _ in series})
     ]
-    rows.append(["all", *(gain([s for _, s in series], m) for m in methods)])
+    rows.append(["all", *(gain([s for _, s in series], m, 2) for m in methods)])
     return tabulate(rows, headers=["slice", *methods], tablefmt="github", disable_numparse=True)
 
 
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "--held-out", action="store_true", help="the held-out traces (default: dev)"
     )
     parser.add_argument("--model", default="bundled", help="'bundled' or a checkpoint directory")
+    parser.add_argument("--seed", type=int, default=0, help="offsets the filter's random draws")
     args = parser.parse_args(argv)
     if args.particles < 2 or args.window < 5 or args.days <= 1 or args.interval <= 0:
         parser.error("--particles >= 2, --window >= 5, --days > 1, --interval > 0")
