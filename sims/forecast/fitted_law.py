@@ -28,13 +28,13 @@ import sys
 from typing import Any
 
 import numpy as np
-from generator_oracle import HORIZON
+from generator_oracle import HORIZON, evaluation_origins
 from numpy.lib.stride_tricks import sliding_window_view
 from session_filter import SessionFilter, SessionLaw, length_hazard
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from sliceai.forecast.baselines import WINDOW, ewma_gaussian, seasonal_period
+from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
@@ -49,7 +49,6 @@ RATE_SIGMA = 0.4
 REFIT_S = 86400.0
 #: A fitted law with more expected starts per interval than this is not a sessions slice.
 MAX_STARTS = 2.0
-CONTEXT = 256
 
 
 def _length_shape(median_s: float, sigma: float, lags: Array, dt: float) -> Array:
@@ -175,9 +174,7 @@ def score_trace(
     n = round(args.days * 86400.0 / dt)
     trace = generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=dt, seed=seed)
     clock = Clock(START_EPOCH_S, dt, n + HORIZON, scenario.utc_offset_h)
-    period = seasonal_period(dt, n - HORIZON)
-    first = max(CONTEXT, WINDOW + (period if period > 1 else 0))
-    origins = np.arange(first, n - HORIZON + 1, HORIZON, dtype=np.int64)
+    origins = evaluation_origins(n, dt)
     opts = EvaluationOptions(horizon=HORIZON, stride=HORIZON, progress=False)
     out = []
     for i, settings in enumerate(resolve_slices(scenario)):

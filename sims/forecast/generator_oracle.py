@@ -60,6 +60,20 @@ from sliceai.traffic.scenario_model import (
 
 #: Forecast steps per origin (``make evaluate``'s horizon).
 HORIZON = 16
+#: The evaluation's context: origins start after it (``ForecastPipeline`` default).
+CONTEXT = 256
+
+
+def evaluation_origins(n: int, interval_s: float) -> np.ndarray:
+    """The forecast origins ``make evaluate`` scores on ``n`` intervals: every
+    :data:`HORIZON` intervals after the context and the baselines' history."""
+    from sliceai.forecast.baselines import WINDOW, seasonal_period
+
+    period = seasonal_period(interval_s, n - HORIZON)
+    first = max(CONTEXT, WINDOW + (period if period > 1 else 0))
+    return np.arange(first, n - HORIZON + 1, HORIZON, dtype=np.int64)
+
+
 Array = np.ndarray
 
 

@@ -29,12 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from generator_oracle import HORIZON, oracle_paths, reconstruct, replay_slice
+from generator_oracle import (
+    CONTEXT,
+    HORIZON,
+    evaluation_origins,
+    oracle_paths,
+    reconstruct,
+    replay_slice,
+)
 from numpy.lib.stride_tricks import sliding_window_view
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from sliceai.forecast.baselines import WINDOW, ewma_gaussian, seasonal_period
+from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.evaluate import EvaluationOptions, _all_levels, _model_forecast
 from sliceai.forecast.features import SCALE_FLOOR_BPS
 from sliceai.forecast.metrics import crps_ensemble
@@ -42,8 +49,6 @@ from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
 from sliceai.traffic import DIRECTION_NAMES
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
 
-#: The evaluation's context: origins start after it (``ForecastPipeline`` default).
-CONTEXT = 256
 ORIGIN_CHUNK = 256
 SECTION = "forecast-oracle"
 #: The issue's target: CRPS this far below the best baseline's.
@@ -127,9 +132,7 @@ def score_trace(
         load = trace.load_bps[:, i].astype(np.float64)
         if not np.allclose(reconstruct(states, settings.cap), load, rtol=1e-9, atol=1e-6):
             raise RuntimeError(f"{name}/{settings.name}: the replay does not match the generator")
-        period = seasonal_period(interval_s, n - HORIZON)
-        first = max(CONTEXT, WINDOW + (period if period > 1 else 0))
-        origins = np.arange(first, n - HORIZON + 1, HORIZON, dtype=np.int64)
+        origins = evaluation_origins(n, interval_s)
         for d, direction in enumerate(DIRECTION_NAMES):
             values = load[:, d]
             targets = sliding_window_view(values, HORIZON)[origins]

@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from generator_oracle import HORIZON, oracle_paths, replay_slice
+from generator_oracle import HORIZON, evaluation_origins, oracle_paths, replay_slice
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import log_ndtr, ndtr, ndtri
 from scipy.stats import norm
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from sliceai.forecast.baselines import WINDOW, ewma_gaussian, seasonal_period
+from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
 from sliceai.traffic.generators import (
@@ -55,8 +55,6 @@ from sliceai.traffic.scenario_model import LogNormalSetting, Sessions, SliceSett
 Array = np.ndarray
 #: Sessions a particle can hold at once.
 SLOTS = 24
-#: The evaluation's context: origins start after it (as in ``oracle.py``).
-CONTEXT = 256
 #: The data-driven proposal for a new session's rate is this much wider than the noise.
 PROPOSAL_WIDTH = 1.2
 #: Forecast steps (1-based) the report shows.
@@ -316,13 +314,12 @@ def score_trace(
     )
     clock = Clock(START_EPOCH_S, args.interval, n + HORIZON, scenario.utc_offset_h)
     past = Clock(START_EPOCH_S, args.interval, n, scenario.utc_offset_h)
-    period = seasonal_period(args.interval, n - HORIZON)
-    first = max(CONTEXT, WINDOW + (period if period > 1 else 0))
-    origins = np.arange(first, n - HORIZON + 1, HORIZON, dtype=np.int64)
+    origins = evaluation_origins(n, args.interval)
     out = []
     for i, settings in enumerate(resolve_slices(scenario)):
         if settings.name not in wanted:
             continue
+        SessionLaw.of(settings, clock, 0)  # UnsupportedSlice before any work
         states = replay_slice(settings, past, seed)
         for d in range(2):
             values = trace.load_bps[:, i, d].astype(np.float64)

@@ -3,38 +3,21 @@ load alone is near the generator's, and its online choice follows the recent sco
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from sims_modules import load_sims_module
 
 from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate
 from sliceai.traffic.scenario_model import Scenario
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "sims" / "forecast" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def fl() -> ModuleType:
-    for name in ("generator_oracle", "session_filter"):  # fitted_law imports them by name
-        if name not in sys.modules:
-            _load(name)
-    return _load("fitted_law")
+    return load_sims_module("fitted_law", "generator_oracle", "session_filter")
 
 
 def test_the_fitted_law_is_near_the_generators(fl: ModuleType) -> None:

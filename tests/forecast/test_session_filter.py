@@ -4,14 +4,13 @@ sit between EWMA's and the oracle's."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
+from sims_modules import load_sims_module
 
 from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
@@ -19,25 +18,12 @@ from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
 from sliceai.traffic.scenario_model import LogNormalSetting, Scenario
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = 256
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "sims" / "forecast" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def sf() -> ModuleType:
-    if "generator_oracle" not in sys.modules:
-        _load("generator_oracle")  # session_filter imports it by that name
-    return _load("session_filter")
+    return load_sims_module("session_filter", "generator_oracle")
 
 
 def test_the_hazard_is_the_generators_length_law(sf: ModuleType) -> None:
@@ -160,4 +146,4 @@ def test_the_command_refuses_a_slice_it_does_not_model(
     with pytest.raises(SystemExit) as exc:
         sf.main(["--slice", "surgery-video", "--days", "0.1", "--particles", "10"])
     assert exc.value.code == 2
-    assert "surgery-video" in capsys.readouterr().err
+    assert "surgery-video: the filter models one" in capsys.readouterr().err
