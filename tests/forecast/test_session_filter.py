@@ -16,7 +16,7 @@ from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
-from sliceai.traffic.scenario_model import LogNormalSetting, Scenario
+from sliceai.traffic.scenario_model import Scenario
 
 CONTEXT = 256
 
@@ -24,21 +24,6 @@ CONTEXT = 256
 @pytest.fixture(scope="module")
 def sf() -> ModuleType:
     return load_sims_module("session_filter", "generator_oracle")
-
-
-def test_the_hazard_is_the_generators_length_law(sf: ModuleType) -> None:
-    setting = LogNormalSetting(median=900.0, sigma=0.4, max=3600.0)
-    dt = 60.0
-    hazard = sf.length_hazard(setting, dt)
-    rng = np.random.default_rng(0)
-    drawn = np.minimum(setting.median * np.exp(setting.sigma * rng.standard_normal(400_000)), 3600)
-    lengths = np.maximum(1, np.round(drawn / dt)).astype(int)
-    for age in (5, 10, 15, 25, 40):
-        alive = lengths >= age
-        empirical = float(np.mean(lengths[alive] == age))
-        assert hazard[age] == pytest.approx(empirical, abs=0.01), age
-    assert hazard[60] == 1.0  # an hour is the longest a session lasts
-    assert hazard[0] == 0.0
 
 
 def _one_slice(component: dict[str, object], cap: str | None = None) -> Scenario:
@@ -68,7 +53,7 @@ def test_the_filter_tracks_the_running_sessions_and_beats_ewma(sf: ModuleType) -
     settings = resolve_slices(scenario)[0]
     clock = Clock(START_EPOCH_S, dt, n + sf.HORIZON, 0.0)
     values = trace.load_bps[:, 0, 0].astype(np.float64)
-    law = sf.SessionLaw.of(settings, clock, 0)
+    law = sf.known_law(settings, clock, 0)
 
     base = sys.modules["generator_oracle"].replay_slice(settings, Clock(START_EPOCH_S, dt, n), 4)
     starts, ends, rates = base[0].base.starts, base[0].base.ends, base[0].base.rates
@@ -110,7 +95,7 @@ def test_a_clipped_load_keeps_the_filter_on_track(sf: ModuleType) -> None:
     trace = generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=dt, seed=5)
     values = trace.load_bps[:, 0, 0].astype(np.float64)
     assert float(np.mean(values >= 9e6 * (1 - 1e-9))) > 0.05  # the cap binds
-    law = sf.SessionLaw.of(resolve_slices(scenario)[0], Clock(START_EPOCH_S, dt, n + 16), 0)
+    law = sf.known_law(resolve_slices(scenario)[0], Clock(START_EPOCH_S, dt, n + 16), 0)
     origins = np.arange(CONTEXT, n - sf.HORIZON + 1, sf.HORIZON)
     targets = sliding_window_view(values, sf.HORIZON)[origins]
     ens = sf.filter_forecasts(values, law, origins, 1000, 100, seed=1)
@@ -123,7 +108,7 @@ def test_a_clipped_load_keeps_the_filter_on_track(sf: ModuleType) -> None:
 def test_slices_the_filter_does_not_model_are_refused(sf: ModuleType, slice_name: str) -> None:
     settings = {s.name: s for s in resolve_slices(load_scenario("hospital"))}[slice_name]
     with pytest.raises(sf.UnsupportedSlice, match=slice_name):
-        sf.SessionLaw.of(settings, Clock(START_EPOCH_S, 10.0, 100), 0)
+        sf.known_law(settings, Clock(START_EPOCH_S, 10.0, 100), 0)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +122,7 @@ def test_noise_the_filter_cannot_weigh_by_is_refused(
     component = {k: v for k, v in {**SESSIONS, **change}.items() if v is not None}
     settings = resolve_slices(_one_slice(component))[0]
     with pytest.raises(sf.UnsupportedSlice, match="noise"):
-        sf.SessionLaw.of(settings, Clock(START_EPOCH_S, 10.0, 100), 0)
+        sf.known_law(settings, Clock(START_EPOCH_S, 10.0, 100), 0)
 
 
 def test_the_command_refuses_a_slice_it_does_not_model(
