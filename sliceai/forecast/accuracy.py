@@ -132,6 +132,7 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
             f"{rep['n_series']} series, {rep['n_forecasts']} forecasts of {rep['horizon']} "
             f"steps. CRPS {100 * rep['crps_improvement']:+.1f}% vs the best baseline, "
             f"95% coverage {_pct(cover)}: target {'met' if met else 'not met'}.",
+            *_sessions_line(rep),
             "",
             tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
             "",
@@ -149,6 +150,20 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
             ]
     lines.append(f"<!-- bench:{SECTION}:end -->")
     return "\n".join(lines) + "\n"
+
+
+def _sessions_line(rep: dict[str, Any]) -> list[str]:
+    """What the session filter added (``sliceai.forecast.session_assist``), if it ran."""
+    sessions = rep.get("sessions") or {}
+    if not sessions.get("on"):
+        return []
+    return [
+        "",
+        f"`{MODEL}` is the network with the session filter pooled in where that scored "
+        f"better: for {sessions['forecasts_pooled']} of the forecasts, on "
+        f"{sessions['series_assisted']} series. The network alone: "
+        f"{100 * sessions['network_crps_improvement']:+.1f}% vs the best baseline.",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
