@@ -5,10 +5,13 @@ Scores a checkpoint (the bundled one by default) against the baselines with
 :data:`sliceai.forecast.scenarios.HELD_OUT` (training scenarios on unseen seeds and
 the ``stadium`` mix), once on a 1-minute and once on a 10-second clock, and prints
 the tables; ``--markdown`` also writes them into a section of BENCHMARKS.md that
-``make bench`` leaves alone. Targets (issue #5): CRPS at least 15% below the best
-baseline's, 95% intervals covering 93-97% of the points. ``--dev`` scores the dev
-traces (:data:`sliceai.forecast.scenarios.DEV`: other seeds) instead, to choose settings
-on without looking at the held-out ones (it never writes BENCHMARKS.md).
+``make bench`` leaves alone. The model is scored as ``sliceai evaluate`` scores it: the
+network with the session filter pooled in where that scored better
+(:mod:`sliceai.forecast.session_assist`); the section also gives the network alone.
+Targets (issue #5): CRPS at least 15% below the best baseline's, 95% intervals
+covering 93-97% of the points. ``--dev`` scores the dev traces
+(:data:`sliceai.forecast.scenarios.DEV`: other seeds) instead, to choose settings on
+without looking at the held-out ones (it never writes BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.session_fit import fit_session_law
+from sliceai.forecast.session_fit import FittedLaw, fit_session_law
 from sliceai.forecast.sessions import SessionFilter
 from sliceai.traffic.generators import Clock
 
@@ -72,7 +72,11 @@ def session_paths(
     rng = np.random.default_rng(options.seed)
     fitted = fit_session_law(values, clock, first)
     filt = None if fitted is None else SessionFilter(fitted.law, options.particles, rng)
-    next_fit = first + round((fitted.refit_s if fitted else 3600.0) / clock.dt)
+
+    def refit_after(f: FittedLaw | None) -> int:
+        return max(1, round((f.refit_s if f is not None else 3600.0) / clock.dt))
+
+    next_fit = first + refit_after(fitted)
     for t in range(first if filt is None else 0, last + 1):
         if t >= next_fit and t > first:
             fitted = fit_session_law(values, clock, t) or fitted
@@ -82,7 +86,7 @@ def session_paths(
                     filt.update(s, float(values[s]))
             elif fitted is not None and filt is not None:
                 filt.law = fitted.law
-            next_fit = t + round((fitted.refit_s if fitted else 3600.0) / clock.dt)
+            next_fit = t + refit_after(fitted)
         if filt is None:
             continue
         if t in at:
@@ -103,15 +107,24 @@ def pool_paths(model: Array, filtered: Array, have: npt.NDArray[np.bool_]) -> Ar
 
 
 def choose_online(
-    pool_crps: Array, model_crps: Array, origins: IntArray, horizon: int, window: int
+    pool_crps: Array,
+    model_crps: Array,
+    origins: IntArray,
+    horizon: int,
+    window: int,
+    pooled: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Per origin: whether the pool's summed CRPS over the last ``window`` origins whose
-    targets ended by then (at least :data:`MIN_SCORED`) is below the model's."""
+    targets ended by then is below the model's, once at least :data:`MIN_SCORED` of them
+    were ``pooled`` (had a filter forecast: elsewhere the pool is the model; default all)."""
     seen = np.searchsorted(origins + horizon, origins, side="right")  # targets ended by o
     cp = np.concatenate([[0.0], np.cumsum(pool_crps)])
     cm = np.concatenate([[0.0], np.cumsum(model_crps)])
+    cn = np.concatenate([[0], np.cumsum(np.ones(len(origins)) if pooled is None else pooled)])
     lo = np.maximum(seen - window, 0)
-    out: npt.NDArray[np.bool_] = (seen - lo >= MIN_SCORED) & (cp[seen] - cp[lo] < cm[seen] - cm[lo])
+    out: npt.NDArray[np.bool_] = (cn[seen] - cn[lo] >= MIN_SCORED) & (
+        cp[seen] - cp[lo] < cm[seen] - cm[lo]
+    )
     return out
 
 
@@ -140,6 +153,7 @@ def with_sessions(
         origins,
         horizon,
         options.window,
+        have,
     )
     out: Array = np.where(use[:, None, None], pool, model)
     return out, use

@@ -107,6 +107,8 @@ def fit_from_edges(x: Array, clock: Clock) -> SessionLaw | None:
     started[starts[starts > 0]] = True
     started &= np.concatenate([[False], idle[:-1]])  # a run after a missing value: unknown
     was_idle = np.concatenate([[False], idle[:-1]])
+    if started.sum() < MIN_RUNS:  # too few runs seen to start from idle
+        return None
     # mean length: running count -log P(idle) over arrivals, per hour of the past
     cell = (np.arange(end) * dt // 3600).astype(np.int64)
     n_cell = np.bincount(cell, weights=seen)
@@ -195,6 +197,8 @@ def fit_from_moments(x: Array, clock: Clock) -> SessionLaw | None:
         ok = busiest[:-k] & busiest[k:]
         if ok.sum() > 50:
             vario[j] = np.mean((x0[k:][ok] - x0[:-k][ok]) ** 2)
+    if np.isfinite(vario).sum() < 10:  # too few busy pairs to read the lengths from
+        return None
     var_sessions = max(var - noise_var, 1e-9)
     shape = (vario - 2.0 * noise_var * (1.0 - phi**lags)) / (2.0 * var_sessions)
     best, median_s, sigma_l = np.inf, 900.0, 0.5

@@ -101,12 +101,10 @@ class SessionFilter:
         counts = self.rng.poisson(self.law.intensity[0] * alive.sum(), self.n)
         for k in range(int(counts.max(initial=0))):
             rows = np.flatnonzero(counts > k)
-            self._start(
+            rows, slot = self._start(
                 self.on, self.rates, self.age, rows, self.law.draw_rates(self.rng, len(rows))
             )
-            ages = self.rng.choice(len(alive), len(rows), p=alive / alive.sum()) + 1
-            slot = np.argmax(self.on[rows] & (self.age[rows] == 1), axis=1)
-            self.age[rows, slot] = ages
+            self.age[rows, slot] = self.rng.choice(len(alive), len(rows), p=alive / alive.sum()) + 1
 
     def _age_and_end(self, on: Array, age: Array) -> None:
         """One interval on: sessions end with the hazard at their age, the rest age."""
@@ -114,13 +112,16 @@ class SessionFilter:
         on &= ~(self.rng.random(on.shape) < h)
         age += on
 
-    def _start(self, on: Array, rates: Array, age: Array, rows: Array, new: Array) -> None:
+    def _start(
+        self, on: Array, rates: Array, age: Array, rows: Array, new: Array
+    ) -> tuple[Array, Array]:
         """Start sessions of rates ``new`` in the first free slot of particles ``rows``
-        (having run the interval they start in)."""
+        (having run the interval they start in); the (rows, slots) that had room."""
         slot = np.argmax(~on[rows], axis=1)
         free = ~on[rows, slot]
         rows, slot = rows[free], slot[free]
         on[rows, slot], rates[rows, slot], age[rows, slot] = True, new[free], 1
+        return rows, slot
 
     def update(self, t: int, y: float) -> None:
         """Fold in the load ``y`` observed in interval ``t`` (NaN: missing, the particles

@@ -52,6 +52,34 @@ def test_the_choice_reads_only_targets_that_have_ended() -> None:
     assert chosen[58]  # [50, 55): all good
 
 
+def test_the_choice_waits_for_origins_the_filter_forecast() -> None:
+    """Origins without a filter forecast (the pool is the model there) are no evidence:
+    the choice waits for MIN_SCORED pooled ones."""
+    origins = np.arange(40) * H
+    pooled = np.arange(40) >= 20
+    model = np.ones(40)
+    pool = np.where(pooled, 0.5, 1.0)
+    chosen = choose_online(pool, model, origins, H, 90, pooled)
+    assert not chosen[: 20 + MIN_SCORED].any()
+    assert chosen[20 + MIN_SCORED :].all()
+
+
+def test_a_law_fitted_late_runs_the_past_through() -> None:
+    """Silent for the first day, sessions from the second: no law fits at the first
+    origin, one fits later, and only origins after it are pooled."""
+    n = 17_280
+    values = _sparse_values(n, seed=14)
+    values[: n // 2] = 0.0
+    origins = np.arange(256, n - H + 1, H)
+    stand_in = ewma_gaussian(values, origins, H).ensemble
+    out, used = with_sessions(
+        stand_in, values, origins, H, START_EPOCH_S, 10.0, SessionOptions(particles=300)
+    )
+    assert used.any()
+    assert not used[origins < n // 2].any()
+    assert np.array_equal(out[~used], stand_in[~used])
+
+
 def test_the_assist_beats_its_stand_in_model_on_a_sessions_series() -> None:
     """EWMA stands in for the model on two days of sparse sessions: pooled with the
     filter where that has scored better, the forecast's CRPS drops below EWMA's."""
