@@ -21,8 +21,7 @@ import sys
 from typing import Any
 
 import numpy as np
-from generator_oracle import HORIZON, evaluation_origins
-from numpy.lib.stride_tricks import sliding_window_view
+from generator_oracle import HORIZON, evaluation_origins, scored_directions
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
@@ -55,12 +54,7 @@ def score_trace(
     opts = EvaluationOptions(horizon=HORIZON, stride=HORIZON, progress=False)
     out = []
     for i, settings in enumerate(resolve_slices(scenario)):
-        for d in range(2):
-            values = trace.load_bps[:, i, d].astype(np.float64)
-            targets = sliding_window_view(values, HORIZON)[origins]
-            scale = float(np.mean(np.abs(targets)))
-            if scale == 0:
-                continue
+        for d, values, targets, scale in scored_directions(trace.load_bps[:, i], origins):
             paths, _ = _model_forecast(pipe, trace, values, origins, _all_levels(), opts)
             model = np.moveaxis(paths, 1, -1)
             options = SessionOptions(args.particles, args.window, seed + d + 10_000 * args.seed)
@@ -70,7 +64,10 @@ def score_trace(
             crps = {
                 "EWMA": crps_ensemble(ewma_gaussian(values, origins, HORIZON).ensemble, targets),
                 "model": crps_ensemble(model, targets),
-                "filter": crps_ensemble(np.where(have[:, None, None], filtered, model), targets),
+                "filter": crps_ensemble(
+                    np.where(have[:, None, None], filtered, model[..., : filtered.shape[-1]]),
+                    targets,
+                ),
                 "pool": crps_ensemble(pool_paths(model, filtered, have), targets),
             }
             per_origin = {k: v.mean(axis=1) / scale for k, v in crps.items()}

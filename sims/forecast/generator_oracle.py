@@ -28,9 +28,11 @@ replay, the check that it is the generator's.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import ndtr, ndtri
 
 from sliceai.traffic.generators import (
@@ -72,6 +74,20 @@ def evaluation_origins(n: int, interval_s: float) -> np.ndarray:
     period = seasonal_period(interval_s, n - HORIZON)
     first = max(CONTEXT, WINDOW + (period if period > 1 else 0))
     return np.arange(first, n - HORIZON + 1, HORIZON, dtype=np.int64)
+
+
+def scored_directions(
+    load: np.ndarray, origins: np.ndarray
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, float]]:
+    """The directions of one slice's load ``(n, 2)`` that ``make evaluate`` scores:
+    ``(direction, values, targets, scale)``, targets ``(len(origins), HORIZON)`` and
+    their mean load (scores are divided by it); directions idle at every target skipped."""
+    for d in range(load.shape[1]):
+        values = np.asarray(load[:, d], dtype=np.float64)
+        targets = sliding_window_view(values, HORIZON)[origins]
+        scale = float(np.mean(np.abs(targets)))
+        if scale > 0:
+            yield d, values, targets, scale
 
 
 Array = np.ndarray

@@ -36,8 +36,8 @@ from generator_oracle import (
     oracle_paths,
     reconstruct,
     replay_slice,
+    scored_directions,
 )
-from numpy.lib.stride_tricks import sliding_window_view
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
@@ -133,12 +133,8 @@ def score_trace(
         if not np.allclose(reconstruct(states, settings.cap), load, rtol=1e-9, atol=1e-6):
             raise RuntimeError(f"{name}/{settings.name}: the replay does not match the generator")
         origins = evaluation_origins(n, interval_s)
-        for d, direction in enumerate(DIRECTION_NAMES):
-            values = load[:, d]
-            targets = sliding_window_view(values, HORIZON)[origins]
-            scale = float(np.mean(np.abs(targets)))
-            if scale == 0:
-                continue
+        for d, values, targets, scale in scored_directions(load, origins):
+            direction = DIRECTION_NAMES[d]
             ewma = crps_ensemble(ewma_gaussian(values, origins, HORIZON).ensemble, targets)
             scales = context_means(values, origins)
             chunks = []

@@ -28,8 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from generator_oracle import HORIZON, evaluation_origins, oracle_paths, replay_slice
-from numpy.lib.stride_tricks import sliding_window_view
+from generator_oracle import (
+    HORIZON,
+    evaluation_origins,
+    oracle_paths,
+    replay_slice,
+    scored_directions,
+)
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
@@ -125,12 +130,7 @@ def score_trace(
             continue
         known_law(settings, clock, 0)  # UnsupportedSlice before any work
         states = replay_slice(settings, past, seed)
-        for d in range(2):
-            values = trace.load_bps[:, i, d].astype(np.float64)
-            targets = sliding_window_view(values, HORIZON)[origins]
-            scale = float(np.mean(np.abs(targets)))
-            if scale == 0:
-                continue
+        for d, values, targets, scale in scored_directions(trace.load_bps[:, i], origins):
             law = known_law(settings, clock, d)
             rng = np.random.default_rng(seed)
             ens = {
