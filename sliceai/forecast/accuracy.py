@@ -5,9 +5,7 @@ Scores a checkpoint (the bundled one by default) against the baselines with
 :data:`sliceai.forecast.scenarios.HELD_OUT` (training scenarios on unseen seeds and
 the ``stadium`` mix), once on a 1-minute and once on a 10-second clock, and prints
 the tables; ``--markdown`` also writes them into a section of BENCHMARKS.md that
-``make bench`` leaves alone. The model is scored as ``sliceai evaluate`` scores it: the
-network with the session filter pooled in where that scored better
-(:mod:`sliceai.forecast.session_assist`); the section also gives the network alone.
+``make bench`` leaves alone. The model is scored as ``sliceai evaluate`` scores it.
 Targets (issue #5): CRPS at least 15% below the best baseline's, 95% intervals
 covering 93-97% of the points. ``--dev`` scores the dev traces
 (:data:`sliceai.forecast.scenarios.DEV`: other seeds) instead, to choose settings on
@@ -135,7 +133,6 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
             f"{rep['n_series']} series, {rep['n_forecasts']} forecasts of {rep['horizon']} "
             f"steps. CRPS {100 * rep['crps_improvement']:+.1f}% vs the best baseline, "
             f"95% coverage {_pct(cover)}: target {'met' if met else 'not met'}.",
-            *_sessions_line(rep),
             "",
             tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
             "",
@@ -153,20 +150,6 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
             ]
     lines.append(f"<!-- bench:{SECTION}:end -->")
     return "\n".join(lines) + "\n"
-
-
-def _sessions_line(rep: dict[str, Any]) -> list[str]:
-    """What the session filter added (``sliceai.forecast.session_assist``), if it ran."""
-    sessions = rep.get("sessions") or {}
-    if not sessions.get("on"):
-        return []
-    return [
-        "",
-        f"`{MODEL}` is the network with the session filter pooled in where that scored "
-        f"better: for {sessions['forecasts_pooled']} of the forecasts, on "
-        f"{sessions['series_assisted']} series. The network alone: "
-        f"{100 * sessions['network_crps_improvement']:+.1f}% vs the best baseline.",
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:

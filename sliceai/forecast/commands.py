@@ -55,13 +55,6 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--horizon", type=int, default=16)
     ev.add_argument("--stride", type=int, default=16, help="intervals between forecast origins")
     ev.add_argument("--samples", type=int, default=100)
-    ev.add_argument(
-        "--sessions",
-        choices=("on", "off"),
-        default="on",
-        help="pool a session filter's paths in where they have scored better (default on)",
-    )
-    ev.add_argument("--particles", type=int, default=1000, help="session filter particles")
     ev.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     _add_model(ev)
     ev.set_defaults(func=_evaluate)
@@ -237,20 +230,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from sliceai.forecast.evaluate import EvaluationOptions, evaluate, render
-    from sliceai.forecast.session_assist import SessionOptions
 
-    try:
-        sessions = SessionOptions(particles=args.particles) if args.sessions == "on" else None
-    except ValueError as exc:
-        raise _usage(f"--particles: {exc}") from None
     pipe = _pipeline(args)
     traces = _sources(args)
     report = evaluate(
         pipe,
         traces,
-        EvaluationOptions(
-            horizon=args.horizon, stride=args.stride, n_samples=args.samples, sessions=sessions
-        ),
+        EvaluationOptions(horizon=args.horizon, stride=args.stride, n_samples=args.samples),
     )
     report["traces"] = [str(p) for p in args.traces] + list(args.scenario)
     report["model"] = str(args.model or "bundled")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,6 @@ from sliceai.forecast.baselines import (
 from sliceai.forecast.features import origins_per_call
 from sliceai.forecast.metrics import covered, crps_ensemble, interval_levels, pinball_loss
 from sliceai.forecast.pipeline import ForecastPipeline
-from sliceai.forecast.session_assist import SessionOptions, with_sessions
 from sliceai.traffic import DIRECTION_NAMES, Trace
 
 FloatArray = npt.NDArray[np.float64]
@@ -101,8 +100,6 @@ class EvaluationOptions:
     n_samples: int = 100
     seed: int = 0
     progress: bool = True
-    #: The session filter pooled in where it scores better (None: the model alone).
-    sessions: SessionOptions | None = field(default_factory=SessionOptions)
 
 
 def evaluate(
@@ -126,8 +123,7 @@ def evaluate(
     scores = {name: _Scores() for name in names}
     per_trace = [{name: _Scores() for name in names} for _ in traces]
     per_slice: dict[str, dict[str, _Scores]] = {}
-    network = _Scores()  # the model without the session filter, when that is pooled in
-    n_series = n_forecasts = n_assisted = n_pooled = 0
+    n_series = n_forecasts = 0
     columns = [
         (k, t, i, d)
         for k, t in enumerate(traces)
@@ -150,25 +146,7 @@ def evaluate(
         n_series += 1
         n_forecasts += origins.size
         ens, quant = _model_forecast(pipeline, trace, values, origins, levels, opts)
-        members = np.moveaxis(ens, 1, -1)
-        if opts.sessions is not None:
-            network.add(members, quant, targets, levels)
-            seed = opts.sessions.seed + len(columns) * opts.seed + n_series
-            members, used = with_sessions(
-                members,
-                values,
-                origins,
-                opts.horizon,
-                trace.start,
-                trace.interval_s,
-                replace(opts.sessions, seed=seed),
-            )
-            if used.any():
-                quant = quant.copy()
-                quant[used] = np.moveaxis(np.quantile(members[used], levels, axis=-1), 0, -1)
-                n_assisted += 1
-                n_pooled += int(used.sum())
-        forecasts = {MODEL: (members, quant)}
+        forecasts = {MODEL: (np.moveaxis(ens, 1, -1), quant)}
         for name, fc in _baselines(values, origins, opts, period).items():
             forecasts[name] = (fc.ensemble, fc.quantiles(levels))
         by_slice = per_slice.setdefault(trace.slices[i], {name: _Scores() for name in names})
@@ -203,14 +181,6 @@ def evaluate(
         "per_slice": slices,
         "n_series": n_series,
         "n_forecasts": n_forecasts,
-        "sessions": {
-            "on": opts.sessions is not None,
-            "series_assisted": n_assisted,
-            "forecasts_pooled": n_pooled,
-            "network_crps_improvement": _improvement(network.summary()["crps"], best)
-            if opts.sessions is not None
-            else None,
-        },
         "horizon": opts.horizon,
         "n_samples": opts.n_samples,
     }
@@ -300,13 +270,6 @@ def render(report: dict[str, Any]) -> str:
         "vs best baseline "
         "(positive = model better)"
     )
-    sessions = report.get("sessions", {})
-    if sessions.get("on"):
-        text += (
-            f"\nsession filter pooled in for {sessions['forecasts_pooled']} forecasts of "
-            f"{sessions['series_assisted']} series; the network alone: "
-            f"{100 * sessions['network_crps_improvement']:+.1f}% vs best baseline"
-        )
     if report.get("per_slice"):
         text += "\n\nthe model per slice:\n" + slice_table(report["per_slice"])
     return text

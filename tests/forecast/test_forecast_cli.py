@@ -105,22 +105,17 @@ def test_evaluate_writes_json(tiny_checkpoint: Path, trace_csv: Path, tmp_path: 
         assert set(m["coverage"]) == {"0.8", "0.95", "0.99"}
         assert set(m["pinball"]) == {"0.5", "0.9", "0.99", "0.999"}
     assert data["n_series"] == 4
-    assert data["sessions"]["on"]  # the session filter is pooled in by default
+    assert "sessions" not in data  # the network and the baselines only
 
 
-def test_evaluate_sessions_off_and_bad_particles(
-    tiny_checkpoint: Path, trace_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_evaluate_has_no_session_assist_options(
+    tiny_checkpoint: Path, trace_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = tmp_path / "eval.json"
     common = ["evaluate", "--traces", str(trace_csv), "--model", str(tiny_checkpoint)]
-    common += ["--horizon", "4", "--stride", "50"]
-    assert main([*common, "--particles", "1", "--json", str(report)]) == 2
-    assert "--particles: particles must be at least 2" in capsys.readouterr().err
-    assert not report.exists()  # refused before any work
-    assert main([*common, "--sessions", "off", "--json", str(report)]) == 0
-    data = json.loads(report.read_text())
-    assert not data["sessions"]["on"]
-    assert data["sessions"]["forecasts_pooled"] == 0
+    for flag in ("--sessions", "--particles"):
+        with pytest.raises(SystemExit):
+            main([*common, flag, "on"])
+        assert "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_bad_model_path_is_a_usage_error(

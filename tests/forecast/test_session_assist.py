@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from session_traces import SPARSE, sessions_load
 
-from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.baselines import ewma_gaussian
-from sliceai.forecast.evaluate import MODEL, EvaluationOptions, evaluate
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.forecast.session_assist import (
@@ -20,7 +16,6 @@ from sliceai.forecast.session_assist import (
     choose_online,
     with_sessions,
 )
-from sliceai.traffic import Trace
 
 H = 16
 
@@ -131,27 +126,3 @@ def test_a_series_without_sessions_keeps_the_model() -> None:
 def test_bad_session_options_are_refused(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="particles must be at least 2"):
         SessionOptions(**bad)
-
-
-def test_evaluate_pools_the_filter_in_and_says_so(tiny_pipeline: ForecastPipeline) -> None:
-    """An untrained tiny model on a day of sparse sessions: with the assist on, the
-    report counts the pooled forecasts and the model's CRPS drops; off, nothing changes."""
-    load = sessions_load(SPARSE, 8_640, seed=13)
-    trace = Trace(START_EPOCH_S, 10.0, ("s",), np.stack([load, 0.1 * load], axis=-1)[:, None, :])
-    on_opts = EvaluationOptions(
-        stride=48, progress=False, n_samples=20, sessions=SessionOptions(300)
-    )
-    off = evaluate(tiny_pipeline, [trace], replace(on_opts, sessions=None))
-    on = evaluate(tiny_pipeline, [trace], on_opts)
-    assert off["sessions"] == {
-        "on": False,
-        "series_assisted": 0,
-        "forecasts_pooled": 0,
-        "network_crps_improvement": None,
-    }
-    # the network alone, scored beside the assisted model, is the run without the filter
-    assert on["sessions"]["network_crps_improvement"] == pytest.approx(off["crps_improvement"])
-    assert on["sessions"]["on"]
-    assert on["sessions"]["forecasts_pooled"] > 0
-    assert on["methods"][MODEL]["crps"] < off["methods"][MODEL]["crps"]
-    assert on["methods"]["ewma"] == off["methods"]["ewma"]  # baselines untouched
