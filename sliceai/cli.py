@@ -1,23 +1,33 @@
 """The ``sliceai`` command: one entry point, one sub-command per task.
 
-Each sub-command lives in its own module next to the code it drives and
-exposes ``register(subparsers)``; the module adds its parser and sets
-``func`` to a callable ``(args) -> int`` (the exit code). Modules are imported
-lazily only to build the parser, so ``sliceai --version`` stays fast.
+Each area that contributes sub-commands has a ``commands.py`` (listed in
+:data:`COMMAND_MODULES`) exposing ``register(subparsers)``: it adds its
+parsers and names each one's handler by a dotted path,
+``set_defaults(handler="sliceai.replay.replay_command:run")``. A handler takes
+the parsed ``argparse.Namespace`` and returns the exit code. :func:`main`
+builds every parser, parses, then loads only the chosen handler's module (with
+:func:`sliceai.plugins.load`, the package's one late-import mechanism) and calls
+it. So a ``commands.py`` imports only what its parsers need and stays cheap,
+``sliceai --help`` imports neither torch, grpc, os-ken nor matplotlib, and the
+handler modules import everything at their top. A handler may sit in its
+``commands.py`` when it needs nothing more than the parser module imports anyway
+(``sliceai check-policy``, ``sliceai bench``, ``sliceai sim``).
 
 Exit codes follow the usual convention: 0 success, 1 the input was checked
-and found wanting (an invalid policy, a failed check), 2 usage errors or
-unreadable files.
+and found wanting (an invalid policy, a failed check), 2 usage errors,
+unreadable files or a missing optional dependency.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from sliceai import __version__
+from sliceai.plugins import MissingDependency, load
+from sliceai.usage import UsageError
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -28,12 +38,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sliceai.replay.commands",
     "sliceai.forecast.commands",
     "sliceai.api.commands",
-    "sliceai.demo",
 )
 
+Handler = Callable[[argparse.Namespace], int]
 
-class UsageError(Exception):
-    """Bad command-line usage or an unreadable input file (exit code 2)."""
+__all__ = ["COMMAND_MODULES", "UsageError", "build_parser", "handler_of", "main", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,20 +53,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sliceai {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        load(name).register(subparsers)
     return parser
+
+
+def handler_of(args: argparse.Namespace) -> Handler | None:
+    """The function that carries out the parsed command, loaded now; None when none was given.
+
+    ``handler`` is the dotted path (``"module:function"``). A parser may still set ``func``
+    to the function itself (``sliceai.forecast.commands`` does).
+    """
+    spec = getattr(args, "handler", None)
+    if spec is not None:
+        return cast(Handler, load(spec))
+    return cast("Handler | None", getattr(args, "func", None))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command: load its handler and return its exit code."""
+    handler = handler_of(args)
+    if handler is None:
+        raise UsageError("no command given")
+    return int(handler(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
+    if getattr(args, "handler", None) is None and getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(func(args))
-    except UsageError as exc:
+        return run(args)
+    except (UsageError, MissingDependency) as exc:
         print(f"sliceai {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
+from sliceai.plugins import load
+
 # name -> module that defines run(quick) -> Iterator[Figure]
 BENCHMARKS: dict[str, str] = {
     "policy": "sliceai.policy.bench",
@@ -80,14 +84,10 @@ def median_ms(times: list[float]) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation."""
-    import numpy as np
-
     return float(np.percentile(np.asarray(values), q))
 
 
 def iter_benchmarks(names: list[str], quick: bool) -> Iterator[Figure]:
-    import importlib
-
+    """The figures of the named benchmarks, in order; each module is loaded when its turn comes."""
     for name in names:
-        module = importlib.import_module(BENCHMARKS[name])
-        yield from module.run(quick)
+        yield from load(BENCHMARKS[name]).run(quick)

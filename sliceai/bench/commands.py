@@ -10,6 +10,7 @@ from typing import Any
 
 from sliceai.bench import BENCHMARKS, Figure, iter_benchmarks
 from sliceai.bench.report import render_table, update_markdown
+from sliceai.usage import UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -35,12 +36,11 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="rewrite this benchmark's sections of FILE (e.g. BENCHMARKS.md)",
     )
-    p.set_defaults(func=_run)
+    p.set_defaults(handler="sliceai.bench.commands:run")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from sliceai.cli import UsageError
-
+def run(args: argparse.Namespace) -> int:
+    """``sliceai bench [NAME...]``."""
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

@@ -13,6 +13,7 @@ from tabulate import tabulate
 from sliceai.policy.loader import PolicyError, load_policy
 from sliceai.policy.model import DIRECTIONS, Policy
 from sliceai.policy.units import format_rate
+from sliceai.usage import UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +25,7 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.add_argument("-q", "--quiet", action="store_true", help="print only problems")
-    check.set_defaults(func=_check)
+    check.set_defaults(handler="sliceai.policy.commands:check")
 
     policy = subparsers.add_parser("policy", help="inspect slice policies")
     sub = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
@@ -32,10 +33,11 @@ def register(subparsers: Any) -> None:
         "show", help="a table of slices, their 5QI characteristics, guarantees and links"
     )
     show.add_argument("file", type=Path, metavar="FILE")
-    show.set_defaults(func=_show)
+    show.set_defaults(handler="sliceai.policy.commands:show")
 
 
-def _check(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> int:
+    """``sliceai check-policy FILE...``: 0 all valid, 1 one invalid, 2 one unreadable."""
     worst = 0
     for path in args.files:
         if not path.is_file():
@@ -63,9 +65,8 @@ def _check(args: argparse.Namespace) -> int:
     return worst
 
 
-def _show(args: argparse.Namespace) -> int:
-    from sliceai.cli import UsageError
-
+def show(args: argparse.Namespace) -> int:
+    """``sliceai policy show FILE``: the policy as tables."""
     try:
         policy = load_policy(args.file)
     except PolicyError as exc:

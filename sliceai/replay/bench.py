@@ -20,17 +20,17 @@ import numpy as np
 
 from sliceai.bench import Figure
 from sliceai.policy import Policy, load_policy
+from sliceai.policy.bundled import bundled_policy_path
 from sliceai.replay import linkmodel
 from sliceai.replay.engine import ReplayOptions, replay
+from sliceai.solver import DemandForecast, Plan, SliceSolver
 from sliceai.traffic import Trace
 
 BASE_BPS = np.array([1e6, 30e6, 15e6, 2e6, 1e6, 0.3e6, 8e6, 300e6])
 
 
 def bench_policy() -> Policy:
-    from sliceai.demo import policy_path
-
-    return load_policy(policy_path("campus.yaml"))
+    return load_policy(bundled_policy_path("campus.yaml"))
 
 
 def synthetic_trace(policy: Policy, n: int, seed: int = 0) -> Trace:
@@ -111,8 +111,6 @@ def run(quick: bool) -> Iterator[Figure]:
 def _bare_solver_rate(policy: Policy, trace: Trace) -> float:
     """Solves per second of the solver alone on each interval's exact demand (no replay),
     each interval given the last plan, as the replay gives it."""
-    from sliceai.solver import DemandForecast, Plan, SliceSolver
-
     solver = SliceSolver(policy)
     demand = [DemandForecast.point(row) for row in trace.load_bps]
     previous: Plan | None = None

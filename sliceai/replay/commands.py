@@ -1,4 +1,6 @@
-"""``sliceai replay TRACE --policy P --allocator NAME|all [--json FILE] [--report DIR]``.
+"""``sliceai replay TRACE --policy P --allocator NAME|all [--json FILE] [--report DIR]`` and
+``sliceai demo``: their options (the handlers are :mod:`sliceai.replay.replay_command` and
+:mod:`sliceai.demo`).
 
 Exit codes: 0 done; 1 the policy is invalid or the trace does not fit it; 2 usage
 errors and unreadable or malformed files (trace or policy).
@@ -7,11 +9,8 @@ errors and unreadable or malformed files (trace or policy).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
-
-from sliceai.policy import Policy, PolicyError, load_policy
 
 
 def register(subparsers: Any) -> None:
@@ -36,75 +35,22 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--per-slice", action="store_true", help="also print one row per slice")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(handler="sliceai.replay.replay_command:run")
 
-
-def load_policy_for_cli(path: Path) -> Policy | int:
-    """The policy, or the exit code after printing why not (2 unreadable, 1 invalid)."""
-    from sliceai.cli import UsageError
-
-    try:
-        return load_policy(path)
-    except PolicyError as exc:
-        if any(i.message.startswith("cannot read file") for i in exc.issues):
-            raise UsageError(str(exc)) from None
-        print(exc, file=sys.stderr)
-        return 1
-
-
-def resolve_allocators(spec: str) -> list[str]:
-    """``all`` -> every available allocator; else the comma-separated names, checked."""
-    from sliceai.cli import UsageError
-    from sliceai.replay import allocator_names, make_allocator
-    from sliceai.replay.errors import ReplayError
-
-    if spec == "all":
-        return list(allocator_names())
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if not names:
-        raise UsageError("--allocator needs a name or 'all'")
-    for name in names:
-        try:
-            make_allocator(name)
-        except ReplayError as exc:
-            raise UsageError(str(exc)) from None
-    return names
-
-
-def _run(args: argparse.Namespace) -> int:
-    from sliceai.cli import UsageError
-    from sliceai.replay import ReplayError, replay
-    from sliceai.replay.report import comparison_table, write_json, write_plots
-    from sliceai.traffic import TraceError
-    from sliceai.traffic.longcsv import read_long_csv
-
-    if not args.trace.is_file():
-        raise UsageError(f"{args.trace}: cannot read trace: no such file")
-    policy = load_policy_for_cli(args.policy)
-    if isinstance(policy, int):
-        return policy
-    names = resolve_allocators(args.allocator)
-    try:
-        chunks = read_long_csv(args.trace, slices=policy.slice_names)
-        result = replay(
-            chunks,
-            policy,
-            names,
-            trace_name=args.trace.name,
-            progress=not args.no_progress,
-            skip_failing=args.allocator == "all",
-        )
-    except TraceError as exc:
-        raise UsageError(str(exc)) from None
-    except ReplayError as exc:
-        print(f"sliceai replay: {exc}", file=sys.stderr)
-        return 1
-    print(comparison_table(result, per_slice=args.per_slice))
-    if args.json:
-        write_json(result, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.report:
-        write_json(result, args.report / "report.json")
-        for path in write_plots(result, args.report):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0
+    demo: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="generate the campus scenario, replay every allocator, write a report",
+        description="Generate the bundled campus scenario, replay every allocator, print the "
+        "comparison and write the trace, report.json and plots into --out.",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
+    )
+    demo.add_argument("--days", type=float, default=3.0, help="days of traffic (default 3)")
+    demo.add_argument("--interval", default="30s", help="interval length (default 30s)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--allocator", default="all", metavar="NAME|all", help="allocators (default all)"
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.set_defaults(handler="sliceai.demo:run")

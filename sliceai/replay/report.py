@@ -23,6 +23,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from sliceai.plugins import load
 from sliceai.replay.engine import ReplayResult
 
 
@@ -138,12 +139,12 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
 
 
 def write_plots(result: ReplayResult, directory: Path) -> list[Path]:
-    """Write the PNG plots into ``directory``; returns their paths."""
-    import matplotlib
+    """Write the PNG plots into ``directory``; returns their paths.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    matplotlib is loaded here, not with the module (see :mod:`sliceai.plugins`).
+    """
+    load("matplotlib").use("Agg")
+    plt = load("matplotlib.pyplot")
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     n_slices = len(result.slices)

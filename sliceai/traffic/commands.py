@@ -14,8 +14,15 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
+from sliceai.policy.loader import PolicyError, load_policy
 from sliceai.policy.units import UnitError, parse_duration_s
+from sliceai.traffic.generators import generate, load_scenario, resolve_slices
+from sliceai.traffic.longcsv import write_long_csv
+from sliceai.traffic.mapped import ColumnMapping, load_mapping
+from sliceai.traffic.pcap import PcapStats
+from sliceai.traffic.readers import open_trace
 from sliceai.traffic.trace import Trace, TraceError
+from sliceai.usage import UsageError
 
 DEFAULT_START = "2026-01-05"  # a Monday
 
@@ -38,7 +45,7 @@ def register(subparsers: Any) -> None:
         help=f"start, ISO date/time, UTC if no offset ({DEFAULT_START})",
     )
     sim.add_argument("-o", "--output", type=Path, help="output CSV (default SCENARIO.csv)")
-    sim.set_defaults(func=_sim)
+    sim.set_defaults(handler="sliceai.traffic.commands:sim")
 
     trace = subparsers.add_parser(
         "trace", help="convert and inspect traces (CSV, KPM exports, pcap)"
@@ -47,10 +54,10 @@ def register(subparsers: Any) -> None:
     convert = sub.add_parser("convert", help="read any supported trace and write long CSV")
     _input_options(convert)
     convert.add_argument("-o", "--output", type=Path, required=True, help="output long CSV")
-    convert.set_defaults(func=_convert)
+    convert.set_defaults(handler="sliceai.traffic.commands:convert")
     info = sub.add_parser("info", help="summarise a trace: slices, span, load per slice")
     _input_options(info)
-    info.set_defaults(func=_info)
+    info.set_defaults(handler="sliceai.traffic.commands:info")
 
 
 def _input_options(p: argparse.ArgumentParser) -> None:
@@ -93,39 +100,31 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _usage(message: str) -> Exception:
-    from sliceai.cli import UsageError
-
-    return UsageError(message)
-
-
 def _duration(text: str | None, what: str) -> float | None:
     if text is None:
         return None
     try:
         return parse_duration_s(text)
     except UnitError as exc:
-        raise _usage(f"{what}: {exc}") from None
+        raise UsageError(f"{what}: {exc}") from None
 
 
 def _parse_start(text: str) -> float:
     try:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise _usage(f"--start {text!r} is not an ISO date or date-time") from None
+        raise UsageError(f"--start {text!r} is not an ISO date or date-time") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=timezone.utc)
     return stamp.timestamp()
 
 
-def _sim(args: argparse.Namespace) -> int:
-    from sliceai.traffic.generators import generate, load_scenario, resolve_slices
-    from sliceai.traffic.longcsv import write_long_csv
-
+def sim(args: argparse.Namespace) -> int:
+    """``sliceai sim SCENARIO``: generate a seeded trace and write it as long CSV."""
     interval = _duration(args.interval, "--interval") or 1.0
     start = _parse_start(args.start)
     if not math.isfinite(args.days) or args.days <= 0:
-        raise _usage("--days must be positive")
+        raise UsageError("--days must be positive")
     n = max(1, round(args.days * 86400.0 / interval))
     try:
         scenario = load_scenario(args.scenario)
@@ -151,23 +150,19 @@ def _sim(args: argparse.Namespace) -> int:
         )
         write_long_csv(chunks, output)
     except TraceError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     rows = n * len(trace.slices) * 2
     print(f"{output}: {n} intervals x {len(trace.slices)} slices x 2 directions = {rows} rows")
     return 0
 
 
 def _open(args: argparse.Namespace, stats: Any = None) -> Iterator[Trace]:
-    from sliceai.policy.loader import PolicyError, load_policy
-    from sliceai.traffic.mapped import ColumnMapping, load_mapping
-    from sliceai.traffic.readers import open_trace
-
     policy = None
     if args.policy is not None:
         try:
             policy = load_policy(args.policy)
         except PolicyError as exc:
-            raise _usage(str(exc)) from None
+            raise UsageError(str(exc)) from None
     fields = {
         key: getattr(args, key)
         for key in (
@@ -206,12 +201,11 @@ def _open(args: argparse.Namespace, stats: Any = None) -> Iterator[Trace]:
             pcap_stats=stats,
         )
     except (TraceError, ValueError) as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
-def _convert(args: argparse.Namespace) -> int:
-    from sliceai.traffic.longcsv import write_long_csv
-
+def convert(args: argparse.Namespace) -> int:
+    """``sliceai trace convert``: any supported trace -> long CSV."""
     chunks = tqdm(_open(args), desc=f"convert {args.input}", unit="chunk", file=sys.stderr)
     try:
         n = write_long_csv(chunks, args.output)
@@ -222,9 +216,8 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info(args: argparse.Namespace) -> int:
-    from sliceai.traffic.pcap import PcapStats
-
+def info(args: argparse.Namespace) -> int:
+    """``sliceai trace info``: slices, span and load per slice of a trace."""
     stats = PcapStats()
     summary: _Summary | None = None
     try:

@@ -1,0 +1,61 @@
+"""Late imports, all through one function: :func:`load`.
+
+Every sliceai module imports what it needs at its top; :func:`load` is the one
+way to import a module while the program runs instead, by name. It is used for:
+
+- **Command handlers.** Each area's ``commands.py`` builds its argparse parser
+  and names the function that carries the command out as ``"module:function"``
+  (``set_defaults(handler=...)``); :func:`sliceai.cli.main` loads that module
+  only when its command runs. So ``sliceai --help`` imports neither torch,
+  grpc, os-ken nor matplotlib, and the handler modules import at their top.
+- **Benchmarks**, named by module in :data:`sliceai.bench.BENCHMARKS`.
+- **torch where it is optional**: ``sliceai serve --model empirical`` runs
+  without it.
+- **matplotlib** in :func:`sliceai.replay.report.write_plots`: importing it
+  takes about 0.6 s, longer than a short replay that writes no plots.
+- **The Ryu shim** (:mod:`sliceai.controller.ryu_manager`), which must patch
+  ``eventlet.wsgi`` before Ryu is imported.
+
+A module missing because an optional extra is not installed (os-ken, cvxpy)
+raises :class:`MissingDependency`, which says what to install; the command
+line prints it and exits with 2.
+
+``tests/test_imports.py`` checks that nothing else imports inside a function
+and that the package's imports form no circle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Top-level modules that come with an optional extra -> (what to call it, the extra).
+EXTRAS: dict[str, tuple[str, str]] = {
+    "os_ken": ("os-ken", "controller"),
+    "cvxpy": ("cvxpy", "dev"),
+}
+
+
+class MissingDependency(ImportError):
+    """An optional dependency is not installed; the message says which extra brings it."""
+
+
+def load(target: str) -> Any:
+    """``"package.module"`` -> the module; ``"package.module:name"`` -> its attribute ``name``.
+
+    Raises :class:`MissingDependency` when the import fails on a module of an optional
+    extra (:data:`EXTRAS`), ``ModuleNotFoundError`` on any other missing module and
+    ``AttributeError`` when the module has no ``name``.
+    """
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in EXTRAS:
+            raise
+        what, extra = EXTRAS[top]
+        raise MissingDependency(
+            f"{what} is not installed: pip install 'sliceai[{extra}]'", name=exc.name
+        ) from exc
+    return getattr(module, attr) if attr else module
