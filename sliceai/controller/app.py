@@ -19,8 +19,6 @@ import logging
 import os
 import shlex
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from sliceai.controller import ofmsgs
@@ -36,25 +34,14 @@ from sliceai.controller._framework import (
 )
 from sliceai.controller.core import ControllerCore, summed_rates
 from sliceai.controller.counters import CounterRates, MeterSample, port_rates
-from sliceai.controller.flows import EnforcementConfig, Op, ops_summary
-from sliceai.controller.service_link import LinkEvent, LinkSettings, ServiceLink, telemetry_batch
+from sliceai.controller.flows import Op, ops_summary
+from sliceai.controller.service_link import LinkEvent, ServiceLink, telemetry_batch
+from sliceai.controller.settings import AppSettings, settings_from_command_line
 from sliceai.policy import DIRECTIONS, load_policy, loads_policy
 
 LOG = logging.getLogger("sliceai.controller")
 ENV_ARGS = "SLICEAI_CONTROLLER_ARGS"
 _PUMP_PERIOD_S = 0.005
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    """Everything the app needs. Times in seconds."""
-
-    policy_path: Path
-    enforcement: EnforcementConfig
-    link: LinkSettings | None
-    fallback_after_s: float = 30.0
-    poll_interval_s: float = 1.0
-    stats_file: Path | None = None
 
 
 _settings: AppSettings | None = None
@@ -74,10 +61,7 @@ def _current_settings() -> AppSettings:
         raise RuntimeError(
             f"sliceai controller app: no settings; set {ENV_ARGS} or use `sliceai controller`"
         )
-    from sliceai.controller.commands import build_parser, settings_from_args
-
-    settings: AppSettings = settings_from_args(build_parser().parse_args(shlex.split(args)))
-    return settings
+    return settings_from_command_line(shlex.split(args))
 
 
 class EventLink(event.EventBase):  # type: ignore[misc]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
+from sliceai.controller.flows import meter_id
 from sliceai.policy.model import DIRECTIONS, Direction, Policy
 
 COUNTER_MODULUS = 1 << 64
@@ -111,8 +112,6 @@ class SliceMeterRates:
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
-        from sliceai.controller.flows import meter_id
-
         self._by_meter: dict[int, tuple[str, Direction]] = {
             meter_id(i, d): (sl.name, d) for i, sl in enumerate(policy.slices) for d in DIRECTIONS
         }

@@ -16,12 +16,14 @@ in the ``SLICEAI_CONTROLLER_ARGS`` environment variable (the same options as
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from sliceai.plugins import load
 
 
 def main() -> None:
-    wsgi = importlib.import_module("eventlet.wsgi")
+    # Loaded by name (sliceai.plugins): eventlet.wsgi must be patched before Ryu is imported.
+    wsgi = load("eventlet.wsgi")
     if not hasattr(wsgi, "ALREADY_HANDLED"):
         setattr(wsgi, "ALREADY_HANDLED", object())  # noqa: B010 - the shim: a unique sentinel
     if "--enable-debugger" not in sys.argv:
@@ -29,7 +31,7 @@ def main() -> None:
             "sliceai: add --enable-debugger (thread monkey-patching deadlocks gRPC)",
             file=sys.stderr,
         )
-    ryu_main = importlib.import_module("ryu.cmd.manager").main
+    ryu_main = load("ryu.cmd.manager:main")
     if not any(a.endswith("sliceai.controller.app") for a in sys.argv[1:]):
         sys.argv.append("sliceai.controller.app")
     ryu_main()

@@ -16,15 +16,16 @@ from collections.abc import Iterator, Mapping
 from concurrent import futures
 from typing import Any
 
+import grpc
+
 from sliceai.policy.model import DIRECTIONS, Direction
+from sliceai.v1 import common_pb2, controller_pb2, controller_pb2_grpc
 
 _END = object()
 
 
 def plan_message(rates: Mapping[tuple[str, Direction], float], version: int) -> Any:
     """A ``ServerMessage`` carrying a ``Plan`` with these rates (bit/s)."""
-    from sliceai.v1 import common_pb2, controller_pb2
-
     names = sorted({n for n, _ in rates})
     slices = [
         common_pb2.SliceAllocation(
@@ -54,18 +55,8 @@ class ScriptedControllerService:
 
     def start(self) -> int:
         """Start serving; returns the bound port (the same one again after a :meth:`stop`)."""
-        import grpc
-
-        from sliceai.v1 import controller_pb2_grpc
-
-        outer = self
-
-        class _Servicer(controller_pb2_grpc.ControllerServiceServicer):
-            def Connect(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
-                return outer._connect(request_iterator, context)
-
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        controller_pb2_grpc.add_ControllerServiceServicer_to_server(_Servicer(), server)  # type: ignore[no-untyped-call]
+        controller_pb2_grpc.add_ControllerServiceServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
         self.port = server.add_insecure_port(f"127.0.0.1:{self.port or self.requested_port}")
         if self.port == 0:
             raise RuntimeError("scripted service: could not bind a port on 127.0.0.1")
@@ -97,9 +88,8 @@ class ScriptedControllerService:
         with self._lock:
             return len(self._streams)
 
-    def _connect(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
-        from sliceai.v1 import controller_pb2
-
+    def connect(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
+        """One ``Connect`` stream: record what the plugin sends, send it the policy and plans."""
         q: queue.Queue[Any] = queue.Queue()
 
         def consume() -> None:
@@ -137,6 +127,16 @@ class ScriptedControllerService:
             with self._lock:
                 if q in self._streams:
                     self._streams.remove(q)
+
+
+class _Servicer(controller_pb2_grpc.ControllerServiceServicer):
+    """Hands each ``Connect`` stream to the :class:`ScriptedControllerService` it serves."""
+
+    def __init__(self, service: ScriptedControllerService) -> None:
+        self.service = service
+
+    def Connect(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
+        return self.service.connect(request_iterator, context)
 
 
 def uniform_rates(names: tuple[str, ...], bps: float) -> dict[tuple[str, Direction], float]:

@@ -20,8 +20,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import grpc
+
 from sliceai.controller.counters import SliceRate
 from sliceai.policy.model import Direction
+from sliceai.v1 import controller_pb2, controller_pb2_grpc
 
 LOG = logging.getLogger(__name__)
 
@@ -58,8 +61,6 @@ def telemetry_batch(
 
     ``end_of_period``: True only on the last datapath's batch of a polling round.
     """
-    from sliceai.v1 import controller_pb2
-
     names = sorted({name for name, _ in rates})
     zero = SliceRate(0.0, 0.0, 0)
     dl = [rates.get((n, Direction.DL), zero) for n in names]
@@ -132,8 +133,6 @@ class ServiceLink:
                     self._outbox.get_nowait()
 
     def _channel(self) -> Any:
-        import grpc
-
         s = self.settings
         if s.tls_ca is None and s.tls_cert is None:
             return grpc.insecure_channel(s.target)
@@ -148,8 +147,6 @@ class ServiceLink:
         return grpc.secure_channel(s.target, creds)
 
     def _requests(self, done: threading.Event) -> Iterator[Any]:
-        from sliceai.v1 import controller_pb2
-
         hello = controller_pb2.Hello(
             source_id=self.settings.source_id,
             datapath_ids=list(self._datapath_ids()),
@@ -163,8 +160,6 @@ class ServiceLink:
                 continue
 
     def _run(self) -> None:
-        from sliceai.v1 import controller_pb2_grpc
-
         delay = self.settings.backoff_min_s
         while not self._stop.is_set():
             done = threading.Event()

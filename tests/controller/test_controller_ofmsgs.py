@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sliceai.controller.commands import build_parser, settings_from_args
+from sliceai.controller.commands import build_parser
 from sliceai.controller.flows import (
     ControllerConfigError,
     EnforcementConfig,
@@ -17,6 +17,7 @@ from sliceai.controller.flows import (
     meter_id,
 )
 from sliceai.controller.ofmsgs import messages, stats_requests
+from sliceai.controller.settings import settings_from_args
 from sliceai.policy import Direction, Policy
 
 ofproto_v1_3 = pytest.importorskip("os_ken.ofproto.ofproto_v1_3")
