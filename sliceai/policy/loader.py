@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -197,8 +197,6 @@ def _unknown_key_message(loc: FieldPath, pos: _Positions) -> str:
 
 
 def _known_fields(parent: FieldPath) -> list[str]:
-    from sliceai.policy import model
-
     model_cls: type[BaseModel] = Policy
     for part in parent:
         if isinstance(part, int):
@@ -206,20 +204,19 @@ def _known_fields(parent: FieldPath) -> list[str]:
         field = model_cls.model_fields.get(str(part))
         if field is None:
             return []
-        sub = _model_in(field.annotation, model)
+        sub = _model_in(field.annotation)
         if sub is None:
             return []
         model_cls = sub
     return list(model_cls.model_fields)
 
 
-def _model_in(annotation: Any, module: Any) -> type[BaseModel] | None:
-    import typing
-
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in a field's annotation (``Link``, ``list[Link]``, ``Slice | None``)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg, module)
+    for arg in get_args(annotation):
+        found = _model_in(arg)
         if found is not None:
             return found
     return None

@@ -16,6 +16,7 @@ from enum import Enum
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -425,8 +426,6 @@ class Policy(_Frozen):
     @cached_property
     def incidence(self) -> Any:
         """Link x slice 0/1 matrix (numpy bool array, shape ``(n_links, n_slices)``)."""
-        import numpy as np
-
         a = np.zeros((len(self.link_names), len(self.slice_names)), dtype=bool)
         for li, link in enumerate(self.topology.links):
             for s in link.slices:

@@ -30,6 +30,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+import cvxpy as cp
+import highspy
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -86,8 +88,6 @@ def _cvxpy(
     cost: FloatArray, upper: FloatArray, a: sp.csc_matrix, capacity: FloatArray
 ) -> tuple[float, float]:
     """(seconds to build and solve a fresh Problem, objective)."""
-    import cvxpy as cp
-
     t0 = time.perf_counter()
     y = cp.Variable(cost.size)
     problem = cp.Problem(cp.Maximize(cost @ y), [y >= 0, y <= upper, a @ y <= capacity])
@@ -199,8 +199,6 @@ def run_case(n_slices: int, n_links: int, intervals: int, cvxpy_every: int) -> I
 def _silence_highs_banner() -> None:
     """highspy.Highs() prints a banner on stdout once per process (cvxpy makes one): do it
     now with stdout pointed at /dev/null so ``--json`` output stays clean."""
-    import highspy
-
     sys.stdout.flush()
     saved = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dpkt
 import numpy as np
 
 from sliceai.bench import Figure, time_calls
@@ -209,8 +210,6 @@ def _write_pcapng(path: Path, n: int) -> None:
 
 
 def _pcap(tmp: Path, quick: bool) -> Iterator[Figure]:
-    import dpkt
-
     n = 50_000 if quick else 500_000
     path = tmp / "bench.pcap"
     _write_pcap(path, n)
