@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 
-.PHONY: all venv test lint typecheck unit demo bench protos protos-check model evaluate oracle e2e ryu-check clean constraints
+.PHONY: all venv test lint typecheck unit demo bench protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
 
 all: test
 
@@ -57,19 +57,23 @@ protos-check: $(STAMP)
 # and, for clocks below 30 s, one of 2 networks trained on 10 s traces (in fast/, fp16); each
 # network on one torch thread, two at once (deterministic on the CPU; about 40 minutes on 2 cores).
 model: $(STAMP)
-	$(PY) -m sliceai.forecast.default_model
+	$(PY) -m research.forecast.default_model
 
 # Held-out forecast accuracy (CRPS, pinball, coverage against the baselines, on a 60 s and a
-# 10 s clock) into BENCHMARKS.md's "forecast accuracy (held-out)" section (about 25 minutes:
-# the session filter reads every series' whole history, most of the time at the 10 s clock).
+# 10 s clock) into BENCHMARKS.md's "forecast accuracy (held-out)" section.
 evaluate: $(STAMP)
-	$(PY) -m sliceai.forecast.accuracy --markdown BENCHMARKS.md
+	$(PY) -m research.forecast.accuracy --markdown BENCHMARKS.md
 
 # The bound on any forecaster's held-out CRPS: the generator's own conditional law (an oracle
 # that knows its latent state) against EWMA and the bundled model on both clocks, overall and
 # by forecast step, into BENCHMARKS.md's "forecast oracle bound" section (about 5 minutes).
 oracle: $(STAMP)
-	$(PY) sims/forecast/oracle.py --held-out --model bundled --by-step --markdown BENCHMARKS.md
+	$(PY) -m research.forecast.oracle --held-out --model bundled --by-step --markdown BENCHMARKS.md
+
+# The studies' tests (research/tests: the session filter, the oracle, the checkpoint recipe);
+# not part of `make test`, which runs tests/ only.
+research-test: $(STAMP)
+	$(VENV)/bin/pytest -n $(JOBS) research/tests
 
 # OpenFlow end to end on a real Open vSwitch with hosts in network namespaces (root).
 e2e: $(STAMP)

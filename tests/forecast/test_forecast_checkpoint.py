@@ -19,17 +19,6 @@ from sliceai.forecast.checkpoint import (
     save_model,
     stored_half,
 )
-from sliceai.forecast.default_model import (
-    FAST_BELOW_S,
-    FAST_RECURRENT_WINDOW,
-    FAST_SEEDS,
-    FAST_WEIGHTS_FP16,
-    MAX_LOG_STD,
-    MEMBERS,
-    SEASONAL_MIN_INTERVAL_S,
-    SESSION_SUMMARY,
-    VARIANTS,
-)
 
 
 def _ctx() -> np.ndarray:
@@ -149,22 +138,14 @@ def test_bundled_default_loads_offline() -> None:
     # Issue #5: the shipped checkpoint (the main and the fast-clock ensembles) stays <= 5 MB.
     weights = [default_checkpoint() / WEIGHTS_FILE, default_checkpoint() / FAST_DIR / WEIGHTS_FILE]
     assert sum(w.stat().st_size for w in weights) <= 5_000_000
-    assert pipe.config.members == len(pipe.members) == MEMBERS
-    assert pipe.config.session_summary is SESSION_SUMMARY
-    assert pipe.config.seasonal_min_interval_s == SEASONAL_MIN_INTERVAL_S
-    assert pipe.config.max_log_std == MAX_LOG_STD
-    assert pipe.config.fast_below_s == FAST_BELOW_S
+    # A seed ensemble, and one for the clocks below fast_below_s in fast/ (see
+    # research/tests/test_default_model.py for the recipe's settings).
+    assert pipe.config.members == len(pipe.members) > 1
     assert pipe.fast is not None
-    fast_members = FAST_SEEDS * (2 if VARIANTS else 1)
-    assert pipe.fast.config.members == len(pipe.fast.members) == fast_members
+    assert pipe.at(10.0) is pipe.fast
+    assert pipe.at(60.0) is pipe
     assert pipe.fast.config.seasonal_window == 0
-    assert pipe.fast.config.recurrent_window == FAST_RECURRENT_WINDOW
     assert pipe.config.recurrent_window == 0
-    assert pipe.fast.config.max_log_std == MAX_LOG_STD
-    fast_weights = load_file(str(default_checkpoint() / FAST_DIR / WEIGHTS_FILE))
-    fp16 = {v.dtype for v in fast_weights.values()} == {torch.float16}
-    assert fp16 is FAST_WEIGHTS_FP16
-    assert pipe.fast.half_weights is FAST_WEIGHTS_FP16
     assert not pipe.half_weights
     for interval_s in (60.0, 10.0):
         q = pipe.quantiles(_ctx(), 16, (0.5, 0.99), start_time=1.7e9, interval_s=interval_s)

@@ -1,19 +1,18 @@
-"""``sims/forecast/fitted_law.py``: the per-slice split of the shipped session assist."""
+"""``research.forecast.fitted_law``: the per-slice split of the session assist."""
 
 from __future__ import annotations
 
 import argparse
 
 import numpy as np
-from sims_modules import load_sims_module
 
+from research.forecast import fitted_law as fl
 from sliceai.forecast import ForecastPipeline
 
 
 def test_the_split_scores_each_part_and_the_choice_takes_one_of_two(
     tiny_pipeline: ForecastPipeline,
 ) -> None:
-    fl = load_sims_module("fitted_law", "generator_oracle")
     args = argparse.Namespace(interval=60.0, days=1.05, particles=20, window=90, seed=0)
     series = fl.score_trace("hospital", 2001, args, tiny_pipeline)
     assert {name for name, _ in series} >= {"consults", "surgery-video"}

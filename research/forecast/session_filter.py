@@ -1,6 +1,6 @@
 """How much of the oracle's gain can the history reveal? A particle filter that knows the law.
 
-``oracle.py`` bounds every forecaster with the generator's own conditional law, which
+``research.forecast.oracle`` bounds every forecaster with the generator's own conditional law, which
 knows the latent state: the running sessions, their rates and ages, the noise. A
 forecaster reads the load only. This filter sits between them on the slices that are
 one ``sessions`` component with multiplicative AR(1) noise (no drift, no spikes, not
@@ -8,10 +8,10 @@ exclusive: ``consults``, ``firmware-bulk``, ``xr-sessions``): it knows the gener
 *law* (arrival intensity by time of day, the session-length and rate laws, the noise)
 but not its draws, and infers the running sessions from the observed load alone, one
 interval at a time. Its forecast is the law's future from the particles at each origin.
-The filter is the shipped :class:`sliceai.forecast.sessions.SessionFilter`; here it is
+The filter is :class:`research.forecast.sessions.SessionParticleFilter`; here it is
 given the generator's law (:func:`known_law`) instead of one fitted from the load.
 
-    python sims/forecast/session_filter.py [--slice consults] [--interval 10] [--held-out]
+    python -m research.forecast.session_filter [--slice consults] [--interval 10] [--held-out]
         [--particles 3000] [--model bundled]
 
 prints the CRPS gains over EWMA (scored as ``make evaluate`` scores: horizon 16, a
@@ -28,20 +28,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from generator_oracle import (
+from tabulate import tabulate
+from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
+
+from research.forecast.generator_oracle import (
     HORIZON,
     evaluation_origins,
     oracle_paths,
     replay_slice,
     scored_directions,
 )
-from tabulate import tabulate
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
-
+from research.forecast.sessions import SessionLaw, SessionParticleFilter, length_hazard
+from research.forecast.traces import DEV, HELD_OUT
 from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
-from sliceai.forecast.sessions import SessionFilter, SessionLaw, length_hazard
+from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import (
     Clock,
     generate,
@@ -92,7 +93,7 @@ def filter_forecasts(
 ) -> Array:
     """``(len(origins), HORIZON, paths)``: the filter run over ``values`` from its start,
     forecasting at each origin from the intervals before it."""
-    filt = SessionFilter(law, particles, np.random.default_rng(seed))
+    filt = SessionParticleFilter(law, particles, np.random.default_rng(seed))
     out = np.empty((len(origins), HORIZON, paths))
     at = {int(o): i for i, o in enumerate(origins)}
     last = int(origins.max()) if len(origins) else -1

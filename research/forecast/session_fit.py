@@ -1,4 +1,4 @@
-"""A :class:`~sliceai.forecast.sessions.SessionLaw` fitted from a series' own past load.
+"""A :class:`~research.forecast.sessions.SessionLaw` fitted from a series' own past load.
 
 No forecaster of a user's trace knows the law its sessions follow; these fits read one
 from the load alone, as Poisson sessions (an M/G/inf queue with lognormal lengths and
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sliceai.forecast.sessions import SessionLaw, length_hazard
+from research.forecast.sessions import SessionLaw, length_hazard
 from sliceai.traffic.generators import Clock
 from sliceai.traffic.scenario_model import LogNormalSetting
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sliceai.forecast.default_model import join, member_specs
-from sliceai.forecast.randomized import RATE_LOG_RANGE, randomized_scenario
-from sliceai.forecast.scenarios import generate_variant
+from research.forecast.default_model import join, member_specs
+from research.forecast.randomized import RATE_LOG_RANGE, randomized_scenario
+from research.forecast.traces import generate_variant
 from sliceai.traffic.generators import load_scenario, resolve_slices
 from sliceai.traffic.scenario_model import WEEKDAYS, Level, Scenario, Sessions, SliceSettings
 

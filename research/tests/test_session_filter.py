@@ -1,17 +1,15 @@
-"""The known-law particle filter (``sims/forecast/session_filter.py``): its length law is
+"""The known-law particle filter (``research.forecast.session_filter``): its length law is
 the generator's, it tracks the running sessions from the load alone, and its forecasts
 sit between EWMA's and the oracle's."""
 
 from __future__ import annotations
 
-import sys
-from types import ModuleType
-
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from sims_modules import load_sims_module
 
+from research.forecast import session_filter as sf
+from research.forecast.generator_oracle import oracle_paths, replay_slice
 from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
@@ -19,11 +17,6 @@ from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_s
 from sliceai.traffic.scenario_model import Scenario
 
 CONTEXT = 256
-
-
-@pytest.fixture(scope="module")
-def sf() -> ModuleType:
-    return load_sims_module("session_filter", "generator_oracle")
 
 
 def _one_slice(component: dict[str, object], cap: str | None = None) -> Scenario:
@@ -42,7 +35,7 @@ SESSIONS = {
 }
 
 
-def test_the_filter_tracks_the_running_sessions_and_beats_ewma(sf: ModuleType) -> None:
+def test_the_filter_tracks_the_running_sessions_and_beats_ewma() -> None:
     """From the load alone the filter infers the sessions' summed rate under the noise
     (half as far from the generator's as the observed load is; idle exactly where the
     generator is), and its forecasts score a CRPS well below EWMA's and above the
@@ -55,11 +48,11 @@ def test_the_filter_tracks_the_running_sessions_and_beats_ewma(sf: ModuleType) -
     values = trace.load_bps[:, 0, 0].astype(np.float64)
     law = sf.known_law(settings, clock, 0)
 
-    base = sys.modules["generator_oracle"].replay_slice(settings, Clock(START_EPOCH_S, dt, n), 4)
+    base = replay_slice(settings, Clock(START_EPOCH_S, dt, n), 4)
     starts, ends, rates = base[0].base.starts, base[0].base.ends, base[0].base.rates
     t = np.arange(n)
     summed = (((starts[None, :] <= t[:, None]) & (t[:, None] < ends[None, :])) * rates).sum(axis=1)
-    filt = sf.SessionFilter(law, 1000, np.random.default_rng(0))
+    filt = sf.SessionParticleFilter(law, 1000, np.random.default_rng(0))
     tracked = np.empty(n)
     for i in range(n):
         filt.update(i, float(values[i]))
@@ -75,9 +68,7 @@ def test_the_filter_tracks_the_running_sessions_and_beats_ewma(sf: ModuleType) -
     origins = np.arange(CONTEXT, n - sf.HORIZON + 1, sf.HORIZON)
     targets = sliding_window_view(values, sf.HORIZON)[origins]
     ens = sf.filter_forecasts(values, law, origins, 1000, 100, seed=1)
-    oracle = sys.modules["generator_oracle"].oracle_paths(
-        base, None, 0, origins, 100, np.random.default_rng(2)
-    )
+    oracle = oracle_paths(base, None, 0, origins, 100, np.random.default_rng(2))
     filter_crps = float(crps_ensemble(ens, targets).mean())
     ewma_crps = float(
         crps_ensemble(ewma_gaussian(values, origins, sf.HORIZON).ensemble, targets).mean()
@@ -87,7 +78,7 @@ def test_the_filter_tracks_the_running_sessions_and_beats_ewma(sf: ModuleType) -
     assert oracle_crps < filter_crps
 
 
-def test_a_clipped_load_keeps_the_filter_on_track(sf: ModuleType) -> None:
+def test_a_clipped_load_keeps_the_filter_on_track() -> None:
     """Where the cap clips the load, the filter weighs the noise's tail beyond it: its
     forecasts stay at or below the cap and still beat EWMA's."""
     scenario = _one_slice(SESSIONS, cap="9 Mbps")
@@ -105,7 +96,7 @@ def test_a_clipped_load_keeps_the_filter_on_track(sf: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("slice_name", ["surgery-video", "vitals", "staff-embb"])
-def test_slices_the_filter_does_not_model_are_refused(sf: ModuleType, slice_name: str) -> None:
+def test_slices_the_filter_does_not_model_are_refused(slice_name: str) -> None:
     settings = {s.name: s for s in resolve_slices(load_scenario("hospital"))}[slice_name]
     with pytest.raises(sf.UnsupportedSlice, match=slice_name):
         sf.known_law(settings, Clock(START_EPOCH_S, 10.0, 100), 0)
@@ -116,18 +107,14 @@ def test_slices_the_filter_does_not_model_are_refused(sf: ModuleType, slice_name
     [{"noise": None}, {"noise": {"sigma": 0.1, "corr": "5 min"}}],
     ids=["no-noise", "noise-slower-than-the-clock"],
 )
-def test_noise_the_filter_cannot_weigh_by_is_refused(
-    sf: ModuleType, change: dict[str, object]
-) -> None:
+def test_noise_the_filter_cannot_weigh_by_is_refused(change: dict[str, object]) -> None:
     component = {k: v for k, v in {**SESSIONS, **change}.items() if v is not None}
     settings = resolve_slices(_one_slice(component))[0]
     with pytest.raises(sf.UnsupportedSlice, match="noise"):
         sf.known_law(settings, Clock(START_EPOCH_S, 10.0, 100), 0)
 
 
-def test_the_command_refuses_a_slice_it_does_not_model(
-    sf: ModuleType, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_command_refuses_a_slice_it_does_not_model(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         sf.main(["--slice", "surgery-video", "--days", "0.1", "--particles", "10"])
     assert exc.value.code == 2

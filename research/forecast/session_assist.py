@@ -1,11 +1,11 @@
 """The model's forecasts, pooled with a session filter's where that has been scoring better.
 
 At a 10 s clock much of what a context window cannot tell the network is which sessions
-run and how long they have run (``docs/forecast-experiments.md``, "Where the 10 s gap
+run and how long they have run (``research/forecast/experiments.md``, "Where the 10 s gap
 is"). For one series this module:
 
-1. runs a :class:`~sliceai.forecast.sessions.SessionFilter` over the whole past under a
-   law fitted from it (:func:`~sliceai.forecast.session_fit.fit_session_law`, refitted
+1. runs a :class:`~research.forecast.sessions.SessionParticleFilter` over the whole past under a
+   law fitted from it (:func:`~research.forecast.session_fit.fit_session_law`, refitted
    hourly or daily), forecasting at every origin (:func:`session_paths`);
 2. pools half the model's sample paths with as many of the filter's (:func:`pool_paths`);
 3. at each origin uses the pool where its CRPS over the last ``window`` origins whose
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from research.forecast.session_fit import FittedLaw, fit_session_law
+from research.forecast.sessions import SessionParticleFilter
 from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.session_fit import FittedLaw, fit_session_law
-from sliceai.forecast.sessions import SessionFilter
 from sliceai.traffic.generators import Clock
 
 Array = np.ndarray
@@ -71,7 +71,7 @@ def session_paths(
     at = {int(o): i for i, o in enumerate(origins)}
     rng = np.random.default_rng(options.seed)
     fitted = fit_session_law(values, clock, first)
-    filt = None if fitted is None else SessionFilter(fitted.law, options.particles, rng)
+    filt = None if fitted is None else SessionParticleFilter(fitted.law, options.particles, rng)
 
     def refit_after(f: FittedLaw | None) -> int:
         return max(1, round((f.refit_s if f is not None else 3600.0) / clock.dt))
@@ -81,7 +81,7 @@ def session_paths(
         if t >= next_fit and t > first:
             fitted = fit_session_law(values, clock, t) or fitted
             if fitted is not None and filt is None:  # the first law: run the past through
-                filt = SessionFilter(fitted.law, options.particles, rng)
+                filt = SessionParticleFilter(fitted.law, options.particles, rng)
                 for s in range(t):
                     filt.update(s, float(values[s]))
             elif fitted is not None and filt is not None:

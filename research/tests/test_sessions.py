@@ -1,4 +1,4 @@
-"""The session filter (``sliceai.forecast.sessions``): its length hazard and missing loads."""
+"""The session filter (``research.forecast.sessions``): its length hazard and missing loads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sliceai.forecast.sessions import SessionFilter, SessionLaw, length_hazard
+from research.forecast.sessions import SessionLaw, SessionParticleFilter, length_hazard
 from sliceai.traffic.scenario_model import LogNormalSetting
 
 
@@ -41,7 +41,7 @@ def _law(n: int) -> SessionLaw:
 def test_a_missing_load_runs_the_particles_on_unweighed() -> None:
     """NaN is no observation: the weights stay as they were and the sessions age on; the
     next real value is weighed as usual."""
-    filt = SessionFilter(_law(100), 500, np.random.default_rng(1))
+    filt = SessionParticleFilter(_law(100), 500, np.random.default_rng(1))
     for t in range(20):
         filt.update(t, 5e6)
     before_w, before_on, before_age = filt.log_w.copy(), filt.on.copy(), filt.age.copy()

@@ -20,8 +20,8 @@ everything the generator has drawn so far:
 - device regimes and shift levels change at the generator's rate; a new shift draws
   a new level.
 
-Used by ``sims/forecast/oracle.py`` (the bound on any forecaster's CRPS) and tested in
-``tests/forecast/test_oracle_bound.py``; :func:`reconstruct` rebuilds the trace from the
+Used by :mod:`research.forecast.oracle` (the bound on any forecaster's CRPS) and tested in
+``research/tests/test_oracle_bound.py``; :func:`reconstruct` rebuilds the trace from the
 replay, the check that it is the generator's.
 """
 

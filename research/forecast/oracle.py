@@ -3,7 +3,7 @@
 Issue #5 asks for a CRPS 15% below the best baseline's on the held-out traces.
 The traces come from the bundled generators, so the best possible forecast is
 known: the generator's own law of the future given everything it has drawn so
-far (``generator_oracle.py`` replays the generator with its latent state and
+far (:mod:`research.forecast.generator_oracle` replays the generator with its latent state and
 samples that law).
 
 An oracle that knows at least as much as the history reveals scores a lower
@@ -12,7 +12,7 @@ EWMA bounds every model's gain from above. The scores follow ``make evaluate``:
 horizon 16, a forecast every 16 intervals from the same origins, fair CRPS over
 each series' mean load, averaged over series.
 
-    python sims/forecast/oracle.py [--interval 60 10] [--held-out] [--model bundled] [--by-step]
+    python -m research.forecast.oracle [--interval 60 10] [--held-out] [--model bundled] [--by-step]
         [--paths 200] [--markdown BENCHMARKS.md] [--model-family]
 
 ``make oracle`` scores the held-out traces with the bundled model and writes the
@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from generator_oracle import (
+from tabulate import tabulate
+from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
+
+from research.forecast.generator_oracle import (
     CONTEXT,
     HORIZON,
     evaluation_origins,
@@ -38,14 +41,12 @@ from generator_oracle import (
     replay_slice,
     scored_directions,
 )
-from tabulate import tabulate
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
-
+from research.forecast.traces import DEV, HELD_OUT
 from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.evaluate import EvaluationOptions, _all_levels, _model_forecast
 from sliceai.forecast.features import SCALE_FLOOR_BPS
 from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
+from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic import DIRECTION_NAMES
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
 
@@ -244,7 +245,7 @@ def render_markdown(sections: list[str], argv: list[str], model: str | None, hel
         f"<!-- bench:{SECTION}:start -->",
         "## forecast oracle bound (" + ("held-out" if held_out else "dev") + " traces)",
         "",
-        f"- command: `python sims/forecast/oracle.py {' '.join(argv)}` (`make oracle`; not "
+        f"- command: `python -m research.forecast.oracle {' '.join(argv)}` (`make oracle`; not "
         "rewritten by `make bench`)",
         f"- machine: {machine_description()}",
         f"- date: {today}",

@@ -1,20 +1,20 @@
-"""The oracle bound (``sims/forecast/generator_oracle.py``, used by ``oracle.py``): its
+"""The oracle bound (``research.forecast.generator_oracle``, used by ``oracle``): its
 replay is the generator, its forecast is the generator's conditional law (calibrated,
 exact where nothing is random)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from research.forecast import generator_oracle as oracle
+from research.forecast import oracle as oracle_cli
+from research.forecast.traces import HELD_OUT_SCENARIO
 from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.scenarios import HELD_OUT_SCENARIO, START_EPOCH_S
+from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import (
     Clock,
     bundled_scenarios,
@@ -24,21 +24,8 @@ from sliceai.traffic.generators import (
 )
 from sliceai.traffic.scenario_model import Scenario
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Intervals of history before the first forecast origin.
 CONTEXT = 256
-
-
-@pytest.fixture(scope="module")
-def oracle() -> ModuleType:
-    path = ROOT / "sims" / "forecast" / "generator_oracle.py"
-    spec = importlib.util.spec_from_file_location("generator_oracle", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
 
 
 def _clock(scenario: Scenario, interval_s: float, days: float) -> Clock:
@@ -48,9 +35,7 @@ def _clock(scenario: Scenario, interval_s: float, days: float) -> Clock:
 
 @pytest.mark.parametrize("name", [*bundled_scenarios(), HELD_OUT_SCENARIO])
 @pytest.mark.parametrize("interval_s", [10.0, 60.0])
-def test_replay_rebuilds_every_slice_of_the_generator(
-    oracle: ModuleType, name: str, interval_s: float
-) -> None:
+def test_replay_rebuilds_every_slice_of_the_generator(name: str, interval_s: float) -> None:
     scenario = load_scenario(name)
     clock = _clock(scenario, interval_s, 1.0)
     trace = generate(
@@ -69,7 +54,7 @@ def _one_slice(components: list[dict[str, object]]) -> Scenario:
 
 
 def _oracle_run(
-    oracle: ModuleType, scenario: Scenario, interval_s: float, days: float, paths: int
+    scenario: Scenario, interval_s: float, days: float, paths: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Oracle paths ``(origins, horizon, paths)`` and targets ``(origins, horizon)``, UL."""
     clock = _clock(scenario, interval_s, days)
@@ -86,14 +71,14 @@ def _oracle_run(
     return ens, targets
 
 
-def test_the_oracle_is_exact_where_nothing_is_random(oracle: ModuleType) -> None:
+def test_the_oracle_is_exact_where_nothing_is_random() -> None:
     scenario = _one_slice(
         [
             {"kind": "level", "rate": "10 Mbps", "day": [1.0 + h / 24 for h in range(24)]},
             {"kind": "cyclic", "low": "1 Mbps", "high": "1 Mbps", "shift": "8 h"},
         ]
     )
-    ens, targets = _oracle_run(oracle, scenario, 60.0, 1.0, 8)
+    ens, targets = _oracle_run(scenario, 60.0, 1.0, 8)
     np.testing.assert_allclose(ens, np.repeat(targets[..., None], 8, axis=-1), rtol=1e-12)
     assert float(crps_ensemble(ens, targets).max()) < 1e-6 * float(targets.mean())
 
@@ -119,13 +104,13 @@ def test_the_oracle_is_exact_where_nothing_is_random(oracle: ModuleType) -> None
     ],
     ids=["sessions", "level-ar-spikes"],
 )
-def test_the_oracle_is_calibrated(oracle: ModuleType, component: dict[str, object]) -> None:
+def test_the_oracle_is_calibrated(component: dict[str, object]) -> None:
     """The generator's own conditional law: about p of the targets lie below its p
     quantile (a wrong session end, noise state or spike law shifts these). Where the
     law has an atom (no spike; noise the generator interpolates between grid points the
     past already fixes) the target ties with the quantile: p lies between the shares
     strictly below and at most at it."""
-    ens, targets = _oracle_run(oracle, _one_slice([component]), 10.0, 2.0, 200)
+    ens, targets = _oracle_run(_one_slice([component]), 10.0, 2.0, 200)
     for p in (0.1, 0.5, 0.9):
         q = np.quantile(ens, p, axis=-1)
         strictly = float(np.mean(targets < q * (1.0 - 1e-9)))
@@ -133,7 +118,7 @@ def test_the_oracle_is_calibrated(oracle: ModuleType, component: dict[str, objec
         assert strictly - 0.04 < p < at_most + 0.04, (p, strictly, at_most)
 
 
-def test_running_sessions_end_after_the_time_they_have_run(oracle: ModuleType) -> None:
+def test_running_sessions_end_after_the_time_they_have_run() -> None:
     from sliceai.traffic.scenario_model import LogNormalSetting
 
     setting = LogNormalSetting(median=600.0, sigma=0.5, max=3600.0)
@@ -149,28 +134,14 @@ def test_running_sessions_end_after_the_time_they_have_run(oracle: ModuleType) -
     assert abs(np.median(length) - np.median(kept)) <= 2
 
 
-@pytest.fixture(scope="module")
-def oracle_cli(oracle: ModuleType) -> ModuleType:
-    """``sims/forecast/oracle.py`` (it imports ``generator_oracle``, loaded above)."""
-    spec = importlib.util.spec_from_file_location("oracle_cli", ROOT / "sims/forecast/oracle.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_oracle_beats_ewma_on_a_scenario(oracle_cli: ModuleType) -> None:
+def test_the_oracle_beats_ewma_on_a_scenario() -> None:
     scores = oracle_cli.score_trace("hospital", 5, 60.0, 1.5, 50, None)
     assert {s.slice for s in scores} == {s.name for s in resolve_slices(load_scenario("hospital"))}
     assert all(s.model is None for s in scores)
     assert np.mean([s.oracle for s in scores]) < 0.9 * np.mean([s.ewma for s in scores])
 
 
-def test_the_model_family_projection_keeps_idle_share_and_log_moments(
-    oracle_cli: ModuleType,
-) -> None:
+def test_the_model_family_projection_keeps_idle_share_and_log_moments() -> None:
     """Per origin and step: the idle share and the busy paths' mean and spread in the
     model's log space survive; two well-apart modes become one (the family's limit)."""
     rng = np.random.default_rng(0)
@@ -192,9 +163,7 @@ def test_the_model_family_projection_keeps_idle_share_and_log_moments(
     assert np.mean(between) > 0.1 > np.mean((paths > 3.5e6) & (paths < 6.5e6))
 
 
-def test_context_means_are_the_mean_of_the_context_before_each_origin(
-    oracle_cli: ModuleType,
-) -> None:
+def test_context_means_are_the_mean_of_the_context_before_each_origin() -> None:
     values = np.arange(1000, dtype=np.float64)
     origins = np.array([10, 256, 700])
     got = oracle_cli.context_means(values, origins)
@@ -203,9 +172,7 @@ def test_context_means_are_the_mean_of_the_context_before_each_origin(
     assert oracle_cli.context_means(np.zeros(300), np.array([280]))[0] == 1.0  # floored
 
 
-def test_the_oracle_section_replaces_its_markers_only(
-    oracle_cli: ModuleType, tmp_path: Path
-) -> None:
+def test_the_oracle_section_replaces_its_markers_only(tmp_path: Path) -> None:
     bench = tmp_path / "BENCHMARKS.md"
     bench.write_text("# Benchmarks\n\n<!-- bench:other:start -->\nkept\n<!-- bench:other:end -->\n")
     args = ["--interval", "60", "--days", "1.2", "--paths", "10", "--by-step"]

@@ -3,12 +3,12 @@
 Many slices carry sessions: a consult, a firmware push, an XR game each start, hold a
 rate (times noise) for a while and end. A network that reads a context window sees the
 load; what it cannot see well at a 10 s clock is *which* sessions run, how long they have
-run and so how soon they end. :class:`SessionFilter` tracks that as particles, one
+run and so how soon they end. :class:`SessionParticleFilter` tracks that as particles, one
 interval at a time, under a :class:`SessionLaw` (arrival intensity per interval, a
 length hazard, a lognormal rate law, multiplicative AR(1) noise, an optional cap), and
 forecasts by running the law on from the particles. The law comes either from a
-scenario (``sims/forecast/session_filter.py``) or fitted from the load
-(:mod:`sliceai.forecast.session_fit`); :mod:`sliceai.forecast.session_assist` pools the
+scenario (:mod:`research.forecast.session_filter`) or fitted from the load
+(:mod:`research.forecast.session_fit`); :mod:`research.forecast.session_assist` pools the
 filter's paths with the model's.
 
 Particles hold up to :data:`SLOTS` sessions (rate, intervals run). Each interval:
@@ -81,7 +81,7 @@ def length_hazard(duration: LogNormalSetting, dt: float) -> Array:
     return np.clip(hazard, 0.0, 1.0)
 
 
-class SessionFilter:
+class SessionParticleFilter:
     """Particles over the running sessions of one series (see the module docstring)."""
 
     def __init__(self, law: SessionLaw, particles: int, rng: np.random.Generator) -> None:

@@ -1,4 +1,4 @@
-"""Session laws fitted from the load (``sliceai.forecast.session_fit``): moments and edges."""
+"""Session laws fitted from the load (``research.forecast.session_fit``): moments and edges."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from session_traces import SPARSE, sessions_load
 
+from research.forecast.session_fit import fit_session_law
+from research.tests.session_traces import SPARSE, sessions_load
 from sliceai.forecast.scenarios import START_EPOCH_S
-from sliceai.forecast.session_fit import fit_session_law
 from sliceai.traffic.generators import Clock
 
 

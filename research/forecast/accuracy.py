@@ -1,14 +1,14 @@
-"""Held-out forecast accuracy: ``python -m sliceai.forecast.accuracy`` (``make evaluate``).
+"""Held-out forecast accuracy: ``python -m research.forecast.accuracy`` (``make evaluate``).
 
 Scores a checkpoint (the bundled one by default) against the baselines with
 :func:`sliceai.forecast.evaluate.evaluate` on the held-out traces of
-:data:`sliceai.forecast.scenarios.HELD_OUT` (training scenarios on unseen seeds and
+:data:`research.forecast.traces.HELD_OUT` (training scenarios on unseen seeds and
 the ``stadium`` mix), once on a 1-minute and once on a 10-second clock, and prints
 the tables; ``--markdown`` also writes them into a section of BENCHMARKS.md that
 ``make bench`` leaves alone. The model is scored as ``sliceai evaluate`` scores it.
 Targets (issue #5): CRPS at least 15% below the best baseline's, 95% intervals
 covering 93-97% of the points. ``--dev`` scores the dev traces
-(:data:`sliceai.forecast.scenarios.DEV`: other seeds) instead, to choose settings on
+(:data:`research.forecast.traces.DEV`: other seeds) instead, to choose settings on
 without looking at the held-out ones (it never writes BENCHMARKS.md).
 """
 
@@ -53,9 +53,10 @@ def run(
     (the held-out traces, or with ``dev`` the dev ones)."""
     import torch
 
+    from research.forecast.traces import DEV, HELD_OUT
     from sliceai.forecast.evaluate import evaluate
     from sliceai.forecast.pipeline import ForecastPipeline
-    from sliceai.forecast.scenarios import DEV, HELD_OUT, generate_scenario
+    from sliceai.forecast.scenarios import generate_scenario
 
     torch.set_num_threads(threads)
     pipeline = ForecastPipeline.load(model, device="cpu")
@@ -89,7 +90,7 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
         f"<!-- bench:{SECTION}:start -->",
         "## forecast accuracy (held-out)",
         "",
-        f"- command: `{command}` (`python -m sliceai.forecast.accuracy --markdown "
+        f"- command: `{command}` (`python -m research.forecast.accuracy --markdown "
         "BENCHMARKS.md`; not rewritten by `make bench`)",
         f"- machine: {machine_description()}",
         f"- date: {today}",

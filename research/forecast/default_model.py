@@ -1,4 +1,4 @@
-"""Rebuild the bundled default checkpoint: ``python -m sliceai.forecast.default_model``.
+"""Rebuild the bundled default checkpoint: ``python -m research.forecast.default_model``.
 
 Trains on the ``campus``, ``hospital`` and ``factory`` generators (per scenario four
 times 14 days at 1-minute and 2 x 7 days at 10-second intervals, each trace its own
@@ -8,7 +8,7 @@ validates, with the day of history before it) and writes ``sliceai/data/model/``
 The checkpoint is a seed ensemble (:mod:`sliceai.forecast.mixture`): for each of
 ``--seeds`` seeds ``seed, seed + 1, ...`` one network trained on those traces and (with
 ``--variants``, the default) one trained on them plus a randomised variant of each
-(:mod:`sliceai.forecast.randomized`), each alone on one torch thread, ``--jobs`` at a
+(:mod:`research.forecast.randomized`), each alone on one torch thread, ``--jobs`` at a
 time, joined with one tail shape fitted to the mixture
 (:func:`~sliceai.forecast.calibration.fit_shape`). Clocks faster than
 :data:`FAST_BELOW_S` get their own ensemble of the same make, trained on 10-second
@@ -34,14 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from research.forecast.traces import TRAINING_SCENARIOS, generate_variant
 from sliceai.forecast.checkpoint import FAST_DIR, default_checkpoint
 from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.data import Series, sample_windows, series_from_traces
-from sliceai.forecast.scenarios import (
-    TRAINING_SCENARIOS,
-    generate_scenario,
-    generate_variant,
-)
+from sliceai.forecast.scenarios import generate_scenario
 from sliceai.forecast.train import STATE_DIR, TrainOptions, build_ensemble, train
 
 #: Repeats of :data:`TRAINING_CLOCKS_ONCE` per training scenario. Data is what the
@@ -140,7 +137,7 @@ TRAINING_THREADS = 1
 #: Seeds in the shipped ensemble. Each seed trains two networks: one on the bundled
 #: scenarios alone, one also on randomised variants of them (:data:`VARIANTS`), so the
 #: checkpoint holds ``2 * SEEDS`` networks. Chosen on the dev traces (never the held-out
-#: ones: ``python -m sliceai.forecast.accuracy --dev``); CRPS below EWMA's there at 60 s /
+#: ones: ``python -m research.forecast.accuracy --dev``); CRPS below EWMA's there at 60 s /
 #: 10 s with the CRPS-chosen tail shape:
 #:
 #: - seeds 0-1, bundled scenarios only (shipped until 2026-11-27): +15.5% / +10.1%;
@@ -161,7 +158,7 @@ TRAINING_THREADS = 1
 #:   it is not shipped.
 SEEDS = 2
 #: Train a second network per seed on the bundled scenarios plus one randomised variant
-#: of each training trace (:mod:`sliceai.forecast.randomized`: other rates, schedules,
+#: of each training trace (:mod:`research.forecast.randomized`: other rates, schedules,
 #: session lengths and noise; generated with seed ``VARIANT_SEED_BASE`` + the trace's).
 VARIANTS = True
 VARIANT_SEED_BASE = 100

@@ -1,13 +1,13 @@
-"""Per slice: what the shipped session assist does, and its parts, against EWMA.
+"""Per slice: what the session assist does, and its parts, against EWMA.
 
 ``session_filter.py`` shows that a filter that *knows* a sessions slice's law recovers
-about half of what the model misses at 10 s. ``sliceai evaluate`` pools the same filter,
-under a law fitted from the load alone (:mod:`sliceai.forecast.session_fit`), with the
-model where that has scored better (:mod:`sliceai.forecast.session_assist`). This script
-splits that up per slice: the model alone, the fitted filter alone, the 50 / 50 pool at
-every origin, and the online choice (what ``sliceai evaluate`` scores).
+about half of what the model misses at 10 s. :mod:`research.forecast.session_assist` pools
+the same filter, under a law fitted from the load alone (:mod:`research.forecast.session_fit`),
+with the model where that has scored better. This script splits that up per slice: the
+model alone, the fitted filter alone, the 50 / 50 pool at every origin, and the online
+choice (what the assist forecasts).
 
-    python sims/forecast/fitted_law.py [--held-out] [--window 90] [--particles 1000]
+    python -m research.forecast.fitted_law [--held-out] [--window 90] [--particles 1000]
         [--model bundled] [--seed 0]
 
 prints per slice and in total the CRPS gain over EWMA of the four (about 15 minutes on
@@ -21,19 +21,20 @@ import sys
 from typing import Any
 
 import numpy as np
-from generator_oracle import HORIZON, evaluation_origins, scored_directions
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from sliceai.forecast.baselines import ewma_gaussian
-from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.scenarios import DEV, HELD_OUT, START_EPOCH_S
-from sliceai.forecast.session_assist import (
+from research.forecast.generator_oracle import HORIZON, evaluation_origins, scored_directions
+from research.forecast.session_assist import (
     SessionOptions,
     choose_online,
     pool_paths,
     session_paths,
 )
+from research.forecast.traces import DEV, HELD_OUT
+from sliceai.forecast.baselines import ewma_gaussian
+from sliceai.forecast.metrics import crps_ensemble
+from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
 
 Array = np.ndarray

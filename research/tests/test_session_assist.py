@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from session_traces import SPARSE, sessions_load
 
-from sliceai.forecast.baselines import ewma_gaussian
-from sliceai.forecast.metrics import crps_ensemble
-from sliceai.forecast.scenarios import START_EPOCH_S
-from sliceai.forecast.session_assist import (
+from research.forecast.session_assist import (
     MIN_SCORED,
     SessionOptions,
     choose_online,
     with_sessions,
 )
+from research.tests.session_traces import SPARSE, sessions_load
+from sliceai.forecast.baselines import ewma_gaussian
+from sliceai.forecast.metrics import crps_ensemble
+from sliceai.forecast.scenarios import START_EPOCH_S
 
 H = 16
 

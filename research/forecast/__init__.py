@@ -1,0 +1,2 @@
+"""Forecast studies: the checkpoint recipe, the held-out accuracy, the oracle bound, the
+session filter."""
