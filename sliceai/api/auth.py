@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,17 +74,27 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token bucket per client key: ``rate`` tokens/s, up to ``burst`` stored."""
+    """Token bucket per client key: ``rate`` tokens/s, up to ``burst`` stored.
 
-    def __init__(self, rate: float, burst: float, max_clients: int = 10_000) -> None:
+    ``clock`` gives the time in seconds (``time.monotonic`` unless a test steps its own).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.max_clients = max_clients
+        self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
     def allow(self, key: str, cost: float = 1.0) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             b = self._buckets.get(key)
             if b is None:
