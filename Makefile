@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 
-.PHONY: all venv test lint typecheck unit demo bench protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
+.PHONY: all venv test test-slow lint typecheck unit demo bench protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
 
 all: test
 
@@ -24,10 +24,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Tests marked slow (more than about 5 s each) run in `make test-slow`, not here.
 unit: $(STAMP)
-	$(VENV)/bin/pytest -n $(JOBS) -m "not ovs"
+	$(VENV)/bin/pytest -n $(JOBS) -m "not ovs and not slow"
 
 test: lint typecheck protos-check unit
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -n $(JOBS) -m "slow and not ovs"
 
 demo: $(STAMP)
 	$(VENV)/bin/sliceai demo
