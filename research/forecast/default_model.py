@@ -27,7 +27,6 @@ import shutil
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -41,11 +40,8 @@ from sliceai.forecast.data import Series, sample_windows, series_from_traces
 from sliceai.forecast.scenarios import generate_scenario
 from sliceai.forecast.train import STATE_DIR, TrainOptions, build_ensemble, train
 
-#: Repeats of :data:`TRAINING_CLOCKS_ONCE` per training scenario. Data is what the
-#: networks lack: on the dev traces (CRPS below EWMA's at 60 s / 10 s, seed 0 with and
-#: without variants, 2026-11-27) once scored +15.5% / +10.1%, twice +16.3% / +10.7%, four
-#: times +16.4% / +11.0%, at the same number of training steps (90 epochs instead of 60 at
-#: four times: +16.1% / +10.3%, the validation CRPS no better).
+#: Repeats of :data:`TRAINING_CLOCKS_ONCE` per training scenario (what each repeat and
+#: clock scored: ``experiments.md``, "The recipe's settings").
 TRAINING_REPEATS = 4
 #: (days, interval_s) of one repeat's traces: 1-minute and 10-second clocks.
 TRAINING_CLOCKS_ONCE = ((14.0, 60.0), (7.0, 10.0), (7.0, 10.0))
@@ -57,105 +53,35 @@ SCENARIO_SEED_STRIDE = 20
 SEASONAL_WINDOW = 128
 #: ... when forecasting at clocks of this many seconds and slower
 #: (``ForecastConfig.seasonal_min_interval_s`` of the joined ensemble; the networks train
-#: with the window at every clock). On the dev traces (CRPS below EWMA's at 60 s / 10 s),
-#: the four networks of 2026-11-27 scored +16.0% / +10.1% reading the window at both
-#: clocks and +15.7% / +10.6% at neither: at 10 s the 21 minutes around this time
-#: yesterday mislead on scheduled sessions (firmware-bulk, xr-sessions and
-#: broadcast-uplink each lost 1.3-2 points to it). Four networks trained without it at
-#: 10 s too scored +15.1% / +11.5%: a point more at 10 s for most of one at 60 s, where
-#: the held-out margin is 0.4 points; not shipped.
+#: with the window at every clock).
 SEASONAL_MIN_INTERVAL_S = 30.0
 #: Bound on each step's log-space standard deviation (``ForecastConfig.max_log_std``) of
-#: the joined ensemble; the networks train without it. On the dev traces 12-18% of the
-#: forecasts' Gaussian parts have a spread above 2 (idle contexts, where that part is an
-#: onset's and is rarely drawn); bounding them scored +16.75% / +10.96% against +16.70% /
-#: +10.80% unbounded (CRPS below EWMA's at 60 s / 10 s). Found on the held-out traces:
-#: unbounded, one idle xr-sessions context after a 7-minute session got spreads of 6.1 and
-#: 3.4 from two networks with a 3-6% chance of being drawn, 0.999 quantiles 1e5 times the
-#: series mean, and 60 s CRPS +13.7% against +15.6% with the bound (one value, 2, tried).
-#: The ``fast/`` ensemble's forecasts at 10 s do not reach it: bounds of 1.5 and 3 scored
-#: the same on the dev traces to two decimals (+12.91%, 2026-11-29).
+#: the joined ensembles; the networks train without it.
 MAX_LOG_STD = 2.0
 #: Clocks faster than this many seconds are forecast by the ``fast/`` ensemble
-#: (``ForecastConfig.fast_below_s``): :data:`SEEDS` seeds with and without variants, like the
-#: main one, trained on 10-second traces only (:data:`FAST_CLOCKS_ONCE`) and without
-#: yesterday's window. One network trained on all clocks cannot be both: on the dev
-#: traces at 10 s (CRPS below EWMA's, 2026-11-28), the shipped network of seed 0 without
-#: variants scored +9.7%, one trained on the 10-second traces alone +11.7% (better on 13
-#: of 14 slices), one trained on all traces without the window +6.7%; for seed 1, +9.7%
-#: and +11.4%. Joined, the fast ensemble scored +11.9% (seed 0's pair) and +12.1% (seeds
-#: 0-1), against +11.0% for the main ensemble; a network trained on 1.5 times the
-#: 10-second traces, +11.2%; one 192 wide, +11.9% (its variant twin's training stopped on
-#: a covariance that was not positive definite); half the sample paths from each
-#: ensemble, +11.9%. At 1 s (6 dev hours; neither ensemble trained there) the fast one
-#: scored +9.0% and the main one +9.1%. On the held-out traces at 10 s: +13.2% against
-#: +12.4% (all before the GRU, :data:`FAST_RECURRENT_WINDOW`).
+#: (``ForecastConfig.fast_below_s``): :data:`FAST_SEEDS` seeds with and without variants,
+#: trained on 10-second traces only (:data:`FAST_CLOCKS_ONCE`) and without yesterday's
+#: window.
 FAST_BELOW_S = 30.0
 #: (days, interval_s) of one repeat's traces for the ``fast/`` ensemble: twice the
 #: 10-second traces the main ensemble trains on, seeded alike (so half are the same
-#: traces). On the dev traces at 10 s (CRPS below EWMA's, 2026-11-29, each a pair with and
-#: without variants, with the GRU), two traces per repeat scored +12.54% / +12.48% for
-#: seeds 0 / 1 (+12.64% the four networks together), four traces +12.91% / +11.44%
-#: (+12.50% together): no better on average, the seed spread (1.5 points) larger than the
-#: gain. The shipped pair is four traces' seed 0, the best of the four pairs on dev (better
-#: than two traces' seed 0 on 12 of 14 slices); held-out +14.6% against +14.2%. Without the
-#: GRU, 1.5 times the traces had scored +11.2% against +11.7% (seed 0, one network). Seed 2's
-#: four-trace pair (2026-11-29): +12.72%, seed 3's +12.43%, seed 4's +12.01%: over five
-#: seeds four traces average +12.30% (standard deviation 0.59); seed 0's is the best of them.
+#: traces).
 FAST_CLOCKS_ONCE = ((7.0, 10.0),) * 4
 #: Context points the ``fast/`` networks' GRU reads (``ForecastConfig.recurrent_window``;
-#: the main networks have none). On the dev traces at 10 s (CRPS below EWMA's, 2026-11-28,
-#: one network without variants) a GRU of 32 units over the last 64 points scored +12.10% /
-#: +12.01% for seeds 0 / 1 against +11.65% / +11.43% without it, better on 11 and 12 of 14
-#: slices (consults +13.1% against +11.9% for seed 0, the eMBB slices +0.3 to +0.6 points),
-#: for about 14 ms more per network and 256 forecasts on one thread. The shipped pair
-#: (seed 0 with and without variants): +12.54% on dev against +11.94%, held-out +14.2%
-#: against +13.2% (95% coverage 95.6%). Over the last 128 points, seed 0: +12.22%, twice
-#: the cost; a GRU of 64 units over 64 points, seed 0: +12.10%, no gain. Each point's raw
-#: log value as a fourth GRU input (2026-11-29, four traces, pairs of seeds 0 / 2): +12.43%
-#: / +12.55% against +12.91% / +12.72% without it, worse on 11 and 10 of 14 slices.
+#: the main networks have none).
 FAST_RECURRENT_WINDOW = 64
 #: Seeds of the ``fast/`` ensemble (each with and without variants, as :data:`VARIANTS`
-#: says); 0: no fast-clock ensemble. Two seeds scored 0.1 points more at 10 s on the dev
-#: traces than seed 0 alone, both without the GRU (:data:`FAST_BELOW_S`) and with it on two
-#: traces per repeat (+12.64% against +12.54%), and 0.4 points less on four traces
-#: (:data:`FAST_CLOCKS_ONCE`): not worth twice the 10 s forecast cost. Seeds 0 + 2 on four
-#: traces (2026-11-29): +12.91%, the same as seed 0's pair; their two networks without
-#: variants alone +12.80% (the unseen stadium mix's venue-embb +11.5% against +14.2%). The
-#: networks with the best validation CRPS of three seeds (seed 2's plain one, seed 1's with
-#: variants) scored +11.86%: validation CRPS does not pick the better network at 10 s.
+#: says); 0: no fast-clock ensemble.
 FAST_SEEDS = 1
-#: Store the ``fast/`` networks' weights as fp16 (read back into fp32 networks): 0.57 MB
-#: instead of 1.13 MB for the pair, room for more networks under the 5 MB budget. The
-#: shipped pair of 2026-11-28 scored +12.54% on the dev traces at 10 s both ways.
+#: Store the ``fast/`` networks' weights as fp16 (read back into fp32 networks): half the
+#: bytes, room for more networks under the 5 MB budget.
 FAST_WEIGHTS_FP16 = True
-#: Torch threads: the float sums (so the weights) depend on it. The shipped checkpoint
-#: was trained on one thread; a 2-thread build of the same recipe scored +13.5% / +8.1%
-#: against the best baseline on the held-out 60 s / 10 s clocks, the 1-thread one +14.0%
-#: / +10.3%: the margin is within run-to-run spread.
+#: Torch threads per network: the float sums (so the weights) depend on it; the shipped
+#: checkpoint was trained on one.
 TRAINING_THREADS = 1
-#: Seeds in the shipped ensemble. Each seed trains two networks: one on the bundled
+#: Seeds in the main ensemble. Each seed trains two networks: one on the bundled
 #: scenarios alone, one also on randomised variants of them (:data:`VARIANTS`), so the
-#: checkpoint holds ``2 * SEEDS`` networks. Chosen on the dev traces (never the held-out
-#: ones: ``python -m research.forecast.accuracy --dev``); CRPS below EWMA's there at 60 s /
-#: 10 s with the CRPS-chosen tail shape:
-#:
-#: - seeds 0-1, bundled scenarios only (shipped until 2026-11-27): +15.5% / +10.1%;
-#:   seeds 0-3: +15.4% / +10.0% (with the coverage-fitted tail of the time, 3 or 4 members
-#:   scored no better than 2);
-#: - seeds 0-1 trained with the variants only: +15.1% / +9.2% (the stadium mix +13.3% at
-#:   60 s against +11.4%, the training scenarios' dev seeds about 1 point worse);
-#: - **both, 4 networks (shipped): +16.0% / +10.1%** (stadium +13.5% at 60 s); on the
-#:   held-out traces (``make evaluate``) +15.4% / +11.3%, against +14.6% / +11.1% for
-#:   seeds 0-1 without variants; on four times the data (:data:`TRAINING_REPEATS`, shipped
-#:   since 2026-11-27 22:22 UTC) +16.7% / +10.8% (both with yesterday's window only at
-#:   30 s and slower), held-out +15.6% / +12.4% with the spread bound (:data:`MAX_LOG_STD`),
-#:   +15.6% / +13.2% with the fast-clock ensemble at 10 s (:data:`FAST_BELOW_S`);
-#: - with the session summary, seeds 0-3 +16.0% / +10.7%, seeds 0-5 +16.3% / +10.6%; but
-#:   the rebuilt 4-member session ensemble scored +13.4% / +11.6% on the held-out traces
-#:   and one member gave a calm held-out xr session a log-space spread of 4.3 (0.999
-#:   quantiles up to 1e6 times the mean; pinball 0.999 at 10 s 0.026 against 0.009), so
-#:   it is not shipped.
+#: checkpoint holds ``2 * SEEDS`` networks.
 SEEDS = 2
 #: Train a second network per seed on the bundled scenarios plus one randomised variant
 #: of each training trace (:mod:`research.forecast.randomized`: other rates, schedules,
@@ -164,28 +90,9 @@ VARIANTS = True
 VARIANT_SEED_BASE = 100
 #: Networks in the shipped checkpoint.
 MEMBERS = SEEDS * (2 if VARIANTS else 1)
-#: Level and volatility of the current session (see :class:`ForecastConfig`): off, see
-#: :data:`SEEDS` for what it scored.
-SESSION_SUMMARY = False
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training settings of the shipped checkpoint beyond the defaults of
-    :class:`~sliceai.forecast.train.TrainOptions`: the moving average of the weights that
-    validation scores and the checkpoint holds (0: the raw weights), the learning rate at
-    the last epoch as a fraction of the first, and the weight of the bit/s CRPS term.
-
-    Every recipe tried on the dev traces, with what it scored, is in
-    ``docs/forecast-experiments.md`` ("Training recipes"); none beat this one at both clocks.
-    """
-
-    weight_average: float = 0.0
-    final_lr_fraction: float = 0.1
-    linear_crps_weight: float = 0.0
-
-
-RECIPE = Recipe()
+#: Learning rate at the last epoch as a fraction of the first (cosine decay;
+#: :class:`~sliceai.forecast.train.TrainOptions`).
+FINAL_LR_FRACTION = 0.1
 
 
 def training_specs(
@@ -208,7 +115,6 @@ def training_specs(
 
 def training_data(
     seasonal_window: int = SEASONAL_WINDOW,
-    session_summary: bool = SESSION_SUMMARY,
     variants: bool = False,
     fast: bool = False,
 ) -> tuple[ForecastConfig, list[Series], list[Series], list[str]]:
@@ -225,7 +131,6 @@ def training_data(
     config = ForecastConfig(
         seasonal_window=seasonal_window,
         zero_inflated=True,
-        session_summary=session_summary,
         recurrent_window=FAST_RECURRENT_WINDOW if fast else 0,
     )
     pairs = [
@@ -242,8 +147,7 @@ def build(
     threads: int = TRAINING_THREADS,
     seasonal_window: int = SEASONAL_WINDOW,
     progress: bool = True,
-    recipe: Recipe = RECIPE,
-    session_summary: bool = SESSION_SUMMARY,
+    final_lr: float = FINAL_LR_FRACTION,
     variants: bool = False,
     fast: bool = False,
 ) -> float:
@@ -251,9 +155,7 @@ def build(
     randomised variants too; with ``fast``: one of the ``fast/`` ensemble); returns its
     best validation CRPS."""
     torch.set_num_threads(threads)
-    config, train_series, val_series, labels = training_data(
-        seasonal_window, session_summary, variants, fast
-    )
+    config, train_series, val_series, labels = training_data(seasonal_window, variants, fast)
     result = train(
         train_series,
         val_series,
@@ -267,7 +169,7 @@ def build(
             seed=seed,
             device="cpu",
             progress=progress,
-            **asdict(recipe),
+            final_lr_fraction=final_lr,
         ),
         metadata={"trained_on": labels},
     )
@@ -279,9 +181,9 @@ def build(
     return result.best_val_crps
 
 
-def _member(args: tuple[Path, int, int, int, int, Recipe, bool, bool, bool]) -> float:
-    out, epochs, seed, threads, window, recipe, session, variants, fast = args
-    return build(out, epochs, seed, threads, window, False, recipe, session, variants, fast)
+def _member(args: tuple[Path, int, int, int, int, float, bool, bool]) -> float:
+    out, epochs, seed, threads, window, final_lr, variants, fast = args
+    return build(out, epochs, seed, threads, window, False, final_lr, variants, fast)
 
 
 def member_specs(seeds: int, variants: bool) -> list[tuple[int, bool]]:
@@ -299,8 +201,7 @@ def build_members(
     threads: int = TRAINING_THREADS,
     seasonal_window: int = SEASONAL_WINDOW,
     jobs: int = 2,
-    recipe: Recipe = RECIPE,
-    session_summary: bool = SESSION_SUMMARY,
+    final_lr: float = FINAL_LR_FRACTION,
     variants: bool = VARIANTS,
     fast_seeds: int = FAST_SEEDS,
 ) -> list[float]:
@@ -313,12 +214,12 @@ def build_members(
     if len(specs) == 1:
         if fast_specs:
             raise ValueError("a fast-clock ensemble goes with an ensemble: more seeds or variants")
-        return [build(out, epochs, seed, threads, seasonal_window, True, recipe, session_summary)]
+        return [build(out, epochs, seed, threads, seasonal_window, True, final_lr)]
     with tempfile.TemporaryDirectory(prefix="sliceai-members-") as tmp:
         dirs = [Path(tmp) / f"member-{k}" for k in range(len(specs))]
         fast_dirs = [Path(tmp) / f"fast-{k}" for k in range(len(fast_specs))]
         work = [
-            (d, epochs, seed + k, threads, seasonal_window, recipe, session_summary, v, fast)
+            (d, epochs, seed + k, threads, seasonal_window, final_lr, v, fast)
             for fast, ds, ss in ((False, dirs, specs), (True, fast_dirs, fast_specs))
             for d, (k, v) in zip(ds, ss, strict=True)
         ]
@@ -416,14 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"seeds of the ensemble for clocks below {FAST_BELOW_S:g} s (0: none)",
     )
     parser.add_argument("--jobs", type=int, default=2, help="networks trained at once")
-    parser.add_argument("--weight-average", type=float, default=RECIPE.weight_average)
-    parser.add_argument("--final-lr", type=float, default=RECIPE.final_lr_fraction)
-    parser.add_argument("--linear-crps", type=float, default=RECIPE.linear_crps_weight)
     parser.add_argument(
-        "--session-summary",
-        action=argparse.BooleanOptionalAction,
-        default=SESSION_SUMMARY,
-        help="level and volatility of the current session (ForecastConfig.session_summary)",
+        "--final-lr",
+        type=float,
+        default=FINAL_LR_FRACTION,
+        help="learning rate at the last epoch, as a fraction of the first",
     )
     parser.add_argument(
         "--join",
@@ -456,8 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threads,
         args.seasonal_window,
         args.jobs,
-        Recipe(args.weight_average, args.final_lr, args.linear_crps),
-        args.session_summary,
+        args.final_lr,
         args.variants,
         args.fast_seeds,
     )

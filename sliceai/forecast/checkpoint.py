@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from sliceai.forecast.config import ForecastConfig
+from sliceai.forecast.config import OBSOLETE_FIELDS, ForecastConfig
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.mixture import ForecastEnsemble
 from sliceai.forecast.model import ForecastModel
@@ -95,7 +95,7 @@ def load_model(
         )
     text = config_path.read_text()
     config = ForecastConfig.from_json(text, source=str(config_path))
-    known = set(ForecastConfig.__dataclass_fields__) | {"format_version"}
+    known = set(ForecastConfig.__dataclass_fields__) | {"format_version", *OBSOLETE_FIELDS}
     metadata = {k: v for k, v in json.loads(text).items() if k not in known}
     try:
         state = {

@@ -10,6 +10,10 @@ from sliceai.forecast.errors import ForecastError
 
 FORMAT_VERSION = 1
 SECONDS_PER_DAY = 86400.0
+#: Fields of variants that were never shipped and are no longer built, with the value that
+#: left them off: a checkpoint written before their removal still loads where it holds
+#: that value (the key is dropped), and is refused where it holds another.
+OBSOLETE_FIELDS: dict[str, Any] = {"session_summary": False}
 
 
 def day_period(interval_s: float) -> int:
@@ -44,11 +48,6 @@ class ForecastConfig:
     ``members`` > 1 makes the checkpoint a seed ensemble: that many networks of this shape,
     read as one equal-weight mixture (:mod:`sliceai.forecast.mixture`; the tail shape is
     the mixture's).
-    ``session_summary`` makes the level and volatility the network scales by those of the
-    current session (the points since the context was last idle, when there are enough),
-    and adds the session's age and the context's idle share as inputs: a calm session
-    that started within the volatility window is not read as volatile because of its
-    own onset.
     ``max_log_std`` bounds each step's marginal standard deviation in log space: above it,
     the idiosyncratic spread and the factors are scaled down together (the correlations
     stay); 0 (the default, and what older configs read as) leaves it unbounded. An idle
@@ -80,7 +79,6 @@ class ForecastConfig:
     seasonal_min_interval_s: float = 0.0
     zero_inflated: bool = False
     members: int = 1
-    session_summary: bool = False
     max_log_std: float = 0.0
     fast_below_s: float = 0.0
     recurrent_window: int = 0
@@ -118,11 +116,10 @@ class ForecastConfig:
             raise ForecastError(
                 f"config field 'recurrent_window' must be an integer >= 0, got {window!r}"
             )
-        for flag in ("zero_inflated", "session_summary"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ForecastError(
-                    f"config field {flag!r} must be true or false, got {getattr(self, flag)!r}"
-                )
+        if not isinstance(self.zero_inflated, bool):
+            raise ForecastError(
+                f"config field 'zero_inflated' must be true or false, got {self.zero_inflated!r}"
+            )
         for name in ("seasonal_min_interval_s", "max_log_std", "fast_below_s"):  # 0: off
             value = getattr(self, name)
             if (
@@ -163,7 +160,8 @@ class ForecastConfig:
 
     @classmethod
     def from_json(cls, text: str, source: str = "config") -> ForecastConfig:
-        """Parse :meth:`to_json` output; unknown keys other than metadata are rejected."""
+        """Parse :meth:`to_json` output; keys that are not fields are metadata (ignored
+        here), and :data:`OBSOLETE_FIELDS` load only with the value that left them off."""
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -175,6 +173,12 @@ class ForecastConfig:
             raise ForecastError(
                 f"{source}: format_version {version!r}, this sliceai reads {FORMAT_VERSION}"
             )
+        for key, off in OBSOLETE_FIELDS.items():
+            if key in raw and raw[key] != off:
+                raise ForecastError(
+                    f"{source}: {key!r} is {raw[key]!r}: a variant this sliceai no longer "
+                    f"builds (only {json.dumps(off)} loads)"
+                )
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in raw.items() if k in names}
         try:

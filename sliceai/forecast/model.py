@@ -14,7 +14,6 @@ of an autoregressive loop.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -29,12 +28,6 @@ LEVEL_WINDOW = 16
 VOLATILITY_WINDOW = 64
 #: Summary statistics computed from the context inside the model (level, log volatility).
 N_SUMMARY = 2
-#: Extra summary inputs with :attr:`ForecastConfig.session_summary`: the session's age and
-#: the context's idle share.
-N_SESSION_SUMMARY = 2
-#: Observed points since the context was last idle that make a session: fewer, and the
-#: level and volatility come from the whole context as without a session summary.
-MIN_SESSION_POINTS = 4
 #: Decoder heads per step before the factors: relative loc, relative and absolute
 #: spread, absolute loc.
 N_HEADS = 4
@@ -118,12 +111,11 @@ class ForecastModel(nn.Module):
         super().__init__()
         self.config = config
         c, h, w = config.context_length, config.hidden_size, config.seasonal_window
-        n_summary = N_SUMMARY + (N_SESSION_SUMMARY if config.session_summary else 0)
         r = config.recurrent_window
         # Per point: standardised value, observed, idle.
         self.recurrent = nn.GRU(3, config.recurrent_size, batch_first=True) if r else None
         n_recurrent = config.recurrent_size if r else 0
-        self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + n_summary + n_recurrent, h)
+        self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + N_SUMMARY + n_recurrent, h)
         self.encoder_hidden = nn.Linear(h, h)
         self.dropout = nn.Dropout(config.dropout)
         self.to_step = nn.Linear(h, config.step_embed_size)
@@ -161,18 +153,14 @@ class ForecastModel(nn.Module):
             seasonal = values.new_zeros(values.shape[0], w)
             seasonal_mask = values.new_zeros(values.shape[0], w)
         act = nn.functional.gelu
-        if self.config.session_summary:
-            level, volatility, session = session_summary(values, mask)
-        else:
-            level, volatility = context_summary(values, mask)
-            session = values.new_zeros(values.shape[0], 0)
+        level, volatility = context_summary(values, mask)
         log_vol = torch.log(volatility)
         # The context standardised by its own level and volatility: calm and busy
         # series look alike, so the network's corrections scale with the series.
         vol = volatility.unsqueeze(1)
         z = ((values - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * mask
         z_lag = ((seasonal - level.unsqueeze(1)) / vol).clamp(-10.0, 10.0) * seasonal_mask
-        summary = torch.cat([level.unsqueeze(1), log_vol.unsqueeze(1), session], dim=1)
+        summary = torch.stack([level, log_vol], dim=1)
         if self.recurrent is not None:
             r = self.config.recurrent_window
             idle = ((values == 0) & (mask > 0)).to(values.dtype)
@@ -222,31 +210,6 @@ def context_summary(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Ten
     mean = (wide_v * wide_m).sum(1) / n
     var = ((wide_v - mean.unsqueeze(1)).square() * wide_m).sum(1) / n
     return level, torch.sqrt(var + 1e-6).clamp(min=1e-3)
-
-
-def session_summary(
-    values: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`context_summary` over the current session, and ``(batch, 2)`` session inputs.
-
-    The session is the observed points after the context was last idle (exactly 0 in log
-    space). With at least :data:`MIN_SESSION_POINTS` of them, level and volatility are
-    theirs (an onset inside the volatility window is a step, not noise); otherwise (idle
-    now, or a session too young to tell) those of the whole context. The inputs: the
-    session's age, ``log1p(points) / log1p(context_length)`` (0 when idle now; about 1 when
-    the context was never idle), and the share of the observed context that was idle.
-    """
-    length = values.shape[1]
-    position = torch.arange(length, device=values.device)
-    idle = (mask > 0) & (values == 0)
-    last_idle = torch.where(idle, position, torch.full_like(position, -1)).amax(dim=1)
-    in_session = mask * (position.unsqueeze(0) > last_idle.unsqueeze(1)).to(mask.dtype)
-    points = in_session.sum(dim=1)
-    use = (points >= MIN_SESSION_POINTS).unsqueeze(1)
-    level, volatility = context_summary(values, torch.where(use, in_session, mask))
-    age = torch.log1p(points) / math.log1p(length)
-    idle_share = idle.to(values.dtype).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-    return level, volatility, torch.stack([age, idle_share], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,33 +3,29 @@
 The loss is the Gaussian-copula log-likelihood with far-off targets winsorised plus
 the closed-form CRPS of each step's marginal (:func:`~sliceai.forecast.loss.training_loss`);
 the learning rate decays with a cosine over the epochs to ``final_lr_fraction`` of its
-start. With ``weight_average`` > 0 an exponential moving average of the weights (Polyak
-averaging) is kept alongside: it is what validation scores and the checkpoint holds.
-After training, the marginal tail shape is fitted on the validation windows (the lowest
+start. After training, the marginal tail shape is fitted on the validation windows (the lowest
 CRPS among the shapes whose 95% interval covers about 95%:
 :func:`~sliceai.forecast.calibration.fit_tail_shape`) and stored in the config.
 
 Training is resumable: after every epoch the output directory holds the best
 checkpoint so far (``config.json`` + ``model.safetensors``) and a ``train_state/``
-folder with the last weights (and their average), the optimizer state and the counters. Every epoch
-draws its windows and dropout masks from generators seeded with ``(seed, epoch)``,
+folder with the last weights, the optimizer state and the progress (:class:`Counters`).
+Every epoch draws its windows and dropout masks from generators seeded with ``(seed, epoch)``,
 so a resumed run continues exactly as an uninterrupted one would (on the CPU).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.forecast.calibration import (
@@ -50,7 +46,7 @@ from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import resolve_device
 
 STATE_DIR = "train_state"
-AVERAGE_FILE = "average.safetensors"
+STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
@@ -69,23 +65,12 @@ class TrainOptions:
     progress: bool = True
     #: Learning rate at the last epoch, as a fraction of ``learning_rate`` (cosine decay).
     final_lr_fraction: float = 0.1
-    #: Decay per step of the moving average of the weights that validation scores and
-    #: the checkpoint holds (0: none, the raw weights; 0.999 averages over about the
-    #: last 1000 steps, with a shorter warm-up at the start).
-    weight_average: float = 0.0
-    #: Weight of the bit/s CRPS term of the loss (0: the log-space terms only; see
-    #: :func:`sliceai.forecast.loss.linear_crps_loss`).
-    linear_crps_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.final_lr_fraction <= 1.0:
             raise ForecastError(
                 f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction!r}"
             )
-        if self.linear_crps_weight < 0:
-            raise ForecastError(f"linear_crps_weight must be >= 0, got {self.linear_crps_weight!r}")
-        if not 0.0 <= self.weight_average < 1.0:
-            raise ForecastError(f"weight_average must be in [0, 1), got {self.weight_average!r}")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Cosine decay from ``learning_rate`` at epoch 0 towards ``final_lr_fraction`` of
@@ -95,6 +80,28 @@ class TrainOptions:
         return self.learning_rate * (
             (floor + half) + half * math.cos(math.pi * epoch / self.epochs)
         )
+
+
+@dataclass
+class Counters:
+    """Where a run stands after ``epoch`` epochs: the best validation CRPS so far and its
+    epoch (-1: none yet), the epochs since it last improved, and the per-epoch history;
+    saved as ``train_state/state.json`` so that a resumed run goes on from it."""
+
+    epoch: int = 0
+    best_val: float = float("inf")
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path) -> Counters:
+        """The progress saved in ``path`` (keys of other versions ignored)."""
+        raw = json.loads(path.read_text())
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
 
 
 @dataclass
@@ -131,27 +138,6 @@ def validation_crps(
     return float(np.mean(crps / np.maximum(np.abs(truth).mean(axis=1), 1.0)))
 
 
-class WeightAverage:
-    """Exponential moving average of a model's parameters (Polyak averaging).
-
-    ``decay`` per update, warmed up as ``min(decay, (1 + n) / (10 + n))`` after ``n``
-    updates so the first steps' weights do not linger."""
-
-    def __init__(self, model: ForecastModel, decay: float, updates: int = 0) -> None:
-        self.decay = decay
-        self.updates = updates
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    def update(self, model: ForecastModel) -> None:
-        self.updates += 1
-        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        with torch.no_grad():
-            for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
-                avg.lerp_(p.detach(), 1.0 - d)
-
-
 def train(
     train_series: Sequence[Series],
     val_series: Sequence[Series],
@@ -170,17 +156,11 @@ def train(
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(opts.seed)
 
-    counters: dict[str, Any] = {
-        "epoch": 0,
-        "best_val": float("inf"),
-        "best_epoch": -1,
-        "bad_epochs": 0,
-        "history": [],
-    }
-    if resume and (state_dir / "state.json").is_file():
+    counters = Counters()
+    if resume and (state_dir / STATE_FILE).is_file():
         model = single_network(load_model(state_dir)[0], state_dir)
         config = model.config
-        counters = json.loads((state_dir / "state.json").read_text())
+        counters = Counters.read(state_dir / STATE_FILE)
     else:
         config = config or ForecastConfig()
         model = ForecastModel(config)
@@ -192,12 +172,6 @@ def train(
         optimizer.load_state_dict(
             torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=device)
         )
-    average: WeightAverage | None = None
-    if opts.weight_average > 0:
-        average = WeightAverage(model, opts.weight_average, int(counters.get("average_updates", 0)))
-        if resume and (state_dir / AVERAGE_FILE).is_file():
-            average.model.load_state_dict(load_file(state_dir / AVERAGE_FILE, device=str(device)))
-    scored = model if average is None else average.model
     horizon = config.max_horizon
 
     val_rng = np.random.default_rng([opts.seed, 10**6])
@@ -213,10 +187,9 @@ def train(
     )
     meta = {**(metadata or {}), "train_options": asdict(opts)}
 
-    start_epoch = int(counters["epoch"])
     stopped_early = False
-    for epoch in range(start_epoch, opts.epochs):
-        if counters["bad_epochs"] >= opts.patience:
+    for epoch in range(counters.epoch, opts.epochs):
+        if counters.bad_epochs >= opts.patience:
             stopped_early = True
             break
         rng = np.random.default_rng([opts.seed, epoch])
@@ -244,30 +217,26 @@ def train(
             )
             tensors, target = windows_to_tensors(batch, config, device)
             dist = model(*tensors)
-            loss = training_loss(dist, target, opts.linear_crps_weight)
+            loss = training_loss(dist, target)
             if not torch.isfinite(loss):
                 raise ForecastError(f"training diverged at epoch {epoch + 1} (loss {loss.item()})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            if average is not None:
-                average.update(model)
             losses.append(float(loss.item()))
             bar.set_postfix(nll=f"{np.mean(losses[-20:]):.3f}")
-        val = validation_crps(scored, val_windows, device, seed=opts.seed)
-        counters["history"].append(
+        val = validation_crps(model, val_windows, device, seed=opts.seed)
+        counters.history.append(
             {"epoch": epoch + 1, "train_nll": float(np.mean(losses)), "val_crps": val}
         )
-        improved = val < counters["best_val"] - 1e-5
+        improved = val < counters.best_val - 1e-5
         if improved:
-            counters.update(best_val=val, best_epoch=epoch + 1, bad_epochs=0)
-            save_model(scored, out, val_crps=val, epoch=epoch + 1, **meta)
+            counters.best_val, counters.best_epoch, counters.bad_epochs = val, epoch + 1, 0
+            save_model(model, out, val_crps=val, epoch=epoch + 1, **meta)
         else:
-            counters["bad_epochs"] += 1
-        counters["epoch"] = epoch + 1
-        if average is not None:
-            counters["average_updates"] = average.updates
+            counters.bad_epochs += 1
+        counters.epoch = epoch + 1
         if opts.progress:
             mark = " *" if improved else ""
             nll = np.mean(losses)
@@ -275,38 +244,32 @@ def train(
                 f"epoch {epoch + 1}: train nll {nll:.4f}, validation CRPS {val:.4f}{mark}",
                 file=sys.stderr,
             )
-        _save_state(model, optimizer, counters, state_dir, average)
+        _save_state(model, optimizer, counters, state_dir)
     else:
-        stopped_early = counters["bad_epochs"] >= opts.patience and counters["epoch"] < opts.epochs
+        stopped_early = counters.bad_epochs >= opts.patience and counters.epoch < opts.epochs
     calibrate_checkpoint(out, val_windows, device)
     return TrainResult(
-        best_val_crps=float(counters["best_val"]),
-        best_epoch=int(counters["best_epoch"]),
-        epochs_run=int(counters["epoch"]),
+        best_val_crps=counters.best_val,
+        best_epoch=counters.best_epoch,
+        epochs_run=counters.epoch,
         stopped_early=stopped_early,
-        history=list(counters["history"]),
+        history=list(counters.history),
     )
 
 
 def _save_state(
-    model: ForecastModel,
-    optimizer: torch.optim.Optimizer,
-    counters: dict[str, Any],
-    state_dir: Path,
-    average: WeightAverage | None = None,
+    model: ForecastModel, optimizer: torch.optim.Optimizer, counters: Counters, state_dir: Path
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, state_dir)
-    if average is not None:
-        save_file(average.model.state_dict(), state_dir / AVERAGE_FILE)
     torch.save(optimizer.state_dict(), state_dir / "optimizer.pt")
-    (state_dir / "state.json").write_text(json.dumps(counters, indent=1) + "\n")
+    counters.write(state_dir / STATE_FILE)
 
 
 __all__ = [
+    "Counters",
     "TrainOptions",
     "TrainResult",
-    "WeightAverage",
     "build_ensemble",
     "calibrate_checkpoint",
     "fit_tail_shape",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,26 @@ def test_garbage_config(tiny_checkpoint: Path) -> None:
 def test_config_that_does_not_match_weights(tiny_checkpoint: Path) -> None:
     (tiny_checkpoint / CONFIG_FILE).write_text(ForecastConfig(hidden_size=24).to_json())
     with pytest.raises(ForecastError, match="do not match"):
+        ForecastPipeline.load(tiny_checkpoint, device="cpu")
+
+
+def test_a_checkpoint_with_the_obsolete_session_summary_off_loads(tiny_checkpoint: Path) -> None:
+    """Checkpoints written before the never-shipped session summary was removed say
+    ``"session_summary": false``: they load alike, and the key is not kept as metadata."""
+    before = ForecastPipeline.load(tiny_checkpoint, device="cpu")
+    config = tiny_checkpoint / CONFIG_FILE
+    raw = json.loads(config.read_text())
+    config.write_text(json.dumps({**raw, "session_summary": False}))
+    again = ForecastPipeline.load(tiny_checkpoint, device="cpu")
+    assert again.config == before.config
+    assert "session_summary" not in again.metadata
+    np.testing.assert_array_equal(again.quantiles(_ctx(), 4), before.quantiles(_ctx(), 4))
+    again.save(tiny_checkpoint / "saved")
+    assert "session_summary" not in json.loads(
+        (tiny_checkpoint / "saved" / CONFIG_FILE).read_text()
+    )
+    config.write_text(json.dumps({**raw, "session_summary": True}))
+    with pytest.raises(ForecastError, match="session_summary"):
         ForecastPipeline.load(tiny_checkpoint, device="cpu")
 
 

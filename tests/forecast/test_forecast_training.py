@@ -1,7 +1,10 @@
-"""Training: a tiny model learns a known distribution; resuming is exact; the CLI trains."""
+"""Training: a tiny model learns a known distribution; resuming is exact; the learning-rate
+schedule."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,8 @@ from forecast_configs import SMALL, train_options
 
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.data import Series
-from sliceai.forecast.train import train
+from sliceai.forecast.errors import ForecastError
+from sliceai.forecast.train import STATE_DIR, STATE_FILE, Counters, TrainOptions, train
 
 CFG = SMALL
 # Independent log-normal traffic: log(x / LEVEL) ~ N(MU, SIGMA).
@@ -60,6 +64,39 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         a.model.state_dict().items(), b.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_a_resume_reads_the_counters_and_ignores_keys_of_other_versions(tmp_path: Path) -> None:
+    tr, va = _iid_series(4, 800, 0), _iid_series(2, 300, 1)
+    first = train(tr, va, tmp_path, CFG, train_options(1, patience=10))
+    state = tmp_path / STATE_DIR / STATE_FILE
+    counters = Counters.read(state)
+    assert counters.epoch == first.epochs_run == 1
+    assert counters.best_val == first.best_val_crps
+    assert [h["val_crps"] for h in counters.history] == [first.best_val_crps]
+    # A run saved while the weight average existed also counted its updates.
+    state.write_text(json.dumps({**json.loads(state.read_text()), "average_updates": 40}))
+    assert Counters.read(state) == counters
+    resumed = train(tr, va, tmp_path, CFG, train_options(2, patience=10), resume=True)
+    assert resumed.epochs_run == 2
+
+
+def test_learning_rate_decays_by_cosine_to_the_final_fraction() -> None:
+    opts = TrainOptions(epochs=10, learning_rate=1e-2, final_lr_fraction=0.05)
+    rates = [opts.learning_rate_at(e) for e in range(11)]
+    assert rates[0] == pytest.approx(1e-2)
+    assert rates[5] == pytest.approx(1e-2 * (0.05 + 0.95 / 2))
+    assert rates[10] == pytest.approx(5e-4)
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    # The default keeps the recipe the earlier checkpoints were trained with.
+    old = TrainOptions(epochs=60, learning_rate=2e-3)
+    for e in range(60):
+        assert old.learning_rate_at(e) == 2e-3 * (0.55 + 0.45 * np.cos(np.pi * e / 60))
+
+
+def test_a_bad_final_learning_rate_fraction_is_rejected() -> None:
+    with pytest.raises(ForecastError, match="final_lr_fraction"):
+        TrainOptions(final_lr_fraction=0.0)
 
 
 def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
