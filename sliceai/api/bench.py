@@ -128,12 +128,12 @@ def _sink_server() -> tuple[grpc.Server, int]:
 def _our_server(policy_text: str, db: Path, interval_s: float, forecaster: Any = None) -> Any:
     from sliceai.api.server import ServerSettings, SliceaiServer
     from sliceai.engine import Engine, EngineSettings, StateStore
-    from sliceai.engine.forecasting import EmpiricalForecaster
+    from sliceai.planning import RollingQuantileForecaster
 
     engine = Engine(
         StateStore(db),
         policy_text,
-        forecaster or EmpiricalForecaster(),
+        forecaster or RollingQuantileForecaster(),
         settings=EngineSettings(interval_s=interval_s),
     )
     server = SliceaiServer(engine, ServerSettings(listen="127.0.0.1:0", rate_per_s=1e9, burst=1e9))
@@ -211,12 +211,12 @@ def _ingest(streams: int, quick: bool, workdir: Path) -> Figure:
 
 
 def _forecaster() -> tuple[Any, str]:
-    from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
+    from sliceai.planning import RollingQuantileForecaster, load_forecaster
 
     try:
-        return PipelineForecaster.load(None, device="auto"), "bundled model"
+        return load_forecaster(None, device="auto"), "bundled model"
     except Exception:
-        return EmpiricalForecaster(), "rolling quantiles (bundled model not loadable)"
+        return RollingQuantileForecaster(), "rolling quantiles (bundled model not loadable)"
 
 
 def _latency(quick: bool, workdir: Path) -> Figure:

@@ -121,15 +121,12 @@ def _bundled_policy(scenario: str) -> tuple[str, Path]:
 
 
 def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
-    from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
+    from sliceai.planning import load_forecaster
+    from sliceai.planning.forecasters import UnavailableForecaster
 
-    if model == "empirical":
-        return EmpiricalForecaster()
-    import torch
-
-    torch.set_num_threads(torch_threads)  # this process's only torch user is the forecaster
     try:
-        return PipelineForecaster.load(None if model == "default" else model, device=device)
+        # this process's only torch user is the forecaster
+        return load_forecaster(model, device=device, threads=torch_threads)
     except Exception as exc:
         if model != "default":
             from sliceai.cli import UsageError
@@ -139,19 +136,7 @@ def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
             f"sliceai serve: bundled model unavailable ({exc}); using rolling quantiles",
             file=sys.stderr,
         )
-        return _BrokenModel(str(exc))
-
-
-class _BrokenModel:
-    """Stands in for a model that failed to load: every plan is flagged model-fallback."""
-
-    name = "model"
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-
-    def quantiles(self, *args: Any) -> Any:
-        raise RuntimeError(f"model not loaded: {self.why}")
+        return UnavailableForecaster("model", str(exc))
 
 
 def _serve(args: argparse.Namespace) -> int:

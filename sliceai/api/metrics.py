@@ -13,7 +13,6 @@ closed an interval to the plan being published), ``sliceai_plans_total{mode}``,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -75,7 +74,6 @@ class ServiceMetrics:
         engine.on_plan_callbacks.append(self.observe)
 
     def observe(self, plan: PlanRecord, tel: CollectedTelemetry) -> None:
-        published = time.perf_counter()
         names = plan.policy.slice_names
         prev = self._previous
         in_force = None
@@ -91,8 +89,8 @@ class ServiceMetrics:
                     if in_force is not None and measured > in_force[i, d] * (1 + 1e-9):
                         self.violations.labels(name, dname).inc()
         self.compute.observe(plan.compute_ms / 1000.0)
-        if plan.trigger_time is not None:
-            self.latency.observe(max(0.0, published - plan.trigger_time))
+        if plan.latency_s is not None:
+            self.latency.observe(plan.latency_s)
         self.plans.labels(plan.mode).inc()
         self.samples.inc(tel.samples)
         self.stale.set(len(tel.stale_sources))

@@ -9,7 +9,6 @@ leaves the state unchanged.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.engine.clock import SYSTEM_CLOCK, Clock
 from sliceai.engine.errors import (
     Conflict,
     Exhausted,
@@ -26,7 +26,6 @@ from sliceai.engine.errors import (
     Precondition,
     Unavailable,
 )
-from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster, PipelineForecaster
 from sliceai.engine.grants import (
     BwRequest,
     Grant,
@@ -35,15 +34,7 @@ from sliceai.engine.grants import (
     resolve_slice,
     validate_request,
 )
-from sliceai.engine.loop import (
-    ControlLoop,
-    LoopSettings,
-    PlanHub,
-    PlanRecord,
-    PolicyState,
-    quantile_levels,
-)
-from sliceai.engine.solving import SolverFactory, default_solver_factory
+from sliceai.engine.loop import ControlLoop, LoopSettings, PlanHub, PlanRecord, PolicyState
 from sliceai.engine.store import PolicyRecord, StateStore
 from sliceai.engine.telemetry import (
     MAX_BATCH_SLICES,
@@ -52,7 +43,11 @@ from sliceai.engine.telemetry import (
     check_rates,
     check_time,
 )
+from sliceai.planning import Forecaster, Planner, PlannerSettings, RollingQuantileForecaster
+from sliceai.planning.forecasters import check_quantiles
+from sliceai.planning.planner import PlanSolver
 from sliceai.policy import Policy, PolicyError, loads_policy
+from sliceai.solver import SliceSolver
 
 MAX_POLICY_BYTES = 1 << 20
 KPM_NAMES = {
@@ -102,23 +97,34 @@ class ForecastResult:
     fallback: bool
 
 
+SolverFactory = Callable[[Policy], PlanSolver]
+
+
 class Engine:
-    """Owns the state of one sliceai service."""
+    """Owns the state of one sliceai service.
+
+    ``forecaster``: what the planner forecasts with (default: rolling empirical
+    quantiles); ``solver_factory``: builds a policy's solver (tests inject failing
+    ones); ``clock``: where time is read (a :class:`~sliceai.engine.clock.ManualClock`
+    in tests).
+    """
 
     def __init__(
         self,
         store: StateStore,
         initial_policy_yaml: str | None = None,
         forecaster: Forecaster | None = None,
-        solver_factory: SolverFactory = default_solver_factory,
+        solver_factory: SolverFactory = SliceSolver,
         settings: EngineSettings | None = None,
         policy_source: str = "<policy>",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings or EngineSettings()
         self.settings.loop.interval_s = self.settings.interval_s
         self.store = store
         self.solver_factory = solver_factory
-        self.forecaster: Forecaster = forecaster or EmpiricalForecaster()
+        self.clock = clock
+        self.forecaster: Forecaster = forecaster or RollingQuantileForecaster()
         self._policy_lock = threading.Lock()  # serialises apply_policy
         self._grant_lock = threading.Lock()  # serialises grant changes
         record = store.latest_policy()
@@ -144,15 +150,16 @@ class Engine:
         self.buffer = TelemetryBuffer(
             self._state.policy.slice_names,
             self.settings.stale_after_intervals * self.settings.interval_s,
+            clock,
         )
         self.loop = ControlLoop(
             lambda: self._state,
             lambda: self._grants_tuple,
             self.buffer,
             self.hub,
-            self.forecaster,
             self.settings.loop,
             on_plan=self._on_plan,
+            clock=clock,
         )
         self.on_plan_callbacks: list[Callable[[PlanRecord, CollectedTelemetry], None]] = []
         self.ready = threading.Event()
@@ -196,9 +203,14 @@ class Engine:
             raise InvalidInput(f"{source}: not a valid policy: {exc}") from None
 
     def _build_state(self, version: int, policy: Policy, text: str) -> PolicyState:
-        return PolicyState(
-            version, policy, text, self.solver_factory(policy), quantile_levels(policy)
+        loop = self.settings.loop
+        settings = PlannerSettings(
+            solve_deadline_s=loop.deadline_s, last_plan_limit=loop.last_plan_limit
         )
+        planner = Planner(
+            policy, self.forecaster, settings, self.solver_factory(policy), self.clock.monotonic
+        )
+        return PolicyState(version, policy, text, planner)
 
     @staticmethod
     def _check_grants_fit(policy: Policy, grants: list[Grant]) -> None:
@@ -234,7 +246,12 @@ class Engine:
                 self._check_grants_fit(policy, list(self._grants.values()))
                 if dry_run:
                     return PolicyRecord(
-                        current.version + 1, policy.name, text, "", time.time(), caller.identity
+                        current.version + 1,
+                        policy.name,
+                        text,
+                        "",
+                        self.clock.wall(),
+                        caller.identity,
                     )
                 record = self.store.add_policy(policy.name, text, caller.identity)
                 self.buffer.rebind(policy.slice_names)
@@ -261,7 +278,7 @@ class Engine:
         """
         if len(slices) > MAX_BATCH_SLICES:
             raise Exhausted(f"batch of {len(slices)} slices; at most {MAX_BATCH_SLICES}")
-        check_time(timestamp_unix_s, period_s)
+        check_time(timestamp_unix_s, period_s, self.clock.wall())
         return self.buffer.ingest(source_id, slices, dl_bps, ul_bps, end_of_period, table)
 
     def ingest_kpm(
@@ -272,7 +289,7 @@ class Engine:
         records: Sequence[tuple[str, str, float]],
     ) -> int:
         """One E2SM-KPM report of ``(name, slice label, value)`` records; returns samples stored."""
-        check_time(timestamp_unix_s, period_s)
+        check_time(timestamp_unix_s, period_s, self.clock.wall())
         if len(records) > MAX_BATCH_SLICES:
             raise Exhausted(f"{len(records)} records; at most {MAX_BATCH_SLICES}")
         policy = self.policy
@@ -348,7 +365,7 @@ class Engine:
             check_admission(
                 policy, tuple(self._grants.values()), _as_grant(req), self._risk_quantile()
             )
-            now = time.time()
+            now = self.clock.wall()
             grant = Grant(str(uuid.uuid4()), req, now, now)
             self.store.put_grant(grant)
             self._grants[grant.allocation_id] = grant
@@ -376,7 +393,7 @@ class Engine:
                 raise InvalidInput("app_ins_id of a grant cannot change")
             policy = self.policy
             req = validate_request(policy, request)
-            grant = Grant(allocation_id, req, old.created_unix_s, time.time())
+            grant = Grant(allocation_id, req, old.created_unix_s, self.clock.wall())
             check_admission(policy, tuple(self._grants.values()), grant, self._risk_quantile())
             self.store.put_grant(grant)
             self._grants[allocation_id] = grant
@@ -417,27 +434,19 @@ class Engine:
             len(idx) * 2, history.count
         )
         interval = self.settings.interval_s
-        start = time.time() - interval * history.count
+        now = self.clock.wall()
+        start = now - interval * history.count
+        shape = (len(idx) * 2, horizon, len(lv))
         fallback = False
         try:
-            if isinstance(self.forecaster, PipelineForecaster) and horizon > 1:
-                ctx = series[:, series.shape[1] - self.forecaster.context(series, interval) :]
-                first = start + interval * (series.shape[1] - ctx.shape[1])
-                q = np.asarray(
-                    self.forecaster.pipeline.quantiles(
-                        ctx, horizon, lv, start_time=first, interval_s=interval
-                    ),
-                    dtype=np.float64,
-                )
-            else:
-                one = self.forecaster.quantiles(series, lv, start, interval)
-                q = np.repeat(one[:, None, :], horizon, axis=1)
-        except Exception:
+            q = check_quantiles(
+                self.forecaster.quantiles(series, lv, start, interval, horizon), shape
+            )
+        except Exception:  # a broken or non-finite model: rolling quantiles, flagged
             fallback = True
-            one = EmpiricalForecaster().quantiles(series, lv, start, interval)
-            q = np.repeat(one[:, None, :], horizon, axis=1)
+            q = RollingQuantileForecaster().quantiles(series, lv, start, interval, horizon)
         values = q.reshape(len(idx), 2, horizon, len(lv))
-        return ForecastResult(names, lv, values, time.time(), interval, fallback)
+        return ForecastResult(names, lv, values, now, interval, fallback)
 
 
 def _as_grant(req: BwRequest) -> Grant:

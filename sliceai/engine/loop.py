@@ -1,62 +1,55 @@
-"""The control loop: telemetry -> forecast -> solve -> plan, with fail-safes.
+"""The control loop: telemetry in, the planner's plan out, every interval.
 
-:class:`ControlLoop` runs in its own thread. Each interval it collects the
-merged telemetry, appends it to the history, forecasts next-interval demand
-quantiles, solves, and publishes a :class:`PlanRecord` to the :class:`PlanHub`
-(which controller streams and watchers read). An interval ends when every live
-source has sent its end-of-period batch (so decisions follow telemetry at
-once), or when the interval timer runs out, whichever is first.
-
-Fail-safes, each flagged in the plan's ``mode`` and ``explanation``:
-- the model raises -> rolling empirical quantiles (``model-fallback``);
-- the solver raises or takes longer than ``solve_deadline_s`` -> the last plan's
-  rates (``last-plan``) for up to ``last_plan_limit`` intervals, then floors
-  only (``guarantees-only``);
-- a silent source -> its slices are marked stale and planned from the forecast.
+:class:`ControlLoop` runs in its own thread. Each interval it collects the merged
+telemetry, appends it to the history and hands the history to the policy's
+:class:`~sliceai.planning.Planner` (forecast -> solve -> fall-backs, the same
+planner the replay runs), then publishes a :class:`PlanRecord` to the
+:class:`PlanHub` (which controller streams and watchers read). An interval ends
+when every live source has sent its end-of-period batch (so decisions follow
+telemetry at once), or when the interval timer runs out, whichever is first.
+The loop keeps only threading, telemetry and publishing; the fall-backs (the
+plan's ``mode``) are the planner's. A silent source: its slices are marked stale
+and planned from the forecast. Time is read from the injected
+:class:`~sliceai.engine.clock.Clock`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from sliceai.engine.forecasting import EmpiricalForecaster, Forecaster, history_needed
+from sliceai.engine.clock import SYSTEM_CLOCK, Clock
 from sliceai.engine.grants import Grant, reserved_bps
-from sliceai.engine.solving import Allocation, PlanSolver, guarantees_only, risk_quantile
 from sliceai.engine.telemetry import CollectedTelemetry, TelemetryBuffer
+from sliceai.planning import Forecast, Planner, PlanStep
 from sliceai.policy import Policy
 
 log = logging.getLogger(__name__)
 
-BASE_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
-MODES = ("optimized", "model-fallback", "last-plan", "guarantees-only")
-
 
 @dataclass(frozen=True)
 class PolicyState:
-    """The running policy with everything derived from it; swapped as one reference."""
+    """The running policy with its planner; swapped as one reference."""
 
     version: int
     policy: Policy
     yaml: str
-    solver: PlanSolver
-    levels: npt.NDArray[np.float64]  # (Q,) quantile levels the forecaster is asked for
-
-
-def quantile_levels(policy: Policy) -> npt.NDArray[np.float64]:
-    """Base grid plus every slice's ``1 - risk``, sorted, unique, ``(Q,)``."""
-    return np.unique(np.array([*BASE_LEVELS, *(1.0 - s.risk for s in policy.slices)]))
+    planner: Planner
 
 
 @dataclass(frozen=True)
 class PlanRecord:
-    """One published plan. Arrays are ``(n_slices, 2)`` bit/s (index 0 DL, 1 UL)."""
+    """One published plan. Arrays are ``(n_slices, 2)`` bit/s (index 0 DL, 1 UL).
+
+    ``forecast_bps``: each slice's demand quantile at ``1 - risk``; ``mode`` one of
+    :data:`sliceai.planning.MODES`; ``forecaster`` the forecaster the plan came from;
+    ``latency_s``: last telemetry of the interval to this plan (None when the timer fired).
+    """
 
     version: int
     policy_version: int
@@ -64,7 +57,8 @@ class PlanRecord:
     interval_start: float  # epoch s
     interval_s: float
     computed_at: float  # epoch s
-    mode: str  # one of MODES
+    mode: str
+    forecaster: str
     rates_bps: npt.NDArray[np.float64]
     forecast_bps: npt.NDArray[np.float64]
     measured_bps: npt.NDArray[np.float64]
@@ -75,7 +69,7 @@ class PlanRecord:
     explanation: str
     compute_ms: float
     grants: tuple[Grant, ...]
-    trigger_time: float | None  # perf_counter s of the telemetry that closed the interval
+    latency_s: float | None
 
 
 class PlanHub:
@@ -149,12 +143,14 @@ class History:
 @dataclass
 class LoopSettings:
     interval_s: float = 1.0
-    history: int = 512  # intervals kept for the forecaster
+    history: int = 512  # intervals kept for the forecaster (more when it reads more)
     solve_deadline_s: float | None = None  # None = half the interval
     last_plan_limit: int = 3  # intervals the last plan is repeated before guarantees-only
-    min_gap_fraction: float = (
-        0.25  # an early (telemetry-triggered) plan waits at least this x interval
-    )
+    min_gap_fraction: float = 0.25  # an early (telemetry-triggered) plan waits this x interval
+
+    @property
+    def deadline_s(self) -> float:
+        return self.solve_deadline_s or self.interval_s / 2
 
 
 class ControlLoop:
@@ -166,26 +162,24 @@ class ControlLoop:
         grants: Callable[[], tuple[Grant, ...]],
         buffer: TelemetryBuffer,
         hub: PlanHub,
-        forecaster: Forecaster,
         settings: LoopSettings,
         on_plan: Callable[[PlanRecord, CollectedTelemetry], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._state = state
         self._grants = grants
         self.buffer = buffer
         self.hub = hub
-        self.forecaster = forecaster
-        self.fallback = EmpiricalForecaster()
         self.settings = settings
         self.on_plan = on_plan
+        self.clock = clock
         self._history: History | None = None
         self._version = 0
-        self._last: tuple[int, Allocation] | None = None  # (policy version, allocation)
-        self._solver_failures = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_forecast: tuple[PolicyState, npt.NDArray[np.float64], bool, float] | None = None
+        #: The last forecast, with the state and the epoch s it was made for.
+        self.last_forecast: tuple[PolicyState, Forecast, float] | None = None
 
     @property
     def history(self) -> History | None:
@@ -211,18 +205,18 @@ class ControlLoop:
 
     def _run(self) -> None:
         interval = self.settings.interval_s
-        last = time.monotonic()
+        now = self.clock.monotonic
+        last = now()
         while not self._stop.is_set():
             deadline = last + interval
-            self.buffer.period_complete.wait(max(0.0, deadline - time.monotonic()))
+            self.buffer.period_complete.wait(max(0.0, deadline - now()))
             if self._stop.is_set():
                 break
-            now = time.monotonic()
-            early_ok = now - last >= self.settings.min_gap_fraction * interval
-            if now < deadline and not self._wake.is_set() and not early_ok:
-                time.sleep(last + self.settings.min_gap_fraction * interval - now)
+            gap = self.settings.min_gap_fraction * interval
+            if now() < deadline and not self._wake.is_set() and now() - last < gap:
+                self._stop.wait(last + gap - now())
             self._wake.clear()
-            last = time.monotonic()
+            last = now()
             try:
                 self.step()
             except Exception:  # the loop must survive anything; the next interval retries
@@ -230,102 +224,22 @@ class ControlLoop:
 
     # -- one interval --------------------------------------------------------
     def step(self) -> PlanRecord:
-        """Collect, forecast, solve and publish one plan; returns it."""
-        t0 = time.perf_counter()
-        state = self._state()
-        policy = state.policy
-        tel = self.buffer.collect()
-        if tel.slice_names != policy.slice_names:  # the policy was swapped meanwhile
-            state = self._state()
-            policy = state.policy
-            if tel.slice_names != policy.slice_names:
-                self.buffer.rebind(policy.slice_names)
-                tel = self.buffer.collect()
-        names = policy.slice_names
-        if self._history is None:
-            needed = history_needed(self.forecaster, self.settings.interval_s)
-            keep = max(self.settings.history, needed)
-            self._history = History(names, keep)
-        elif self._history.slice_names != names:
-            self._history = self._history.rebind(names)
-        self._history.append(tel.measured_bps)
+        """Collect, plan and publish one interval; returns the plan."""
+        started = self.clock.monotonic()
+        state, tel = self._collect()
+        history = self._history_for(state)
+        history.append(tel.measured_bps)
         interval = self.settings.interval_s
-        now = time.time()
-        start = now - interval * self._history.count
-
-        notes: list[str] = []
-        mode = "optimized"
-        series = self._history.series()
-        try:
-            q = self.forecaster.quantiles(series, state.levels, start, interval)
-            if q.shape != (series.shape[0], len(state.levels)) or not np.isfinite(q).all():
-                raise ValueError(f"forecaster returned shape {q.shape} or non-finite values")
-        except Exception as exc:
-            mode = "model-fallback"
-            notes.append(
-                f"model failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                "rolling empirical quantiles used"
-            )
-            q = self.fallback.quantiles(series, state.levels, start, interval)
-        quantiles = np.maximum.accumulate(np.maximum(q, 0.0), axis=1).reshape(len(names), 2, -1)
-        self.last_forecast = (state, quantiles, mode != "optimized", now)
-
+        now = self.clock.wall()
+        series = history.series()
+        first = now - interval * history.count
+        origin = np.array([series.shape[1]])
+        forecast = state.planner.forecast(series, origin, first, interval)[0]
+        self.last_forecast = (state, forecast, now)
         grants = self._grants()
-        reserved = reserved_bps(policy, grants)
-        previous = self._last[1] if self._last and self._last[0] == state.version else None
-        deadline = self.settings.solve_deadline_s or interval / 2
-        t_solve = time.perf_counter()
-        try:
-            alloc = state.solver.solve(state.levels, quantiles, previous, reserved)
-            rates = np.asarray(alloc.rates_bps, dtype=np.float64)
-            if rates.shape != (len(names), 2) or not np.isfinite(rates).all() or (rates < 0).any():
-                raise ValueError(f"solver returned shape {rates.shape} or invalid rates")
-            took = time.perf_counter() - t_solve
-            if took > deadline:
-                raise TimeoutError(
-                    f"solve took {took * 1000:.1f} ms, deadline {deadline * 1000:.1f} ms"
-                )
-            self._solver_failures = 0
-            self._last = (state.version, alloc)
-            explanations = alloc.explanations
-        except Exception as exc:
-            self._solver_failures += 1
-            why = f"solver failed ({type(exc).__name__}: {str(exc)[:200]})"
-            if previous is not None and self._solver_failures <= self.settings.last_plan_limit:
-                mode = "last-plan"
-                rates = np.maximum(previous.rates_bps, guarantees_only(policy, reserved))
-                notes.append(
-                    f"{why}; last plan repeated "
-                    f"({self._solver_failures}/{self.settings.last_plan_limit})"
-                )
-            else:
-                mode = "guarantees-only"
-                rates = guarantees_only(policy, reserved)
-                notes.append(f"{why}; guarantees only")
-            explanations = ("",) * len(names)
-        if tel.stale_sources:
-            notes.append(f"stale sources: {', '.join(sorted(tel.stale_sources))}")
-        self._version += 1
-        plan = PlanRecord(
-            version=self._version,
-            policy_version=state.version,
-            policy=policy,
-            interval_start=now,
-            interval_s=interval,
-            computed_at=time.time(),
-            mode=mode,
-            rates_bps=rates,
-            forecast_bps=risk_quantile(policy, state.levels, quantiles),
-            measured_bps=tel.measured_bps,
-            granted_bps=reserved,
-            stale_slices=tel.stale_slices,
-            stale_sources=tel.stale_sources,
-            explanations=tuple(explanations),
-            explanation="; ".join(notes),
-            compute_ms=(time.perf_counter() - t0) * 1000.0,
-            grants=grants,
-            trigger_time=tel.trigger_time,
-        )
+        reserved = reserved_bps(state.policy, grants)
+        step = state.planner.step(forecast, reserved)
+        plan = self._record(state, tel, step, grants, reserved, now, started)
         self.hub.publish(plan)
         if self.on_plan is not None:
             try:
@@ -333,3 +247,60 @@ class ControlLoop:
             except Exception:
                 log.exception("plan callback failed")
         return plan
+
+    def _collect(self) -> tuple[PolicyState, CollectedTelemetry]:
+        """The running state and this interval's telemetry, under the same policy."""
+        state = self._state()
+        tel = self.buffer.collect()
+        if tel.slice_names != state.policy.slice_names:  # the policy was swapped meanwhile
+            state = self._state()
+            if tel.slice_names != state.policy.slice_names:
+                self.buffer.rebind(state.policy.slice_names)
+                tel = self.buffer.collect()
+        return state, tel
+
+    def _history_for(self, state: PolicyState) -> History:
+        names = state.policy.slice_names
+        if self._history is None:
+            needed = state.planner.history_length(self.settings.interval_s)
+            self._history = History(names, max(self.settings.history, needed))
+        elif self._history.slice_names != names:
+            self._history = self._history.rebind(names)
+        return self._history
+
+    def _record(
+        self,
+        state: PolicyState,
+        tel: CollectedTelemetry,
+        step: PlanStep,
+        grants: tuple[Grant, ...],
+        reserved: npt.NDArray[np.float64],
+        now: float,
+        started: float,
+    ) -> PlanRecord:
+        notes = list(step.notes)
+        if tel.stale_sources:
+            notes.append(f"stale sources: {', '.join(sorted(tel.stale_sources))}")
+        self._version += 1
+        done = self.clock.monotonic()
+        return PlanRecord(
+            version=self._version,
+            policy_version=state.version,
+            policy=state.policy,
+            interval_start=now,
+            interval_s=self.settings.interval_s,
+            computed_at=self.clock.wall(),
+            mode=step.mode,
+            forecaster=step.forecast.source,
+            rates_bps=step.rates_bps,
+            forecast_bps=step.target_bps,
+            measured_bps=tel.measured_bps,
+            granted_bps=reserved,
+            stale_slices=tel.stale_slices,
+            stale_sources=tel.stale_sources,
+            explanations=step.explanations,
+            explanation="; ".join(notes),
+            compute_ms=(done - started) * 1000.0,
+            grants=grants,
+            latency_s=None if tel.trigger_time is None else max(0.0, done - tel.trigger_time),
+        )

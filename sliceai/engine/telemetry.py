@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -23,6 +22,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.engine.clock import SYSTEM_CLOCK, Clock
 from sliceai.engine.errors import Exhausted, InvalidInput, NotFound
 
 MAX_BATCH_SLICES = 4096
@@ -127,9 +127,9 @@ class SliceIndexer:
         return where, dups
 
 
-def check_time(timestamp_unix_s: float, period_s: float, now: float | None = None) -> None:
-    """InvalidInput unless the timestamp is within 300 s of ``now`` and 0 < period <= 900 s."""
-    now = time.time() if now is None else now
+def check_time(timestamp_unix_s: float, period_s: float, now: float) -> None:
+    """InvalidInput unless the timestamp is within 300 s of ``now`` (epoch s) and
+    0 < period <= 900 s."""
     if not math.isfinite(timestamp_unix_s) or abs(timestamp_unix_s - now) > MAX_CLOCK_SKEW_S:
         raise InvalidInput(
             f"timestamp {timestamp_unix_s!r} is more than {MAX_CLOCK_SKEW_S:g} s off "
@@ -167,8 +167,8 @@ class CollectedTelemetry:
     """Merged telemetry of one interval.
 
     ``measured_bps``: ``(n_slices, 2)`` bit/s, NaN where no live source reported.
-    ``stale_slices``: ``(n_slices,)`` bool. ``trigger_time``: perf_counter s of the
-    ingest that completed the period (None when the timer fired).
+    ``stale_slices``: ``(n_slices,)`` bool. ``trigger_time``: the clock's monotonic s
+    of the ingest that completed the period (None when the timer fired).
     """
 
     slice_names: tuple[str, ...]
@@ -183,8 +183,11 @@ class CollectedTelemetry:
 class TelemetryBuffer:
     """Latest per-source slice rates; thread-safe."""
 
-    def __init__(self, slice_names: Sequence[str], stale_after_s: float) -> None:
+    def __init__(
+        self, slice_names: Sequence[str], stale_after_s: float, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.stale_after_s = stale_after_s
+        self.clock = clock
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._indexer = SliceIndexer(slice_names)
@@ -273,7 +276,7 @@ class TelemetryBuffer:
         else:
             src.rates[idx, 0] = dl_bps
             src.rates[idx, 1] = ul_bps
-        now = time.monotonic()
+        now = self.clock.monotonic()
         src.last_seen = now
         self._samples += n
         if end_of_period:
@@ -281,13 +284,13 @@ class TelemetryBuffer:
             if all(
                 s.ended or now - s.last_seen > self.stale_after_s for s in self._sources.values()
             ):
-                self._trigger_time = time.perf_counter()
+                self._trigger_time = now
                 self.period_complete.set()
 
     def collect(self) -> CollectedTelemetry:
         """Merge live sources' latest rates and start a new period."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             names = self._indexer.slice_names
             n_slices = len(names)
             live = [s for s in self._sources.values() if now - s.last_seen <= self.stale_after_s]
@@ -330,6 +333,6 @@ class TelemetryBuffer:
 
     def sources(self) -> dict[str, float]:
         """Source id -> seconds since it was last heard."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             return {k: now - s.last_seen for k, s in self._sources.items()}

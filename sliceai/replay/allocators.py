@@ -17,28 +17,24 @@ maximum, and within link capacity (:func:`fit_to_capacity`).
   one in force (dead band).
 - ``ewma``: an exponentially weighted moving average of past use (weight 0.3 on
   the newest interval) plus a 20 % margin.
-- ``rolling-quantile``: empirical quantiles of the last 300 intervals fed to
-  the solver (see :mod:`sliceai.replay.planning`).
-- ``oracle``: the solver fed the exact demand of the interval itself: the lower
-  bound every other allocator is measured against.
 
-More allocators (the forecaster's ``sliceai``) join with :func:`register_allocator`;
-:data:`LAZY_ALLOCATORS` names modules imported on demand that register themselves,
-so this module never imports torch.
+The solver-backed allocators (``rolling-quantile``, ``sliceai``, ``oracle``) are in
+:mod:`sliceai.replay.planned`; :mod:`sliceai.replay.registry` names them all.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
-from collections.abc import Callable
 from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import lfilter
 
-from sliceai.policy import DIRECTIONS, Policy
+from sliceai.policy import Policy
 from sliceai.replay.errors import ReplayError
+from sliceai.solver.plan import fit_capacity
+from sliceai.solver.problem import PolicyArrays
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -62,74 +58,20 @@ class Allocator(abc.ABC):
         """
 
 
-AllocatorFactory = Callable[[], Allocator]
-
-ALLOCATORS: dict[str, AllocatorFactory] = {}
-# name -> module whose import calls register_allocator(name, ...); tried on demand.
-LAZY_ALLOCATORS: dict[str, str] = {"sliceai": "sliceai.forecast.allocator"}
-
-
-def register_allocator(name: str, factory: AllocatorFactory) -> None:
-    """Add (or replace) an allocator under ``name``."""
-    ALLOCATORS[name] = factory
-
-
-def _load_lazy(name: str) -> bool:
-    module = LAZY_ALLOCATORS.get(name)
-    if module is None:
-        return False
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return name in ALLOCATORS
-
-
-def allocator_names(include_lazy: bool = True) -> tuple[str, ...]:
-    """Names of the allocators available here (lazy ones only when their module imports)."""
-    if include_lazy:
-        for name in LAZY_ALLOCATORS:
-            if name not in ALLOCATORS:
-                _load_lazy(name)
-    return tuple(ALLOCATORS)
-
-
-def make_allocator(name: str) -> Allocator:
-    """A fresh allocator by name; :class:`ReplayError` for an unknown one."""
-    if name not in ALLOCATORS and not _load_lazy(name):
-        known = ", ".join(allocator_names())
-        raise ReplayError(f"unknown allocator {name!r}; choose from {known}")
-    return ALLOCATORS[name]()
-
-
 # --- policy helpers ---------------------------------------------------------------------
 
 
 def policy_bounds(policy: Policy) -> tuple[FloatArray, FloatArray]:
     """Guaranteed floors and maxima ``(n_slices, 2)`` bit/s (maximum ``inf`` when unset)."""
-    floor = np.array([[s.guaranteed_bps(d) for d in DIRECTIONS] for s in policy.slices])
-    cap = np.array([[s.maximum_bps(d) for d in DIRECTIONS] for s in policy.slices])
-    return floor, cap
+    arrays = PolicyArrays.of(policy)
+    return arrays.floor_bps, arrays.cap_bps
 
 
 def fit_to_capacity(policy: Policy, rates: FloatArray) -> FloatArray:
-    """Scale the above-floor part of ``rates`` ``(n, S, 2)`` so no link is over-committed.
-
-    On a link whose allocations exceed its capacity, every member's rate above its
-    guarantee shrinks by the same factor; a slice takes the smallest factor of its links.
-    """
-    floor, _ = policy_bounds(policy)
-    inc = np.asarray(policy.incidence, dtype=np.float64)  # (L, S)
-    cap = np.array([link.capacity for link in policy.topology.links])[np.newaxis, :, np.newaxis]
-    above = np.maximum(rates - floor, 0.0)
-    extra = np.einsum("ls,nsd->nld", inc, above)
-    room = cap - np.einsum("ls,sd->ld", inc, floor)[np.newaxis]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(extra > room, np.maximum(room, 0.0) / extra, 1.0)
-    mask = np.asarray(policy.incidence, dtype=bool)[np.newaxis, :, :, np.newaxis]
-    factor = np.where(mask, scale[:, :, np.newaxis], 1.0).min(axis=1)
-    out: FloatArray = floor + above * factor
-    return out
+    """``rates`` ``(n, S, 2)`` within every link's capacity, floors kept
+    (:func:`sliceai.solver.plan.fit_capacity`)."""
+    arrays = PolicyArrays.of(policy)
+    return fit_capacity(rates, arrays.incidence, arrays.capacity_bps, arrays.floor_bps)
 
 
 def static_rates(policy: Policy) -> FloatArray:
@@ -277,8 +219,6 @@ class EwmaAllocator(PolicyAllocator):
         before = self.level
         # lfilter's state is (1 - w) x the previous average; the first average is u[0] itself.
         zi = ((1 - w) * (u[0] if before is None else before))[np.newaxis]
-        from scipy.signal import lfilter  # 0.8 s to import: only when EWMA runs
-
         level, _ = lfilter([w], [1.0, -(1 - w)], u, axis=0, zi=zi)
         prev = np.concatenate(
             [(self.static if before is None else before)[np.newaxis], level[:-1]], axis=0
@@ -289,17 +229,3 @@ class EwmaAllocator(PolicyAllocator):
             target[0] = self.static
         bounded = np.minimum(np.maximum(target, self.floor), self.cap)
         return fit_to_capacity(self.policy, bounded)
-
-
-# The name plug-ins imported before it was public.
-_PolicyAllocator = PolicyAllocator
-
-
-def _builtin() -> None:
-    from sliceai.replay.planning import OracleAllocator, RollingQuantileAllocator
-
-    register_allocator("static", StaticAllocator)
-    register_allocator("proportional", ProportionalAllocator)
-    register_allocator("ewma", EwmaAllocator)
-    register_allocator("rolling-quantile", RollingQuantileAllocator)
-    register_allocator("oracle", OracleAllocator)

@@ -21,10 +21,11 @@ import numpy.typing as npt
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.policy import Policy
-from sliceai.replay.allocators import Allocator, make_allocator
+from sliceai.replay.allocators import Allocator
 from sliceai.replay.errors import ReplayError
 from sliceai.replay.linkmodel import DEFAULT_BUFFER_BUDGETS, LinkModel
 from sliceai.replay.metrics import SHORTFALL_TOLERANCE, MetricsAccumulator
+from sliceai.replay.registry import make_allocator
 from sliceai.traffic import Trace
 
 FloatArray = npt.NDArray[np.float64]
@@ -237,7 +238,7 @@ def replay(
 ) -> ReplayResult:
     """Replay ``source`` (a trace or its consecutive chunks) through ``allocators``.
 
-    Allocators are names (see :func:`~sliceai.replay.allocators.allocator_names`) or
+    Allocators are names (see :func:`~sliceai.replay.registry.allocator_names`) or
     instances. ``total_intervals`` sizes the progress bar when ``source`` streams.
     ``skip_failing``: an allocator whose ``start`` raises (a plug-in whose model will not
     load) is left out with a warning on stderr instead of stopping the replay.

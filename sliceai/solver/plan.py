@@ -230,21 +230,34 @@ class Plan:
         )
 
 
-def fit_capacity(rates: FloatArray, incidence: BoolArray, capacity: FloatArray) -> FloatArray:
-    """Scale slices down so no link exceeds its capacity; ``rates`` ``(n_slices, 2)`` bit/s.
+def fit_capacity(
+    rates: FloatArray,
+    incidence: BoolArray,
+    capacity: FloatArray,
+    floor: FloatArray | None = None,
+) -> FloatArray:
+    """Rates ``(..., n_slices, 2)`` bit/s scaled down so no link exceeds its capacity.
 
-    Each slice is scaled by the smallest ``capacity / load`` over its links
-    (1 where no link is over), which in one pass brings every link within capacity.
+    On a link over its capacity, every member's rate above its ``floor`` (``(n_slices,
+    2)``, default 0) shrinks by the same factor, so floors are kept whenever they fit; a
+    slice on several links takes the smallest factor of its links. Where the floors
+    alone exceed a link, its members are scaled down whole. One pass brings every link
+    within capacity (to a relative 1e-12).
     """
-    load = incidence.astype(np.float64) @ rates  # (n_links, 2)
-    over = load > capacity[:, None]
-    cap = np.broadcast_to(capacity[:, None], load.shape)
-    ratio = np.divide(cap, load, out=np.ones_like(load), where=over) * np.where(
-        over, 1 - 1e-12, 1.0
-    )
-    slices, links = np.nonzero(incidence.T)  # by slice, then link
-    factor = np.ones_like(rates)
-    if slices.size:
-        first = np.flatnonzero(np.r_[True, slices[1:] != slices[:-1]])
-        factor[slices[first]] = np.minimum.reduceat(ratio[links], first, axis=0)
-    return np.asarray(rates * factor)
+    x = np.asarray(rates, dtype=np.float64)
+    base = np.zeros(x.shape[-2:]) if floor is None else np.minimum(floor, x)
+    inc = incidence.astype(np.float64)  # (L, S)
+    cap = capacity[:, None]
+    above = x - base
+    base_load = np.einsum("ls,...sd->...ld", inc, base)
+    extra = np.einsum("ls,...sd->...ld", inc, above)
+    room = np.maximum(cap - base_load, 0.0)
+    over_floors = base_load > cap
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = np.where(extra > room, room / extra * (1 - 1e-12), 1.0)
+        whole = np.where(over_floors, cap / base_load * (1 - 1e-12), 1.0)
+    member = incidence[:, :, None]  # (L, S, 1)
+    k_above = np.where(member, keep[..., :, None, :], 1.0).min(axis=-3)
+    k_whole = np.where(member, whole[..., :, None, :], 1.0).min(axis=-3)
+    out: FloatArray = (base + above * k_above) * k_whole
+    return out

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from sliceai.api.client import SliceaiClient
 from sliceai.api.server import ServerSettings, SliceaiServer, TlsFiles
 from sliceai.engine import Engine, EngineSettings, StateStore
-from sliceai.engine.forecasting import EmpiricalForecaster
+from sliceai.planning import RollingQuantileForecaster
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "hospital.yaml"
 
@@ -51,7 +51,7 @@ def start_server(tmp_path: Path, policy_text: str) -> Iterator[Callable[..., Run
         engine = Engine(
             store,
             policy_text,
-            forecaster or EmpiricalForecaster(),
+            forecaster or RollingQuantileForecaster(),
             settings=EngineSettings(interval_s=interval_s),
         )
         server = SliceaiServer(engine, ServerSettings(listen="127.0.0.1:0", tls=tls, **settings))

@@ -13,19 +13,19 @@ from sliceai.api.client import SliceaiClient
 from sliceai.api.metrics import ServiceMetrics
 from sliceai.api.server import ServerSettings, SliceaiServer
 from sliceai.engine import Engine, EngineSettings, StateStore
-from sliceai.engine.forecasting import EmpiricalForecaster
+from sliceai.planning import RollingQuantileForecaster
 
 
-class GatedForecaster(EmpiricalForecaster):
+class GatedForecaster(RollingQuantileForecaster):
     """Blocks its first call until ``gate`` is set (a model still loading or warming up)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
 
-    def quantiles(self, *args: object, **kw: object) -> np.ndarray:
+    def quantiles_at(self, *args: object, **kw: object) -> np.ndarray:
         self.gate.wait(30)
-        return super().quantiles(*args, **kw)  # type: ignore[arg-type]
+        return super().quantiles_at(*args, **kw)  # type: ignore[arg-type]
 
 
 def test_health_turns_serving_only_after_warm_up(tmp_path: Path, policy_text: str) -> None:
@@ -63,7 +63,7 @@ def test_health_turns_serving_only_after_warm_up(tmp_path: Path, policy_text: st
 def test_metrics_expose_allocation_demand_forecast_and_latency(
     tmp_path: Path, policy_text: str
 ) -> None:
-    engine = Engine(StateStore(tmp_path / "s.db"), policy_text, EmpiricalForecaster())
+    engine = Engine(StateStore(tmp_path / "s.db"), policy_text, RollingQuantileForecaster())
     metrics = ServiceMetrics()
     metrics.attach(engine)
     names = engine.policy.slice_names

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sliceai.api.client import SliceaiClient
+from sliceai.planning import Forecaster
 from sliceai.v1 import common_pb2
 
 
@@ -55,10 +56,10 @@ def test_bad_policy_lists_every_error_and_changes_nothing(
     assert client.get_policy().version == 1
 
 
-class BrokenForecaster:
+class BrokenForecaster(Forecaster):
     name = "broken"
 
-    def quantiles(self, *args: object) -> np.ndarray:
+    def quantiles_at(self, *args: object, **kw: object) -> np.ndarray:
         raise RuntimeError("CUDA error: device-side assert")
 
 

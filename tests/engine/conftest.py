@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sliceai.engine import Engine, EngineSettings, StateStore
-from sliceai.engine.forecasting import EmpiricalForecaster
+from sliceai.planning import RollingQuantileForecaster
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "hospital.yaml"
 
@@ -22,7 +22,9 @@ def policy_text() -> str:
 def engine(tmp_path: Path, policy_text: str) -> Iterator[Engine]:
     """An engine on a fresh SQLite file; the loop thread is NOT started (call step())."""
     store = StateStore(tmp_path / "state.db")
-    eng = Engine(store, policy_text, EmpiricalForecaster(), settings=EngineSettings(interval_s=0.2))
+    eng = Engine(
+        store, policy_text, RollingQuantileForecaster(), settings=EngineSettings(interval_s=0.2)
+    )
     yield eng
     eng.stop()
     store.close()

@@ -24,8 +24,8 @@ from sliceai.engine import (
     SessionFilter,
     StateStore,
 )
-from sliceai.engine.forecasting import EmpiricalForecaster
 from sliceai.engine.grants import protected_floor_bps, reserved_bps
+from sliceai.planning import RollingQuantileForecaster
 from sliceai.solver import DemandForecast, SliceSolver
 
 APP = Caller("mec-app", "app-1")
@@ -175,12 +175,12 @@ def test_grants_and_policy_survive_a_new_engine_on_the_same_file(
 ) -> None:
     store = StateStore(tmp_path / "s.db")
     first = Engine(
-        store, policy_text, EmpiricalForecaster(), settings=EngineSettings(interval_s=0.2)
+        store, policy_text, RollingQuantileForecaster(), settings=EngineSettings(interval_s=0.2)
     )
     g = first.request_grant(APP, _req())
     store.close()
     store = StateStore(tmp_path / "s.db")
-    second = Engine(store, None, EmpiricalForecaster())
+    second = Engine(store, None, RollingQuantileForecaster())
     assert [x.allocation_id for x in second.grants(LOCAL_ADMIN)] == [g.allocation_id]
     assert second.policy_record.version == 1
     store.close()
@@ -190,12 +190,12 @@ def test_restart_with_a_policy_that_strands_grants_is_refused(
     tmp_path: Path, policy_text: str
 ) -> None:
     store = StateStore(tmp_path / "s.db")
-    first = Engine(store, policy_text, EmpiricalForecaster())
+    first = Engine(store, policy_text, RollingQuantileForecaster())
     first.request_grant(APP, _req(slice_name="staff-embb", bps=300_000_000, direction="dl"))
     tighter = policy_text.replace("capacity: 500 Mbps", "capacity: 200 Mbps")
     with pytest.raises(Precondition, match="would not fit"):
-        Engine(store, tighter, EmpiricalForecaster())
+        Engine(store, tighter, RollingQuantileForecaster())
     assert store.latest_policy().version == 1  # type: ignore[union-attr]
     changed = policy_text.replace("capacity: 500 Mbps", "capacity: 480 Mbps")
-    assert Engine(store, changed, EmpiricalForecaster()).policy_record.version == 2
+    assert Engine(store, changed, RollingQuantileForecaster()).policy_record.version == 2
     store.close()

@@ -18,32 +18,35 @@ from sliceai.engine import (
     Precondition,
     StateStore,
 )
-from sliceai.engine.forecasting import EmpiricalForecaster, PipelineForecaster
-from sliceai.engine.solving import Allocation, HeadroomSolver
+from sliceai.engine.clock import ManualClock
+from sliceai.planning import Forecaster, RollingQuantileForecaster
 from sliceai.policy import DIRECTIONS, Policy
+from sliceai.solver import Plan, SliceSolver
 
 
-class BrokenForecaster:
+class BrokenForecaster(Forecaster):
     name = "broken"
 
-    def quantiles(self, *args: object) -> np.ndarray:
+    def quantiles_at(self, *args: object, **kw: object) -> np.ndarray:
         raise RuntimeError("weights are corrupt")
 
 
-class FlakySolver:
-    """Works until ``fail`` is set, then raises (or sleeps past the deadline when ``slow``)."""
+class FlakySolver(SliceSolver):
+    """Works until ``fail`` is set, then raises; with ``slow`` each solve moves ``clock``
+    on by that many seconds (a solve that takes that long)."""
 
-    def __init__(self, policy: Policy) -> None:
-        self.inner = HeadroomSolver(policy)
+    def __init__(self, policy: Policy, clock: ManualClock | None = None) -> None:
+        super().__init__(policy)
+        self.clock = clock
         self.fail = False
         self.slow = 0.0
 
-    def solve(self, levels, quantiles, previous, reserved_bps) -> Allocation:  # type: ignore[no-untyped-def]
+    def solve(self, *args: object, **kw: object) -> Plan:
         if self.fail:
             raise RuntimeError("HiGHS status: infeasible")
-        if self.slow:
-            time.sleep(self.slow)
-        return self.inner.solve(levels, quantiles, previous, reserved_bps)
+        if self.slow and self.clock is not None:
+            self.clock.advance(self.slow)
+        return super().solve(*args, **kw)  # type: ignore[arg-type]
 
 
 def _feed(engine: Engine, dl: float = 50e6) -> None:
@@ -91,7 +94,10 @@ def test_solver_failure_repeats_the_last_plan_then_guarantees_only(
         return solvers[-1]
 
     eng = Engine(
-        StateStore(tmp_path / "s.db"), policy_text, EmpiricalForecaster(), solver_factory=factory
+        StateStore(tmp_path / "s.db"),
+        policy_text,
+        RollingQuantileForecaster(),
+        solver_factory=factory,
     )
     _feed(eng, 80e6)
     good = eng.loop.step()
@@ -113,22 +119,29 @@ def test_solver_failure_repeats_the_last_plan_then_guarantees_only(
 
 
 def test_solver_overrun_counts_as_failure(tmp_path: Path, policy_text: str) -> None:
+    clock = ManualClock()
     solvers: list[FlakySolver] = []
 
     def factory(policy: Policy) -> FlakySolver:
-        solvers.append(FlakySolver(policy))
+        solvers.append(FlakySolver(policy, clock))
         return solvers[-1]
 
     settings = EngineSettings(interval_s=0.2)
     settings.loop.solve_deadline_s = 0.01
     eng = Engine(
-        StateStore(tmp_path / "s.db"), policy_text, EmpiricalForecaster(), factory, settings
+        StateStore(tmp_path / "s.db"),
+        policy_text,
+        RollingQuantileForecaster(),
+        factory,
+        settings,
+        clock=clock.clock,
     )
+    solvers[-1].slow = 0.01  # at the deadline: still in time
     assert eng.loop.step().mode == "optimized"
-    solvers[-1].slow = 0.05
+    solvers[-1].slow = 0.0101
     plan = eng.loop.step()
     assert plan.mode == "last-plan"
-    assert "deadline" in plan.explanation
+    assert "solve took 10.1 ms, deadline 10.0 ms" in plan.explanation
 
 
 def test_grants_raise_the_allocation(engine: Engine) -> None:
@@ -141,13 +154,20 @@ def test_grants_raise_the_allocation(engine: Engine) -> None:
 
 
 def test_stale_source_is_flagged_in_the_plan(tmp_path: Path, policy_text: str) -> None:
+    clock = ManualClock()
     settings = EngineSettings(interval_s=0.02, stale_after_intervals=2)
     eng = Engine(
-        StateStore(tmp_path / "s.db"), policy_text, EmpiricalForecaster(), settings=settings
+        StateStore(tmp_path / "s.db"),
+        policy_text,
+        RollingQuantileForecaster(),
+        settings=settings,
+        clock=clock.clock,
     )
-    eng.ingest("switch-9", time.time(), 1.0, ["consults"], np.array([5e6]), np.array([5e6]))
+    now = clock.clock.wall()
+    eng.ingest("switch-9", now, 1.0, ["consults"], np.array([5e6]), np.array([5e6]))
+    clock.advance(0.04)  # two intervals: not yet stale
     assert not eng.loop.step().stale_slices.any()
-    time.sleep(0.06)
+    clock.advance(0.001)
     plan = eng.loop.step()
     assert plan.stale_sources == ("switch-9",)
     assert plan.stale_slices.tolist() == [False, False, True, False, False]
@@ -195,74 +215,55 @@ def test_loop_thread_plans_as_soon_as_every_source_reports(engine: Engine) -> No
     _feed(engine)
     plan = engine.hub.wait_newer(first.version, timeout=3.0)
     assert plan is not None
-    assert plan.trigger_time is not None
+    assert plan.latency_s is not None
     assert plan.measured_bps[0, 0] == 50e6
 
 
-class FakePipeline:
-    """Stands in for ForecastPipeline: quantile h of step k is (k + 1) * 1e6 * level."""
+class StepForecaster(Forecaster):
+    """Quantile at level q of step k is (k + 1) * 1e6 * q, whatever the history."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, float | None]] = []
-        self.contexts: list[np.ndarray] = []
+    name = "steps"
 
-    def quantiles(self, context, horizon, levels, start_time=None, interval_s=60.0):  # type: ignore[no-untyped-def]
-        self.calls.append((horizon, start_time))
-        self.contexts.append(np.asarray(context))
-        steps = np.arange(1, horizon + 1)[None, :, None]
-        return np.broadcast_to(
-            steps * 1e6 * np.asarray(levels)[None, None, :], (len(context), horizon, len(levels))
-        )
+    def quantiles_at(self, history, origins, levels, start_time, interval_s, horizon=1):  # type: ignore[no-untyped-def]
+        steps = np.arange(1, horizon + 1)[None, None, :, None]
+        shape = (len(origins), history.shape[0], horizon, len(levels))
+        return np.broadcast_to(steps * 1e6 * np.asarray(levels), shape).copy()
 
 
-def test_forecast_query_uses_the_model_over_the_horizon(tmp_path: Path, policy_text: str) -> None:
-    pipe = FakePipeline()
-    eng = Engine(StateStore(tmp_path / "s.db"), policy_text, PipelineForecaster(pipe))
+def test_forecast_query_uses_the_forecaster_over_the_horizon(
+    tmp_path: Path, policy_text: str
+) -> None:
+    eng = Engine(StateStore(tmp_path / "s.db"), policy_text, StepForecaster())
     _feed(eng)
     eng.loop.step()
     result = eng.forecast(["consults"], 3, [0.5, 0.9])
     assert result.values.shape == (1, 2, 3, 2)
     assert result.values[0, 0, 2].tolist() == [1.5e6, 2.7e6]
     assert not result.fallback
-    assert pipe.calls[-1][0] == 3
-    assert pipe.calls[-1][1] is not None
 
 
-class _DayConfig:
-    """A model config that reads a day back plus 60 intervals, or its 256-interval context."""
-
-    context_length = 256
-
-    @staticmethod
-    def history_length(interval_s: float) -> int:
-        return max(256, round(86400 / interval_s) + 60)
-
-
-def test_the_model_gets_the_history_its_config_asks_for() -> None:
-    pipe = FakePipeline()
-    pipe.config = _DayConfig()  # type: ignore[attr-defined]
-    forecaster = PipelineForecaster(pipe)
-    history = np.arange(2 * 3000, dtype=np.float64).reshape(2, 3000)
-    levels = np.array([0.5])
-    forecaster.quantiles(history, levels, 0.0, 60.0)
-    assert pipe.contexts[-1].shape == (2, 1500)  # a day at 60 s is 1,440 intervals
-    assert pipe.contexts[-1][0, -1] == history[0, -1]  # the most recent intervals
-    forecaster.quantiles(history, levels, 0.0, 1.0)
-    assert pipe.contexts[-1].shape == (2, 256)  # a day at 1 s is out of the loop's reach
-    forecaster.quantiles(history[:, :100], levels, 0.0, 60.0)
-    assert pipe.contexts[-1].shape == (2, 100)  # what there is
-
-
-def test_the_loop_keeps_a_day_of_history_for_a_seasonal_model(
+def test_forecast_query_replaces_a_broken_model_and_says_so(
     tmp_path: Path, policy_text: str
 ) -> None:
-    pipe = FakePipeline()
-    pipe.config = _DayConfig()  # type: ignore[attr-defined]
+    eng = Engine(StateStore(tmp_path / "s.db"), policy_text, BrokenForecaster())
+    _feed(eng, 10e6)
+    eng.loop.step()
+    result = eng.forecast(["consults"], 2, [0.5])
+    assert result.fallback
+    assert result.values[0, 0, :, 0].tolist() == [10e6, 10e6]  # rolling quantiles
+
+
+class DayForecaster(RollingQuantileForecaster):
+    """Reads a day back plus 60 intervals."""
+
+    def history_length(self, interval_s: float) -> int:
+        return round(86400 / interval_s) + 60
+
+
+def test_the_loop_keeps_the_history_its_forecaster_reads(tmp_path: Path, policy_text: str) -> None:
     settings = EngineSettings(interval_s=60.0)
-    eng = Engine(
-        StateStore(tmp_path / "s.db"), policy_text, PipelineForecaster(pipe), settings=settings
-    )
+    eng = Engine(StateStore(tmp_path / "s.db"), policy_text, DayForecaster(), settings=settings)
     eng.loop.step()
     assert eng.loop.history is not None
-    assert eng.loop.history.capacity == 1500
+    assert eng.loop.history.capacity == 1500  # a day at 60 s is 1,440 intervals
     eng.stop()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sliceai.engine import Engine, EngineSettings, StateStore
-from sliceai.engine.forecasting import EmpiricalForecaster
 from sliceai.engine.simulate import SOURCE_ID, SimulationError, Simulator
+from sliceai.planning import RollingQuantileForecaster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_campus_scenario_drives_the_campus_policy(tmp_path: Path) -> None:
     engine = Engine(
         StateStore(tmp_path / "s.db"),
         text,
-        EmpiricalForecaster(),
+        RollingQuantileForecaster(),
         settings=EngineSettings(interval_s=0.05),
     )
     sim = Simulator(engine, "campus", intervals=32)
@@ -42,7 +42,7 @@ def test_campus_scenario_drives_the_campus_policy(tmp_path: Path) -> None:
 
 def test_scenario_without_common_slices_is_refused(tmp_path: Path) -> None:
     text = (ROOT / "policies" / "factory.yaml").read_text()
-    engine = Engine(StateStore(tmp_path / "s.db"), text, EmpiricalForecaster())
+    engine = Engine(StateStore(tmp_path / "s.db"), text, RollingQuantileForecaster())
     with pytest.raises(SimulationError, match="none in common"):
         Simulator(engine, "hospital", intervals=8)
     with pytest.raises(SimulationError, match="no scenario"):

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from sliceai.policy import DIRECTIONS, load_policy
 from sliceai.replay import (
@@ -25,7 +23,6 @@ from sliceai.replay.allocators import (
     policy_bounds,
     static_rates,
 )
-from sliceai.replay.planning import RollingWindow
 
 REPO = Path(__file__).resolve().parents[2]
 CAMPUS = load_policy(REPO / "policies" / "campus.yaml")
@@ -157,17 +154,3 @@ def test_builtin_allocators_are_registered():
     assert {"static", "proportional", "ewma", "rolling-quantile", "oracle"} <= set(
         allocator_names()
     )
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 120))
-def test_rolling_window_matches_numpy_quantiles(seed, window, n):
-    rng = np.random.default_rng(seed)
-    x = np.round(rng.exponential(1.0, (n, 3)), 1)  # ties included
-    levels = (0.0001, 0.5, 0.9, 0.999)
-    past = RollingWindow(3, window)
-    for t in range(n):
-        if t:
-            expected = np.quantile(x[max(0, t - window) : t], levels, axis=0).T
-            np.testing.assert_allclose(past.quantiles(levels), expected, rtol=1e-12, atol=1e-12)
-        past.push(x[t].tolist())

@@ -1,4 +1,5 @@
-"""The ``sliceai`` replay allocator: registered, causal, chunking-invariant, within bounds."""
+"""The ``sliceai`` replay allocator (the model through the planner): registered, causal,
+chunking-invariant, within bounds; and the model-call budget."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 from sliceai.forecast import features
-from sliceai.forecast.allocator import SliceaiAllocator
 from sliceai.policy import load_policy
-from sliceai.replay.allocators import make_allocator, policy_bounds
+from sliceai.replay import PlannerAllocator, make_allocator
+from sliceai.replay.allocators import policy_bounds
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "hospital.yaml"
 
@@ -21,8 +22,9 @@ def _load(n: int, n_slices: int, seed: int = 0) -> np.ndarray:
     return base[None, :, None] * rng.lognormal(0, 0.2, size=(n, n_slices, 2))
 
 
-def _run(alloc: SliceaiAllocator, load: np.ndarray, chunks: list[int]) -> np.ndarray:
+def _run(load: np.ndarray, chunks: list[int]) -> np.ndarray:
     policy = load_policy(POLICY)
+    alloc = make_allocator("sliceai")
     alloc.start(policy, policy.slice_names, 10.0, 1.7e9)
     out, first = [], 0
     for size in chunks:
@@ -31,18 +33,25 @@ def _run(alloc: SliceaiAllocator, load: np.ndarray, chunks: list[int]) -> np.nda
     return np.concatenate(out)
 
 
-def test_registered_under_its_name(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True)
+def _tiny_model(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLICEAI_MODEL", str(tiny_checkpoint))
+    monkeypatch.setenv("SLICEAI_DEVICE", "cpu")
+
+
+def test_registered_and_forecasting_with_the_named_checkpoint() -> None:
     alloc = make_allocator("sliceai")
-    assert isinstance(alloc, SliceaiAllocator)
-    assert alloc.model == str(tiny_checkpoint)
+    assert isinstance(alloc, PlannerAllocator)
+    policy = load_policy(POLICY)
+    alloc.start(policy, policy.slice_names, 10.0, 1.7e9)
+    assert alloc.planner.forecaster.name == "model"
 
 
-def test_rates_are_finite_within_bounds_and_causal(tiny_checkpoint: Path) -> None:
+def test_rates_are_finite_within_bounds_and_causal() -> None:
     policy = load_policy(POLICY)
     n = 60
     load = _load(n, len(policy.slices))
-    rates = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=4), load, [n])
+    rates = _run(load, [n])
     assert rates.shape == load.shape
     floor, cap = policy_bounds(policy)
     assert np.all(np.isfinite(rates))
@@ -51,30 +60,28 @@ def test_rates_are_finite_within_bounds_and_causal(tiny_checkpoint: Path) -> Non
     # Changing interval 40 onwards leaves rows 0..40 unchanged (row t sees only < t).
     changed = load.copy()
     changed[40:] *= 5.0
-    rates2 = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=4), changed, [n])
-    np.testing.assert_allclose(rates2[:41], rates[:41])
+    np.testing.assert_allclose(_run(changed, [n])[:41], rates[:41])
 
 
-def test_chunking_does_not_change_the_plan(tiny_checkpoint: Path) -> None:
+def test_chunking_does_not_change_the_plan() -> None:
     policy = load_policy(POLICY)
     load = _load(50, len(policy.slices), seed=1)
     load[7:9, 1] = np.nan
-    whole = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=3), load, [50])
-    split = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=3), load, [7, 1, 20, 22])
-    np.testing.assert_allclose(split, whole, rtol=1e-9)
+    whole = _run(load, [50])
+    # float32 batches of other sizes may move the 7th digit
+    np.testing.assert_allclose(_run(load, [7, 1, 20, 22]), whole, rtol=1e-5)
 
 
 def test_a_small_history_budget_splits_the_model_calls_not_the_plan(
-    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     policy = load_policy(POLICY)
     load = _load(40, len(policy.slices), seed=2)
-    whole = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=2), load, [40])
-    # Room for the histories of about one origin per call (10 series of 32 + 2 intervals).
+    whole = _run(load, [40])
+    # Room for the histories of about one origin per call (10 series of 32 intervals).
     monkeypatch.setattr(features, "HISTORY_COPY_BYTES", 8 * 10 * 40)
-    assert features.origins_per_call(10, 34, 128) == 1
-    small = _run(SliceaiAllocator(str(tiny_checkpoint), "cpu", block=2), load, [40])
-    np.testing.assert_allclose(small, whole, rtol=1e-5)  # float32 batches of other sizes
+    assert features.origins_per_call(10, 32, 128) == 1
+    np.testing.assert_allclose(_run(load, [40]), whole, rtol=1e-5)
 
 
 def test_origins_per_call_keeps_the_copied_history_within_budget() -> None:

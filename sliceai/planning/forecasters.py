@@ -1,0 +1,133 @@
+"""Forecasters: the one way a demand forecast enters sliceai.
+
+A forecaster gives quantiles of future demand for every series (a series is one
+slice in one direction: row ``2 * slice + direction``) from the history before an
+origin. The planner (:mod:`sliceai.planning.planner`), the replay allocators, the
+live service and ``sliceai evaluate`` all hold a :class:`Forecaster` and call it the
+same way; what differs is only how many origins they ask for at once.
+
+Shapes and units (every method): ``history`` ``(n_series, T)`` bit/s, oldest first,
+NaN where missing; ``start_time`` the epoch s of ``history[:, 0]``; ``levels``
+``(Q,)`` strictly increasing in (0, 1). A forecast made at origin ``o`` reads
+``history[:, :o]`` only and covers intervals ``o .. o + horizon - 1``.
+Quantiles come back float64 bit/s, finite, >= 0 and non-decreasing along ``Q``.
+A forecaster raises on failure; the planner then falls back (see there).
+
+The simple forecasters (rolling empirical quantiles, EWMA with a Gaussian band,
+seasonal naive) live in :mod:`sliceai.planning.baselines`; the generative model's
+adapter in :mod:`sliceai.forecast.forecaster`; :func:`sliceai.planning.loading.load_forecaster`
+builds the one a user names (``--model``), loading torch only when the model is asked for.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Intervals of history a forecaster reads unless it says otherwise.
+DEFAULT_HISTORY = 300
+
+
+class Forecaster(abc.ABC):
+    """Quantiles of future demand per series (shapes and units: module docstring)."""
+
+    #: Short name for reports and plan explanations.
+    name: str = ""
+
+    def history_length(self, interval_s: float) -> int:
+        """Intervals of history this forecaster reads at ``interval_s``."""
+        return DEFAULT_HISTORY
+
+    @abc.abstractmethod
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        """Forecasts made at each of ``origins`` ``(m,)`` (each in ``1 .. T``), ``(m,
+        n_series, horizon, Q)``: row ``k`` reads ``history[:, :origins[k]]`` only."""
+
+    def quantiles(
+        self,
+        history: FloatArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        """The forecast after the whole ``history``, ``(n_series, horizon, Q)``."""
+        origin = np.array([history.shape[1]], dtype=np.int64)
+        out: FloatArray = self.quantiles_at(
+            history, origin, levels, start_time, interval_s, horizon
+        )
+        return np.asarray(out[0])
+
+
+def check_quantiles(q: FloatArray, shape: tuple[int, ...]) -> FloatArray:
+    """``q`` as float64 if it has ``shape`` and is finite; made >= 0 and monotone along
+    the last axis. Raises ValueError otherwise (the planner's cue to fall back)."""
+    out = np.asarray(q, dtype=np.float64)
+    if out.shape != shape:
+        raise ValueError(f"forecaster returned shape {out.shape}, expected {shape}")
+    if not np.isfinite(out).all():
+        raise ValueError("forecaster returned non-finite quantiles")
+    return np.maximum.accumulate(np.maximum(out, 0.0), axis=-1)
+
+
+def trailing_windows(history: FloatArray, origins: IntArray, window: int) -> FloatArray:
+    """``(m, n_series, window)``: the ``window`` intervals before each origin, NaN where
+    the history is missing or starts later."""
+    n, t = history.shape
+    padded = np.concatenate([np.full((n, window), np.nan), history], axis=1)
+    idx = np.asarray(origins, dtype=np.int64)[:, None] + np.arange(window)[None, :]
+    if idx.size and (idx.min() < 0 or idx.max() >= t + window):
+        raise ValueError(f"origins must lie in 0..{t}")
+    return np.asarray(padded[:, idx].transpose(1, 0, 2))
+
+
+def nan_quantiles(rows: FloatArray, levels: FloatArray) -> FloatArray:
+    """Quantiles (numpy's linear method) of each row of ``rows`` ``(..., W)`` ignoring NaN,
+    ``(..., Q)``; 0 for a row with no value."""
+    flat = rows.reshape(-1, rows.shape[-1])
+    count = (~np.isnan(flat)).sum(axis=1)
+    out = np.zeros((flat.shape[0], len(levels)))
+    some = count > 0
+    if some.any():
+        ordered = np.sort(flat[some], axis=1)  # NaN sort last
+        c = count[some][:, None]
+        pos = np.asarray(levels)[None, :] * (c - 1)
+        below = np.floor(pos).astype(np.intp)
+        above = np.minimum(below + 1, c - 1)
+        lo = np.take_along_axis(ordered, below, axis=1)
+        hi = np.take_along_axis(ordered, above, axis=1)
+        out[some] = lo + (hi - lo) * (pos - below)
+    return out.reshape(*rows.shape[:-1], len(levels))
+
+
+class UnavailableForecaster(Forecaster):
+    """Stands in for a model that failed to load: every forecast raises, so every plan
+    comes from the planner's fallback and says why."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        self.why = why
+
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        raise RuntimeError(f"{self.name} not loaded: {self.why}")

@@ -1,0 +1,235 @@
+"""The planner: history -> forecaster -> quantiles at the policy's levels -> solver
+-> fall-backs -> rates with explanations. One implementation for the replay, the
+live service and every study.
+
+Each interval, :meth:`Planner.forecast` asks the forecaster for next-interval
+quantiles at :attr:`Planner.levels` (a base grid plus every slice's ``1 - risk``)
+and :meth:`Planner.step` turns one such forecast into rates:
+
+1. the forecast: when the forecaster raises or returns non-finite values for an
+   origin, the rolling empirical quantile of the same history stands in
+   (mode ``model-fallback``, with the reason);
+2. :class:`sliceai.solver.SliceSolver` solves, warm-started from the plan in force,
+   which also prices reconfiguration (no meter churn for small gains);
+3. when the solver raises, returns bad rates or overruns ``solve_deadline_s`` (read
+   on the injected ``clock``): the last plan's rates (never below the floors and
+   grants) for ``last_plan_limit`` intervals (``last-plan``), then every slice's
+   floor plus grants (``guarantees-only``).
+
+The replay asks for the forecasts of a whole chunk at once (:meth:`forecast` with
+many origins) and then steps through them; the live loop asks for one origin per
+interval. Both run the same :meth:`step`, so their rates agree interval by interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+
+from sliceai.planning.baselines import RollingQuantileForecaster
+from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray, check_quantiles
+from sliceai.policy import Policy
+from sliceai.solver import DemandForecast, Plan, SliceSolver
+
+#: Quantile levels every forecast is asked for, besides each slice's ``1 - risk``.
+LEVELS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
+#: What a plan came from, best first.
+MODES = ("optimized", "model-fallback", "last-plan", "guarantees-only")
+
+
+class PlanSolver(Protocol):
+    """What the planner needs of a solver (:class:`sliceai.solver.SliceSolver`)."""
+
+    def solve(
+        self, demand: DemandForecast, previous: Plan | None = None, reserved_bps: object = None
+    ) -> Plan: ...
+
+
+def planning_levels(policy: Policy, base: tuple[float, ...] = LEVELS) -> FloatArray:
+    """``base`` plus every slice's ``1 - risk``, sorted and unique, ``(Q,)``."""
+    return np.unique(np.round([*base, *(1.0 - s.risk for s in policy.slices)], 9))
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """``solve_deadline_s``: None for no deadline (the replay; the live loop passes half
+    its interval). ``reconfiguration_price``: warm-start each solve from the plan in force,
+    which prices meter changes; off, every interval is solved afresh."""
+
+    levels: tuple[float, ...] = LEVELS
+    reconfiguration_price: bool = True
+    solve_deadline_s: float | None = None
+    last_plan_limit: int = 3
+
+    def __post_init__(self) -> None:
+        if self.last_plan_limit < 0:
+            raise ValueError(f"last_plan_limit must be >= 0, got {self.last_plan_limit}")
+        if self.solve_deadline_s is not None and self.solve_deadline_s <= 0:
+            raise ValueError(f"solve_deadline_s must be > 0, got {self.solve_deadline_s}")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Next-interval demand quantiles ``(n_slices, 2, Q)`` bit/s at the planner's levels,
+    from ``source``; ``note`` says why the fallback stood in (empty when it did not)."""
+
+    quantiles: FloatArray
+    source: str
+    note: str = ""
+
+    @property
+    def fallback(self) -> bool:
+        return bool(self.note)
+
+
+@dataclass(frozen=True, eq=False)
+class PlanStep:
+    """One interval's decision: ``rates_bps`` and ``target_bps`` (each slice's demand
+    quantile at ``1 - risk``) are ``(n_slices, 2)`` bit/s; ``mode`` one of :data:`MODES`;
+    ``notes`` what went wrong, if anything; ``plan`` the solver's plan (None in a fall-back)."""
+
+    rates_bps: FloatArray
+    target_bps: FloatArray
+    mode: str
+    forecast: Forecast
+    notes: tuple[str, ...]
+    plan: Plan | None
+    slice_names: tuple[str, ...]
+
+    @cached_property
+    def explanations(self) -> tuple[str, ...]:
+        """One line per slice (empty in a fall-back): the rate, the guarantee, the binding."""
+        if self.plan is None:
+            return ("",) * len(self.slice_names)
+        return tuple(str(self.plan.explanations[name]) for name in self.slice_names)
+
+
+class Planner:
+    """Plans one policy's intervals in sequence (state: the plan in force, failures).
+
+    ``solver``: defaults to a :class:`SliceSolver` of ``policy``; ``clock``: seconds,
+    for the solve deadline (a fake in tests).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        forecaster: Forecaster,
+        settings: PlannerSettings | None = None,
+        solver: PlanSolver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.policy = policy
+        self.forecaster = forecaster
+        self.fallback = RollingQuantileForecaster()
+        self.settings = settings or PlannerSettings()
+        self.solver: PlanSolver = solver if solver is not None else SliceSolver(policy)
+        self.clock = clock
+        self.levels = planning_levels(policy, self.settings.levels)
+        self._floors = Plan.guarantees_only(policy).rates_bps
+        self._previous: Plan | None = None
+        self._failures = 0
+
+    def history_length(self, interval_s: float) -> int:
+        """Intervals of history :meth:`forecast` reads (the forecaster's or its fallback's)."""
+        return max(self.forecaster.history_length(interval_s), self.fallback.window)
+
+    # -- forecasts -----------------------------------------------------------------
+    def forecast(
+        self, history: FloatArray, origins: IntArray, start_time: float, interval_s: float
+    ) -> list[Forecast]:
+        """Next-interval forecasts at ``origins`` ``(m,)`` from ``history`` ``(2 * n_slices,
+        T)`` bit/s (row ``2 * slice + direction``, NaN missing; see
+        :mod:`sliceai.planning.forecasters`); the fallback stands in where the forecaster fails."""
+        org = np.asarray(origins, dtype=np.int64)
+        n_slices = len(self.policy.slices)
+        shape = (len(org), 2 * n_slices, 1, len(self.levels))
+        notes = [""] * len(org)
+        try:
+            raw = self.forecaster.quantiles_at(history, org, self.levels, start_time, interval_s)
+            q = np.asarray(raw, dtype=np.float64)
+            if q.shape != shape:
+                raise ValueError(f"returned shape {q.shape}, expected {shape}")
+            bad = np.asarray(~np.isfinite(q).reshape(len(org), -1).all(axis=1))
+            why = "returned non-finite quantiles"
+        except Exception as exc:  # any failure of the model: the fallback stands in
+            q = np.zeros(shape)
+            bad = np.ones(len(org), dtype=bool)
+            why = f"failed ({type(exc).__name__}: {str(exc)[:200]})"
+        if bad.any():
+            q[bad] = self.fallback.quantiles_at(
+                history, org[bad], self.levels, start_time, interval_s
+            )
+            note = f"{self.forecaster.name} {why}; {self.fallback.name} used"
+            notes = [note if b else "" for b in bad.tolist()]
+        q = check_quantiles(q, shape)
+        per_slice = q[:, :, 0, :].reshape(len(org), n_slices, 2, -1)
+        return [
+            Forecast(per_slice[k], self.fallback.name if notes[k] else self.forecaster.name, n)
+            for k, n in enumerate(notes)
+        ]
+
+    # -- one interval ---------------------------------------------------------------
+    def step(self, forecast: Forecast, reserved_bps: FloatArray | None = None) -> PlanStep:
+        """Rates for the next interval from ``forecast``; ``reserved_bps`` ``(n_slices, 2)``
+        bit/s of admitted grants (None: none)."""
+        reserved = np.zeros_like(self._floors) if reserved_bps is None else reserved_bps
+        demand = DemandForecast(self.levels, forecast.quantiles)
+        notes = [forecast.note] if forecast.note else []
+        mode = "model-fallback" if forecast.fallback else "optimized"
+        previous = self._previous if self.settings.reconfiguration_price else None
+        started = self.clock()
+        try:
+            plan = self.solver.solve(demand, previous=previous, reserved_bps=reserved)
+            rates = np.asarray(plan.rates_bps, dtype=np.float64)
+            if rates.shape != self._floors.shape or not np.isfinite(rates).all():
+                raise ValueError(f"solver returned shape {rates.shape} or non-finite rates")
+            if (rates < 0).any():
+                raise ValueError("solver returned negative rates")
+            took = self.clock() - started
+            deadline = self.settings.solve_deadline_s
+            if deadline is not None and took > deadline:
+                raise TimeoutError(
+                    f"solve took {took * 1000:.1f} ms, deadline {deadline * 1000:.1f} ms"
+                )
+        except Exception as exc:  # the solver must never stop the plan: fall back
+            return self._fall_back(exc, forecast, demand, reserved, notes)
+        self._previous = plan
+        self._failures = 0
+        return self._result(rates, demand, mode, forecast, notes, plan)
+
+    def _fall_back(
+        self,
+        exc: Exception,
+        forecast: Forecast,
+        demand: DemandForecast,
+        reserved: FloatArray,
+        notes: list[str],
+    ) -> PlanStep:
+        self._failures += 1
+        floors = Plan.guarantees_only(self.policy, reserved).rates_bps
+        why = f"solver failed ({type(exc).__name__}: {str(exc)[:200]})"
+        limit = self.settings.last_plan_limit
+        if self._previous is not None and self._failures <= limit:
+            rates = np.maximum(self._previous.rates_bps, floors)
+            notes.append(f"{why}; last plan repeated ({self._failures}/{limit})")
+            return self._result(rates, demand, "last-plan", forecast, notes, None)
+        notes.append(f"{why}; guarantees only")
+        return self._result(floors, demand, "guarantees-only", forecast, notes, None)
+
+    def _result(
+        self,
+        rates: FloatArray,
+        demand: DemandForecast,
+        mode: str,
+        forecast: Forecast,
+        notes: list[str],
+        plan: Plan | None,
+    ) -> PlanStep:
+        target = demand.quantile(np.array([1.0 - s.risk for s in self.policy.slices]))
+        return PlanStep(rates, target, mode, forecast, tuple(notes), plan, self.policy.slice_names)

@@ -1,0 +1,123 @@
+"""Solver-backed allocators: the planner (:mod:`sliceai.planning`) in the replay,
+and the oracle.
+
+- ``rolling-quantile``: :class:`sliceai.planning.RollingQuantileForecaster` (the last
+  300 intervals' empirical quantiles) through the planner;
+- ``sliceai``: the generative model (``SLICEAI_MODEL`` or the bundled checkpoint, on
+  ``SLICEAI_DEVICE`` or the best device) through the planner;
+- ``oracle``: the exact demand of interval ``t`` as a point forecast, solved afresh
+  (no reconfiguration price), so it never holds a rate above demand: ``max(demand,
+  floor)`` within the cap and the links' capacity, the lower bound on cost.
+
+:class:`PlannerAllocator` keeps the history the planner reads, asks it for the
+forecasts of a whole chunk at once (row ``t`` reads the intervals before ``t``
+only) and then steps the planner through the chunk's intervals, as the live loop
+steps it through its own. Interval 0 of a replay has no history and gets the static
+allocation.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from sliceai.planning import (
+    Forecaster,
+    Planner,
+    PlannerSettings,
+    RollingQuantileForecaster,
+    load_forecaster,
+)
+from sliceai.policy import Policy
+from sliceai.replay.allocators import FloatArray, PolicyAllocator, clean_load
+from sliceai.solver import DemandForecast, SliceSolver
+
+
+class PlannerAllocator(PolicyAllocator):
+    """A forecaster through :class:`sliceai.planning.Planner` (see module doc).
+
+    ``forecaster``: the forecaster, or a callable that makes one at :meth:`start`
+    (so that building the allocator loads no model).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        forecaster: Forecaster | Callable[[], Forecaster],
+        settings: PlannerSettings | None = None,
+    ) -> None:
+        self.name = name
+        self._forecaster = forecaster
+        self.settings = settings
+
+    def start(
+        self, policy: Policy, trace_slices: tuple[str, ...], interval_s: float, start_time: float
+    ) -> None:
+        super().start(policy, trace_slices, interval_s, start_time)
+        made = self._forecaster
+        forecaster = made if isinstance(made, Forecaster) else made()
+        self.planner = Planner(policy, forecaster, self.settings)
+        self.keep = self.planner.history_length(interval_s)
+        # The `keep` intervals before the next chunk, row 2 * slice + direction; NaN = none.
+        self.history = np.full((2 * len(policy.slices), self.keep), np.nan)
+        self.start_time = start_time
+        self.seen = 0
+
+    def allocate_chunk(self, load: FloatArray) -> FloatArray:
+        raw = np.asarray(load, dtype=np.float64)
+        n = raw.shape[0]
+        ext = np.concatenate([self.history, raw.reshape(n, -1).T], axis=1)
+        origins = self.keep + np.arange(n)  # row t reads ext[:, : keep + t]
+        first = self.start_time + (self.seen - self.keep) * self.interval_s
+        forecasts = self.planner.forecast(ext, origins, first, self.interval_s)
+        out = np.empty_like(raw)
+        for t, forecast in enumerate(forecasts):
+            if self.seen + t == 0:  # nothing seen at all before the first interval
+                out[t] = self.static
+            else:
+                out[t] = self.planner.step(forecast).rates_bps
+        self.history = ext[:, -self.keep :].copy()
+        self.seen += n
+        return out
+
+
+class OracleAllocator(PolicyAllocator):
+    """Sees interval ``t``'s demand exactly and solves for it: the lower bound."""
+
+    name = "oracle"
+
+    def start(
+        self, policy: Policy, trace_slices: tuple[str, ...], interval_s: float, start_time: float
+    ) -> None:
+        super().start(policy, trace_slices, interval_s, start_time)
+        self.solver = SliceSolver(policy)
+
+    def allocate_chunk(self, load: FloatArray) -> FloatArray:
+        demand = clean_load(load)
+        out = np.empty_like(demand)
+        levels = np.array([0.5])
+        for t in range(demand.shape[0]):
+            point = DemandForecast(levels, demand[t][:, :, np.newaxis])
+            out[t] = self.solver.solve(point).rates_bps
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def model_forecaster(model: str | None, device: str) -> Forecaster:
+    """The model's forecaster, loaded once per (checkpoint, device) in a process."""
+    return load_forecaster(model, device)
+
+
+def rolling_quantile_allocator() -> PlannerAllocator:
+    """Rolling empirical quantiles through the planner."""
+    return PlannerAllocator("rolling-quantile", RollingQuantileForecaster())
+
+
+def sliceai_allocator() -> PlannerAllocator:
+    """The generative model (``SLICEAI_MODEL``, ``SLICEAI_DEVICE``) through the planner."""
+    model = os.environ.get("SLICEAI_MODEL")
+    device = os.environ.get("SLICEAI_DEVICE", "auto")
+    return PlannerAllocator("sliceai", lambda: model_forecaster(model, device))
