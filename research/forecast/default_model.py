@@ -10,7 +10,7 @@ The checkpoint is a seed ensemble (:mod:`sliceai.forecast.mixture`): for each of
 ``--variants``, the default) one trained on them plus a randomised variant of each
 (:mod:`research.forecast.randomized`), each alone on one torch thread, ``--jobs`` at a
 time, joined with one tail shape fitted to the mixture
-(:func:`~sliceai.forecast.calibration.fit_shape`). Clocks faster than
+(:func:`~sliceai.forecast.training.calibration.fit_shape`). Clocks faster than
 :data:`FAST_BELOW_S` get their own ensemble of the same make, trained on 10-second
 traces alone (per scenario 16 x 7 days: :data:`FAST_CLOCKS_ONCE`), without yesterday's
 window and with a GRU over the recent points (:data:`FAST_RECURRENT_WINDOW`), its weights
@@ -36,9 +36,10 @@ import torch
 from research.forecast.traces import TRAINING_SCENARIOS, generate_variant
 from sliceai.forecast.checkpoint import FAST_DIR, default_checkpoint
 from sliceai.forecast.config import ForecastConfig
-from sliceai.forecast.data import Series, sample_windows, series_from_traces
 from sliceai.forecast.scenarios import generate_scenario
-from sliceai.forecast.train import STATE_DIR, TrainOptions, build_ensemble, train
+from sliceai.forecast.training.calibration import build_ensemble
+from sliceai.forecast.training.data import Series, sample_windows, series_from_traces
+from sliceai.forecast.training.train import STATE_DIR, TrainOptions, train
 
 #: Repeats of :data:`TRAINING_CLOCKS_ONCE` per training scenario (what each repeat and
 #: clock scored: ``experiments.md``, "The recipe's settings").
@@ -91,7 +92,7 @@ VARIANT_SEED_BASE = 100
 #: Networks in the shipped checkpoint.
 MEMBERS = SEEDS * (2 if VARIANTS else 1)
 #: Learning rate at the last epoch as a fraction of the first (cosine decay;
-#: :class:`~sliceai.forecast.train.TrainOptions`).
+#: :class:`~sliceai.forecast.training.train.TrainOptions`).
 FINAL_LR_FRACTION = 0.1
 
 

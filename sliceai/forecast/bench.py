@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from sliceai.bench import Figure, median_ms, time_calls
-from sliceai.forecast.data import synthetic_series
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import ForecastPipeline, resolve_device
+from sliceai.forecast.training.data import synthetic_series
 
 N_SERIES, CONTEXT, HORIZON, N_SAMPLES = 256, 256, 16, 100
 

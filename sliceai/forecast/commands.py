@@ -133,8 +133,8 @@ def _sources(args: argparse.Namespace) -> list[Any]:
 def _train(args: argparse.Namespace) -> int:
     from sliceai.forecast import ForecastError
     from sliceai.forecast.config import ForecastConfig
-    from sliceai.forecast.data import series_from_traces
-    from sliceai.forecast.train import TrainOptions, train
+    from sliceai.forecast.training.data import series_from_traces
+    from sliceai.forecast.training.train import TrainOptions, train
 
     traces = _sources(args)
     history = ForecastConfig().history_length

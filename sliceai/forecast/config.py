@@ -33,7 +33,8 @@ class ForecastConfig:
     ``tail_linear`` and ``tail_cubic`` reshape each step's marginal after training: a
     standard deviate ``z`` becomes ``tail_linear * z + tail_cubic * z**3`` (a sharper
     body and heavier tails than the Gaussian; fitted on validation data by
-    :func:`sliceai.forecast.train.fit_tail_shape`: the lowest CRPS among the shapes whose
+    :func:`sliceai.forecast.training.calibration.fit_tail_shape`: the lowest CRPS among the
+    shapes whose
     95% interval covers about 95%; 1 and 0 leave the Gaussian as is).
     ``seasonal_window`` intervals of history one day earlier, centred on the forecast
     origin, go in as well when the history reaches that far back (the same time of day

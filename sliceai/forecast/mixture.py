@@ -5,7 +5,7 @@ A checkpoint with ``ForecastConfig.members = K > 1`` holds K networks of the sam
 sample paths are drawn ``n_samples / K`` from each member (so drawing costs about what one
 model's does, plus K context encodings), and quantiles are the mixture's exact ones, found
 by root-finding on the mixture CDF. One tail shape ``a z + b z^3``, fitted to the mixture
-(:func:`sliceai.forecast.calibration.fit_shape`), reshapes every member's marginals.
+(:func:`sliceai.forecast.training.calibration.fit_shape`), reshapes every member's marginals.
 
 Everything here works in the model's log space (``y = log1p(x / scale)``); a value below 0
 is idle (0 bit/s), so the CDF at ``y >= 0`` counts the mass below 0 together with the idle

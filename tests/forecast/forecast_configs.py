@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from sliceai.forecast.config import ForecastConfig
-from sliceai.forecast.train import TrainOptions
+from sliceai.forecast.training.train import TrainOptions
 
 #: Big enough to learn a known distribution, small enough to train in a test.
 SMALL = ForecastConfig(

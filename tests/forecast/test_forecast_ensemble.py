@@ -13,7 +13,6 @@ from forecast_configs import SMALL
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.checkpoint import load_model, save_model
 from sliceai.forecast.config import ForecastConfig
-from sliceai.forecast.data import sample_windows, synthetic_series
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.mixture import (
     ForecastEnsemble,
@@ -24,7 +23,8 @@ from sliceai.forecast.mixture import (
     split_samples,
 )
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.train import build_ensemble
+from sliceai.forecast.training.calibration import build_ensemble
+from sliceai.forecast.training.data import sample_windows, synthetic_series
 
 ZERO = dataclasses.replace(SMALL, zero_inflated=True, tail_linear=0.8, tail_cubic=0.05)
 

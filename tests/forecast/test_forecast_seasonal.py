@@ -11,10 +11,10 @@ import torch
 from forecast_configs import SMALL, train_options
 
 from sliceai.forecast import ForecastError, ForecastPipeline
-from sliceai.forecast.data import Series, sample_windows
 from sliceai.forecast.features import prepare, seasonal_slice
 from sliceai.forecast.model import ForecastModel
-from sliceai.forecast.train import train
+from sliceai.forecast.training.data import Series, sample_windows
+from sliceai.forecast.training.train import train
 
 HOUR = 3600.0  # one day = 24 intervals
 SEASONAL = dataclasses.replace(SMALL, context_length=16, seasonal_window=8)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from sliceai.forecast.calibration import (
+from sliceai.forecast.metrics import cap_windows, crps_ensemble, pinball_loss
+from sliceai.forecast.mixture import mixture_covered
+from sliceai.forecast.training.calibration import (
     TAIL_COVERAGE_TOLERANCE,
     TAIL_CUBIC_GRID,
     TAIL_LINEAR_GRID,
     fit_shape,
 )
-from sliceai.forecast.metrics import cap_windows, crps_ensemble, pinball_loss
-from sliceai.forecast.mixture import mixture_covered
 
 LOC = 3.0
 

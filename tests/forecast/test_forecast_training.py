@@ -13,9 +13,9 @@ import torch
 from forecast_configs import SMALL, train_options
 
 from sliceai.forecast import ForecastPipeline
-from sliceai.forecast.data import Series
 from sliceai.forecast.errors import ForecastError
-from sliceai.forecast.train import STATE_DIR, STATE_FILE, Counters, TrainOptions, train
+from sliceai.forecast.training.data import Series
+from sliceai.forecast.training.train import STATE_DIR, STATE_FILE, Counters, TrainOptions, train
 
 CFG = SMALL
 # Independent log-normal traffic: log(x / LEVEL) ~ N(MU, SIGMA).
@@ -101,8 +101,12 @@ def test_a_bad_final_learning_rate_fraction_is_rejected() -> None:
 
 def test_tail_shape_brings_interval_coverage_to_nominal(tmp_path: Path) -> None:
     from sliceai.forecast.checkpoint import load_model
-    from sliceai.forecast.data import sample_windows
-    from sliceai.forecast.train import fit_tail_shape, interval_coverage, windows_to_tensors
+    from sliceai.forecast.training.calibration import (
+        fit_tail_shape,
+        interval_coverage,
+        windows_to_tensors,
+    )
+    from sliceai.forecast.training.data import sample_windows
 
     # Heavy-tailed log noise (Student t, 3 degrees of freedom): a Gaussian is miscalibrated.
     rng = np.random.default_rng(5)

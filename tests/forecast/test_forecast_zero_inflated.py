@@ -12,10 +12,11 @@ from forecast_configs import SMALL, train_options
 from scipy.special import ndtri
 
 from sliceai.forecast import ForecastPipeline
-from sliceai.forecast.data import Series
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
-from sliceai.forecast.train import marginal_crps, train
+from sliceai.forecast.training.data import Series
+from sliceai.forecast.training.loss import marginal_crps
+from sliceai.forecast.training.train import train
 
 ZERO = dataclasses.replace(SMALL, zero_inflated=True)
 

@@ -13,7 +13,6 @@ import torch
 
 from sliceai.forecast.checkpoint import load_model, save_model
 from sliceai.forecast.config import ForecastConfig
-from sliceai.forecast.data import Windows
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.features import prepare, to_log_space
 from sliceai.forecast.metrics import cap_windows, crps_ensemble
@@ -24,6 +23,7 @@ from sliceai.forecast.mixture import (
     mixture_covered,
 )
 from sliceai.forecast.model import ForecastModel, HorizonDistribution
+from sliceai.forecast.training.data import Windows
 
 
 def windows_to_tensors(

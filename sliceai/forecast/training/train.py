@@ -1,11 +1,12 @@
 """Training: robust likelihood + CRPS in log space, validation CRPS, early stopping.
 
 The loss is the Gaussian-copula log-likelihood with far-off targets winsorised plus
-the closed-form CRPS of each step's marginal (:func:`~sliceai.forecast.loss.training_loss`);
-the learning rate decays with a cosine over the epochs to ``final_lr_fraction`` of its
-start. After training, the marginal tail shape is fitted on the validation windows (the lowest
-CRPS among the shapes whose 95% interval covers about 95%:
-:func:`~sliceai.forecast.calibration.fit_tail_shape`) and stored in the config.
+the closed-form CRPS of each step's marginal
+(:func:`~sliceai.forecast.training.loss.training_loss`); the learning rate decays with a
+cosine over the epochs to ``final_lr_fraction`` of its start. After training, the marginal
+tail shape is fitted on the validation windows (the lowest CRPS among the shapes whose 95%
+interval covers about 95%: :func:`~sliceai.forecast.training.calibration.fit_tail_shape`)
+and stored in the config.
 
 Training is resumable: after every epoch the output directory holds the best
 checkpoint so far (``config.json`` + ``model.safetensors``) and a ``train_state/``
@@ -28,22 +29,19 @@ import numpy as np
 import torch
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from sliceai.forecast.calibration import (
-    build_ensemble,
-    calibrate_checkpoint,
-    fit_tail_shape,
-    interval_coverage,
-    single_network,
-    windows_to_tensors,
-)
 from sliceai.forecast.checkpoint import load_model, save_model
 from sliceai.forecast.config import ForecastConfig
-from sliceai.forecast.data import Series, Windows, sample_windows
 from sliceai.forecast.errors import ForecastError
-from sliceai.forecast.loss import marginal_crps, training_loss
 from sliceai.forecast.metrics import cap_windows, crps_ensemble
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import resolve_device
+from sliceai.forecast.training.calibration import (
+    calibrate_checkpoint,
+    single_network,
+    windows_to_tensors,
+)
+from sliceai.forecast.training.data import Series, Windows, sample_windows
+from sliceai.forecast.training.loss import training_loss
 
 STATE_DIR = "train_state"
 STATE_FILE = "state.json"
@@ -264,19 +262,3 @@ def _save_state(
     save_model(model, state_dir)
     torch.save(optimizer.state_dict(), state_dir / "optimizer.pt")
     counters.write(state_dir / STATE_FILE)
-
-
-__all__ = [
-    "Counters",
-    "TrainOptions",
-    "TrainResult",
-    "build_ensemble",
-    "calibrate_checkpoint",
-    "fit_tail_shape",
-    "interval_coverage",
-    "marginal_crps",
-    "train",
-    "training_loss",
-    "validation_crps",
-    "windows_to_tensors",
-]
