@@ -18,6 +18,7 @@ import numpy.typing as npt
 from sliceai.policy import DIRECTIONS, Direction
 from sliceai.policy.units import format_rate
 from sliceai.solver.demand import DemandForecast, SolverError
+from sliceai.solver.problem import PolicyArrays
 
 if TYPE_CHECKING:
     from sliceai.policy import Policy
@@ -209,8 +210,6 @@ class Plan:
         Floors over a link's capacity (possible only with grants or a policy
         built without the loader's checks) are scaled down on that link.
         """
-        from sliceai.solver.problem import PolicyArrays
-
         arrays = PolicyArrays.of(policy)
         reserved = arrays.check_reserved(reserved_bps)
         floor = np.minimum(arrays.floor_bps + reserved, arrays.cap_bps)
