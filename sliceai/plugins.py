@@ -9,8 +9,8 @@ way to import a module while the program runs instead, by name. It is used for:
   only when its command runs. So ``sliceai --help`` imports neither torch,
   grpc, os-ken nor matplotlib, and the handler modules import at their top.
 - **Benchmarks**, named by module in :data:`sliceai.bench.BENCHMARKS`.
-- **torch where it is optional**: ``sliceai serve --model empirical`` runs
-  without it.
+- **torch where it is optional**: the service benchmark sets torch's threads
+  only when it measures with the model.
 - **matplotlib** in :func:`sliceai.replay.report.write_plots`: importing it
   takes about 0.6 s, longer than a short replay that writes no plots.
 - **The Ryu shim** (:mod:`sliceai.controller.ryu_manager`), which must patch

@@ -31,7 +31,13 @@ from typing import Any
 import grpc
 import numpy as np
 
+from sliceai.api.client import SliceaiClient
+from sliceai.api.server import ServerSettings, SliceaiServer
 from sliceai.bench import Figure, percentile
+from sliceai.engine import Engine, EngineSettings, StateStore
+from sliceai.planning import RollingQuantileForecaster, load_forecaster
+from sliceai.plugins import load
+from sliceai.v1 import common_pb2, controller_pb2
 
 BENCH = "service"
 INGEST_SLICES = 256
@@ -100,8 +106,6 @@ def synthetic_policy(n_slices: int, n_links: int = 4) -> str:
 
 
 def _sink_server() -> tuple[grpc.Server, int]:
-    from sliceai.v1 import controller_pb2
-
     def connect(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[bytes]:
         for _ in requests:
             pass
@@ -126,10 +130,6 @@ def _sink_server() -> tuple[grpc.Server, int]:
 
 
 def _our_server(policy_text: str, db: Path, interval_s: float, forecaster: Any = None) -> Any:
-    from sliceai.api.server import ServerSettings, SliceaiServer
-    from sliceai.engine import Engine, EngineSettings, StateStore
-    from sliceai.planning import RollingQuantileForecaster
-
     engine = Engine(
         StateStore(db),
         policy_text,
@@ -211,8 +211,6 @@ def _ingest(streams: int, quick: bool, workdir: Path) -> Figure:
 
 
 def _forecaster() -> tuple[Any, str]:
-    from sliceai.planning import RollingQuantileForecaster, load_forecaster
-
     try:
         return load_forecaster(None, device="auto"), "bundled model"
     except Exception:
@@ -220,8 +218,7 @@ def _forecaster() -> tuple[Any, str]:
 
 
 def _latency(quick: bool, workdir: Path) -> Figure:
-    import torch
-
+    torch = load("torch")  # the model's; loaded late (see sliceai.plugins)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as `sliceai serve --torch-threads` defaults to
     try:
@@ -231,9 +228,6 @@ def _latency(quick: bool, workdir: Path) -> Figure:
 
 
 def _measure_latency(quick: bool, workdir: Path) -> Figure:
-    from sliceai.api.client import SliceaiClient
-    from sliceai.v1 import common_pb2
-
     rounds = 30 if quick else 200
     forecaster, which = _forecaster()
     server = _our_server(synthetic_policy(LATENCY_SLICES), workdir / "latency.db", 0.5, forecaster)

@@ -1,4 +1,7 @@
-"""``sliceai client ACTION``: watch plans, push a CSV trace, request / release bandwidth."""
+"""``sliceai client ACTION``: watch plans, push a CSV trace, request / release bandwidth.
+
+The options are in :mod:`sliceai.api.commands`.
+"""
 
 from __future__ import annotations
 
@@ -6,79 +9,22 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+import grpc
+import numpy as np
+from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
+
+from sliceai.api.client import SliceaiClient
+from sliceai.api.convert import DIRECTION_FROM_PROTO
 from sliceai.policy.units import format_rate, parse_rate
-
-
-def register_client(subparsers: Any) -> None:
-    client = subparsers.add_parser(
-        "client",
-        help="talk to a running sliceai service",
-        description="Talk to a running `sliceai serve`: watch plans, push telemetry, "
-        "manage bandwidth grants.",
-    )
-    client.add_argument(
-        "--target", default="127.0.0.1:50051", help="server HOST:PORT (default 127.0.0.1:50051)"
-    )
-    client.add_argument(
-        "--ca", type=Path, help="CA that signed the server certificate (turns on TLS)"
-    )
-    client.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
-    client.add_argument("--key", type=Path, help="client private key (mutual TLS)")
-    client.add_argument("--server-name", help="expected server name, if not the target host")
-    sub = client.add_subparsers(dest="client_command", metavar="ACTION", required=True)
-
-    watch = sub.add_parser("watch", help="print plans as they arrive")
-    watch.add_argument("--slices", nargs="*", default=[], help="only these slices")
-    watch.add_argument(
-        "--count", type=int, default=0, help="stop after N plans (0 = until interrupted)"
-    )
-    watch.set_defaults(func=_watch)
-
-    push = sub.add_parser(
-        "push", help="play a long CSV trace (timestamp,slice,direction,bps) as live telemetry"
-    )
-    push.add_argument("trace", type=Path)
-    push.add_argument("--source-id", default="csv-push", help="telemetry source name")
-    push.add_argument(
-        "--speed", type=float, default=1.0, help="play N times faster than the trace interval"
-    )
-    push.add_argument(
-        "--limit", type=int, default=0, help="stop after N intervals (0 = whole trace)"
-    )
-    push.add_argument("--interval", help="trace interval, e.g. 1s (default: from the timestamps)")
-    push.set_defaults(func=_push)
-
-    req = sub.add_parser("request", help="request a bandwidth grant (ETSI MEC 015 BwInfo)")
-    req.add_argument("--app", required=True, help="appInsId")
-    req.add_argument("--slice", required=True, help="slice name or S-NSSAI")
-    req.add_argument("--rate", required=True, help="fixed allocation, e.g. '5 Mbps'")
-    req.add_argument("--direction", choices=("dl", "ul", "both"), default="both")
-    req.add_argument("--priority", type=int, default=0)
-    req.set_defaults(func=_request)
-
-    rel = sub.add_parser("release", help="release a grant")
-    rel.add_argument("allocation_id")
-    rel.set_defaults(func=_release)
-
-    ls = sub.add_parser("list", help="list grants")
-    ls.add_argument("--app", default="", help="only this appInsId")
-    ls.set_defaults(func=_list)
-
-    pol = sub.add_parser("policy", help="get or apply the running policy")
-    pol.add_argument("action", choices=("get", "apply", "check"))
-    pol.add_argument("file", nargs="?", type=Path, help="policy YAML for apply / check")
-    pol.set_defaults(func=_policy)
-
-    health = sub.add_parser("health", help="print the server's health status")
-    health.set_defaults(func=_health)
+from sliceai.traffic import TraceError
+from sliceai.traffic.longcsv import read_long_csv
+from sliceai.usage import UsageError
+from sliceai.v1 import common_pb2
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from sliceai.api.client import SliceaiClient
-
     return SliceaiClient(args.target, args.ca, args.cert, args.key, args.server_name)
 
 
@@ -98,8 +44,6 @@ def _rate(x: float) -> str:
 
 
 def format_plan(plan: Any) -> str:
-    from sliceai.v1 import common_pb2
-
     mode = common_pb2.PlanMode.Name(plan.mode).removeprefix("PLAN_MODE_").lower()
     head = f"plan {plan.version} (policy v{plan.policy_version}, {mode}, {plan.compute_ms:.1f} ms)"
     if plan.explanation:
@@ -115,9 +59,8 @@ def format_plan(plan: Any) -> str:
     return "\n".join(lines)
 
 
-def _watch(args: argparse.Namespace) -> int:
-    import grpc
-
+def watch(args: argparse.Namespace) -> int:
+    """``sliceai client watch``: print plans as they arrive."""
     with _client(args) as client:
         stream = client.watch(args.slices)
         n = 0
@@ -136,32 +79,21 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _push(args: argparse.Namespace) -> int:
-    import grpc
-    from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
-
-    from sliceai.cli import UsageError
-    from sliceai.traffic import TraceError
-    from sliceai.traffic.longcsv import read_long_csv
-
+def push(args: argparse.Namespace) -> int:
+    """``sliceai client push TRACE``: play a long CSV trace as live telemetry."""
     if args.speed <= 0:
         raise UsageError("--speed must be positive")
-    interval = None
-    if args.interval is not None:
-        from sliceai.api.commands import _interval
-
-        interval = _interval(args.interval)
     with _client(args) as client:
         stream = client.connect(args.source_id, software="sliceai client push")
         sent = 0
         try:
             with tqdm(desc="intervals", unit="iv", disable=not sys.stderr.isatty()) as bar:
-                for chunk in read_long_csv(args.trace, interval_s=interval):
+                for chunk in read_long_csv(args.trace, interval_s=args.interval):
                     pace = chunk.interval_s / args.speed
                     names = list(chunk.slices)
                     for row in chunk.load_bps:
                         t0 = time.monotonic()
-                        keep = ~(_isnan(row[:, 0]) & _isnan(row[:, 1]))
+                        keep = ~(np.isnan(row[:, 0]) & np.isnan(row[:, 1]))
                         stream.send_rates(
                             [n for n, k in zip(names, keep, strict=True) if k],
                             [0.0 if math.isnan(v) else float(v) for v in row[keep, 0]],
@@ -188,17 +120,8 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _isnan(x: Any) -> Any:
-    import numpy as np
-
-    return np.isnan(x)
-
-
-def _request(args: argparse.Namespace) -> int:
-    import grpc
-
-    from sliceai.cli import UsageError
-
+def request(args: argparse.Namespace) -> int:
+    """``sliceai client request``: request a bandwidth grant; prints its id."""
     try:
         bps = parse_rate(args.rate)
     except ValueError as exc:
@@ -214,9 +137,8 @@ def _request(args: argparse.Namespace) -> int:
     return 0
 
 
-def _release(args: argparse.Namespace) -> int:
-    import grpc
-
+def release(args: argparse.Namespace) -> int:
+    """``sliceai client release ID``: release a grant."""
     with _client(args) as client:
         try:
             client.release_bandwidth(args.allocation_id)
@@ -225,11 +147,8 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
-    import grpc
-
-    from sliceai.api.convert import DIRECTION_FROM_PROTO
-
+def list_grants(args: argparse.Namespace) -> int:
+    """``sliceai client list``: the grants, one a line."""
     with _client(args) as client:
         try:
             grants = client.list_bandwidth(args.app)
@@ -245,11 +164,8 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy(args: argparse.Namespace) -> int:
-    import grpc
-
-    from sliceai.cli import UsageError
-
+def policy_action(args: argparse.Namespace) -> int:
+    """``sliceai client policy get|apply|check``."""
     with _client(args) as client:
         try:
             if args.action == "get":
@@ -270,9 +186,8 @@ def _policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _health(args: argparse.Namespace) -> int:
-    import grpc
-
+def health(args: argparse.Namespace) -> int:
+    """``sliceai client health``: 0 when the server is SERVING."""
     with _client(args) as client:
         try:
             status = client.health()

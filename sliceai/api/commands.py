@@ -1,18 +1,26 @@
-"""``sliceai serve`` (the gRPC service) and ``sliceai client`` (talk to one)."""
+"""``sliceai serve`` (the gRPC service) and ``sliceai client`` (talk to one): their options.
+
+The handlers are :mod:`sliceai.api.serve_command` and :mod:`sliceai.api.client_commands`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
-import sys
-import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sliceai.policy.units import parse_duration_s
+
+
+def interval_s(text: str) -> float:
+    """``--interval``: a duration (``1s``, ``500ms``; a bare number is seconds), 50 ms .. 15 min."""
+    try:
+        value = parse_duration_s(text if not text.replace(".", "", 1).isdigit() else f"{text}s")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0.05 <= value <= 900:
+        raise argparse.ArgumentTypeError(f"{text}: must be 50 ms .. 15 min")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +53,10 @@ def register(subparsers: Any) -> None:
         "--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free port)"
     )
     serve.add_argument(
-        "--interval", default="1s", help="control interval, e.g. 1s, 500ms (default 1s)"
+        "--interval",
+        type=interval_s,
+        default="1s",
+        help="control interval, e.g. 1s, 500ms (default 1s)",
     )
     serve.add_argument(
         "--db",
@@ -75,173 +86,70 @@ def register(subparsers: Any) -> None:
         "--rate-limit", type=float, default=2000.0, help="messages per second per client"
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(handler="sliceai.api.serve_command:run")
 
-    from sliceai.api.client_commands import register_client
-
-    register_client(subparsers)
-
-
-def default_db(env: Mapping[str, str] | None = None) -> Path:
-    """Where ``sliceai serve`` keeps its state without ``--db``: ``$SLICEAI_DB``, else
-    ``sliceai/sliceai.db`` under ``$XDG_STATE_HOME`` (``~/.local/state`` when unset),
-    the XDG place for state that should survive restarts, not the current directory."""
-    env = os.environ if env is None else env
-    if env.get("SLICEAI_DB"):
-        return Path(env["SLICEAI_DB"]).expanduser()
-    base = env.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
-    return Path(base).expanduser() / "sliceai" / "sliceai.db"
-
-
-def _interval(text: str) -> float:
-    from sliceai.cli import UsageError
-
-    try:
-        value = parse_duration_s(text if not text.replace(".", "", 1).isdigit() else f"{text}s")
-    except ValueError as exc:
-        raise UsageError(f"--interval: {exc}") from None
-    if not 0.05 <= value <= 900:
-        raise UsageError(f"--interval {text}: must be 50 ms .. 15 min")
-    return value
-
-
-def _bundled_policy(scenario: str) -> tuple[str, Path]:
-    """The policy that goes with a bundled scenario: ``policies/NAME.yaml`` of a checkout,
-    else the copy in the package."""
-    from sliceai.cli import UsageError
-
-    package = Path(__file__).resolve().parent.parent
-    for path in (
-        package.parent / "policies" / f"{scenario}.yaml",
-        package / "data" / "policies" / f"{scenario}.yaml",
-    ):
-        if path.is_file():
-            return path.read_text(encoding="utf-8"), path
-    raise UsageError(f"--simulate {scenario}: no bundled policy for it; give --policy")
-
-
-def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
-    from sliceai.planning import load_forecaster
-    from sliceai.planning.forecasters import UnavailableForecaster
-
-    try:
-        # this process's only torch user is the forecaster
-        return load_forecaster(model, device=device, threads=torch_threads)
-    except Exception as exc:
-        if model != "default":
-            from sliceai.cli import UsageError
-
-            raise UsageError(f"--model {model}: {exc}") from None
-        print(
-            f"sliceai serve: bundled model unavailable ({exc}); using rolling quantiles",
-            file=sys.stderr,
-        )
-        return UnavailableForecaster("model", str(exc))
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from sliceai.api.metrics import ServiceMetrics
-    from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
-    from sliceai.cli import UsageError
-    from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
-
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    client = subparsers.add_parser(
+        "client",
+        help="talk to a running sliceai service",
+        description="Talk to a running `sliceai serve`: watch plans, push telemetry, "
+        "manage bandwidth grants.",
     )
-    interval = _interval(args.interval)
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if args.client_ca is not None and args.tls_cert is None:
-        raise UsageError("--client-ca needs --tls-cert and --tls-key")
-    if args.torch_threads < 1:
-        raise UsageError(f"--torch-threads must be at least 1, got {args.torch_threads}")
-    text = None
-    if args.policy is not None:
-        try:
-            text = args.policy.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--policy {args.policy}: {exc.strerror}") from None
-    if args.db is None:
-        args.db = default_db()
-        try:
-            args.db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"state directory {args.db.parent}: {exc.strerror}; give --db"
-            ) from None
-    try:
-        store = StateStore(args.db)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    if text is None and args.simulate and store.latest_policy() is None:
-        text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
-    forecaster = _forecaster(args.model, args.device, args.torch_threads)
-    try:
-        engine = Engine(
-            store,
-            text,
-            forecaster,
-            settings=EngineSettings(interval_s=interval),
-            policy_source=str(args.policy),
-        )
-    except EngineError as exc:
-        print(f"sliceai serve: {exc}", file=sys.stderr)
-        return 1
-    tls = TlsFiles(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
-    try:
-        server = SliceaiServer(
-            engine,
-            ServerSettings(args.listen, tls, rate_per_s=args.rate_limit, burst=2 * args.rate_limit),
-        )
-    except ServerConfigError as exc:
-        raise UsageError(str(exc)) from None
-    metrics = ServiceMetrics()
-    metrics.attach(engine)
-    simulator = None
-    if args.simulate:
-        from sliceai.engine.simulate import SimulationError, Simulator
-        from sliceai.traffic.generators import bundled_scenarios
-
-        scenario = args.simulate
-        if scenario == "auto":
-            scenario = engine.policy.name if engine.policy.name in bundled_scenarios() else "campus"
-        try:
-            simulator = Simulator(engine, scenario)
-        except SimulationError as exc:
-            raise UsageError(f"--simulate: {exc}") from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    host = args.listen.rsplit(":", 1)[0]
-    security = "mutual TLS" if args.client_ca else "TLS" if tls else "plaintext"
-    print(
-        f"sliceai serve: listening on {host}:{server.port} ({security}), policy "
-        f"{engine.policy.name} v{engine.policy_record.version}, interval {interval:g} s, "
-        f"db {args.db}",
-        file=sys.stderr,
-        flush=True,
+    client.add_argument(
+        "--target", default="127.0.0.1:50051", help="server HOST:PORT (default 127.0.0.1:50051)"
     )
-    if args.metrics_port is not None:
-        port = metrics.serve_http(args.metrics_port, args.metrics_addr)
-        print(
-            f"sliceai serve: metrics on http://{args.metrics_addr}:{port}/metrics",
-            file=sys.stderr,
-            flush=True,
-        )
-    if simulator is not None:
-        simulator.start()
-        print(
-            f"sliceai serve: simulating {len(simulator.slices)} slices as source 'simulator'",
-            file=sys.stderr,
-            flush=True,
-        )
-    while not stop.wait(0.5):
-        pass
-    print("sliceai serve: shutting down", file=sys.stderr, flush=True)
-    if simulator is not None:
-        simulator.stop()
-    server.stop(grace_s=2.0)
-    metrics.close()
-    store.close()
-    return 0
+    client.add_argument(
+        "--ca", type=Path, help="CA that signed the server certificate (turns on TLS)"
+    )
+    client.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
+    client.add_argument("--key", type=Path, help="client private key (mutual TLS)")
+    client.add_argument("--server-name", help="expected server name, if not the target host")
+    sub = client.add_subparsers(dest="client_command", metavar="ACTION", required=True)
+
+    watch = sub.add_parser("watch", help="print plans as they arrive")
+    watch.add_argument("--slices", nargs="*", default=[], help="only these slices")
+    watch.add_argument(
+        "--count", type=int, default=0, help="stop after N plans (0 = until interrupted)"
+    )
+    watch.set_defaults(handler="sliceai.api.client_commands:watch")
+
+    push = sub.add_parser(
+        "push", help="play a long CSV trace (timestamp,slice,direction,bps) as live telemetry"
+    )
+    push.add_argument("trace", type=Path)
+    push.add_argument("--source-id", default="csv-push", help="telemetry source name")
+    push.add_argument(
+        "--speed", type=float, default=1.0, help="play N times faster than the trace interval"
+    )
+    push.add_argument(
+        "--limit", type=int, default=0, help="stop after N intervals (0 = whole trace)"
+    )
+    push.add_argument(
+        "--interval",
+        type=interval_s,
+        help="trace interval, e.g. 1s (default: from the timestamps)",
+    )
+    push.set_defaults(handler="sliceai.api.client_commands:push")
+
+    req = sub.add_parser("request", help="request a bandwidth grant (ETSI MEC 015 BwInfo)")
+    req.add_argument("--app", required=True, help="appInsId")
+    req.add_argument("--slice", required=True, help="slice name or S-NSSAI")
+    req.add_argument("--rate", required=True, help="fixed allocation, e.g. '5 Mbps'")
+    req.add_argument("--direction", choices=("dl", "ul", "both"), default="both")
+    req.add_argument("--priority", type=int, default=0)
+    req.set_defaults(handler="sliceai.api.client_commands:request")
+
+    rel = sub.add_parser("release", help="release a grant")
+    rel.add_argument("allocation_id")
+    rel.set_defaults(handler="sliceai.api.client_commands:release")
+
+    ls = sub.add_parser("list", help="list grants")
+    ls.add_argument("--app", default="", help="only this appInsId")
+    ls.set_defaults(handler="sliceai.api.client_commands:list_grants")
+
+    pol = sub.add_parser("policy", help="get or apply the running policy")
+    pol.add_argument("action", choices=("get", "apply", "check"))
+    pol.add_argument("file", nargs="?", type=Path, help="policy YAML for apply / check")
+    pol.set_defaults(handler="sliceai.api.client_commands:policy_action")
+
+    health = sub.add_parser("health", help="print the server's health status")
+    health.set_defaults(handler="sliceai.api.client_commands:health")

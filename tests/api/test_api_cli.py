@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from sliceai.api import commands
-from sliceai.cli import main
+from sliceai.api.serve_command import default_db
+from sliceai.cli import main, run
 from sliceai.engine import LOCAL_ADMIN
 
 
@@ -18,7 +19,7 @@ def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sliceai")
     commands.register(parser.add_subparsers())
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run(args)
 
 
 def test_client_commands_end_to_end(
@@ -89,8 +90,6 @@ def test_serve_refuses_zero_torch_threads_before_touching_state(
 def test_serve_keeps_its_state_under_xdg_state_home_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sliceai.api.commands import default_db
-
     assert default_db({"SLICEAI_DB": "/srv/s.db"}) == Path("/srv/s.db")
     assert default_db({"XDG_STATE_HOME": "/var/x"}) == Path("/var/x/sliceai/sliceai.db")
     assert default_db({}).parts[-4:] == (".local", "state", "sliceai", "sliceai.db")

@@ -22,10 +22,10 @@ POLICY = Path(__file__).resolve().parents[2] / "policies" / "hospital.yaml"
 LAUNCH = (
     "import argparse, sys\n"
     "from sliceai.api import commands\n"
+    "from sliceai.cli import run\n"
     "p = argparse.ArgumentParser(prog='sliceai')\n"
     "commands.register(p.add_subparsers())\n"
-    "a = p.parse_args(sys.argv[1:])\n"
-    "sys.exit(a.func(a))\n"
+    "sys.exit(run(p.parse_args(sys.argv[1:])))\n"
 )
 
 

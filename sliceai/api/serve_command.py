@@ -1,0 +1,160 @@
+"""``sliceai serve``: the gRPC service on a state store, optionally fed by a simulator.
+
+The options are in :mod:`sliceai.api.commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sliceai.api.metrics import ServiceMetrics
+from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
+from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
+from sliceai.engine.simulate import SimulationError, Simulator
+from sliceai.planning import load_forecaster
+from sliceai.planning.forecasters import UnavailableForecaster
+from sliceai.policy.bundled import bundled_policy_path
+from sliceai.traffic.generators import bundled_scenarios
+from sliceai.usage import UsageError
+
+
+def default_db(env: Mapping[str, str] | None = None) -> Path:
+    """Where ``sliceai serve`` keeps its state without ``--db``: ``$SLICEAI_DB``, else
+    ``sliceai/sliceai.db`` under ``$XDG_STATE_HOME`` (``~/.local/state`` when unset),
+    the XDG place for state that should survive restarts, not the current directory."""
+    env = os.environ if env is None else env
+    if env.get("SLICEAI_DB"):
+        return Path(env["SLICEAI_DB"]).expanduser()
+    base = env.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+    return Path(base).expanduser() / "sliceai" / "sliceai.db"
+
+
+def _bundled_policy(scenario: str) -> tuple[str, Path]:
+    """The policy that goes with a bundled scenario (see :mod:`sliceai.policy.bundled`)."""
+    path = bundled_policy_path(f"{scenario}.yaml")
+    if not path.is_file():
+        raise UsageError(f"--simulate {scenario}: no bundled policy for it; give --policy")
+    return path.read_text(encoding="utf-8"), path
+
+
+def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
+    try:
+        # this process's only torch user is the forecaster
+        return load_forecaster(model, device=device, threads=torch_threads)
+    except Exception as exc:
+        if model != "default":
+            raise UsageError(f"--model {model}: {exc}") from None
+        print(
+            f"sliceai serve: bundled model unavailable ({exc}); using rolling quantiles",
+            file=sys.stderr,
+        )
+        return UnavailableForecaster("model", str(exc))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``sliceai serve``: run until SIGTERM or Ctrl-C; 0 after a clean shutdown."""
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    interval = args.interval
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.client_ca is not None and args.tls_cert is None:
+        raise UsageError("--client-ca needs --tls-cert and --tls-key")
+    if args.torch_threads < 1:
+        raise UsageError(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    text = None
+    if args.policy is not None:
+        try:
+            text = args.policy.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--policy {args.policy}: {exc.strerror}") from None
+    if args.db is None:
+        args.db = default_db()
+        try:
+            args.db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"state directory {args.db.parent}: {exc.strerror}; give --db"
+            ) from None
+    try:
+        store = StateStore(args.db)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    if text is None and args.simulate and store.latest_policy() is None:
+        text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
+    forecaster = _forecaster(args.model, args.device, args.torch_threads)
+    try:
+        engine = Engine(
+            store,
+            text,
+            forecaster,
+            settings=EngineSettings(interval_s=interval),
+            policy_source=str(args.policy),
+        )
+    except EngineError as exc:
+        print(f"sliceai serve: {exc}", file=sys.stderr)
+        return 1
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
+    try:
+        server = SliceaiServer(
+            engine,
+            ServerSettings(args.listen, tls, rate_per_s=args.rate_limit, burst=2 * args.rate_limit),
+        )
+    except ServerConfigError as exc:
+        raise UsageError(str(exc)) from None
+    metrics = ServiceMetrics()
+    metrics.attach(engine)
+    simulator = None
+    if args.simulate:
+        scenario = args.simulate
+        if scenario == "auto":
+            scenario = engine.policy.name if engine.policy.name in bundled_scenarios() else "campus"
+        try:
+            simulator = Simulator(engine, scenario)
+        except SimulationError as exc:
+            raise UsageError(f"--simulate: {exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    host = args.listen.rsplit(":", 1)[0]
+    security = "mutual TLS" if args.client_ca else "TLS" if tls else "plaintext"
+    print(
+        f"sliceai serve: listening on {host}:{server.port} ({security}), policy "
+        f"{engine.policy.name} v{engine.policy_record.version}, interval {interval:g} s, "
+        f"db {args.db}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.metrics_port is not None:
+        port = metrics.serve_http(args.metrics_port, args.metrics_addr)
+        print(
+            f"sliceai serve: metrics on http://{args.metrics_addr}:{port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+    if simulator is not None:
+        simulator.start()
+        print(
+            f"sliceai serve: simulating {len(simulator.slices)} slices as source 'simulator'",
+            file=sys.stderr,
+            flush=True,
+        )
+    while not stop.wait(0.5):
+        pass
+    print("sliceai serve: shutting down", file=sys.stderr, flush=True)
+    if simulator is not None:
+        simulator.stop()
+    server.stop(grace_s=2.0)
+    metrics.close()
+    store.close()
+    return 0
