@@ -1,0 +1,1 @@
+"""Simulation and evaluation scripts that sit beside the package (not installed)."""
