@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--start", default=str(DEFAULT_START_EPOCH_S), help="epoch s or ISO 8601 (2025-01-06)"
     )
-    parser.add_argument("--step", help="regime step FACTOR@FRACTION, e.g. 1.4@0.5 (none)")
+    parser.add_argument(
+        "--step", help="regime step FACTOR@FRACTION, e.g. 1.4@0.5 (FACTOR alone: at 0.5)"
+    )
     parser.add_argument(
         "--missing-rate",
         type=float,
