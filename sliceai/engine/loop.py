@@ -238,7 +238,7 @@ class ControlLoop:
         self.last_forecast = (state, forecast, now)
         grants = self._grants()
         reserved = reserved_bps(state.policy, grants)
-        step = state.planner.step(forecast, reserved)
+        step = state.planner.step(forecast, reserved, tel.measured_bps)
         plan = self._record(state, tel, step, grants, reserved, now, started)
         self.hub.publish(plan)
         if self.on_plan is not None:

@@ -5,6 +5,9 @@ allocators, the live control loop and the evaluation all go through it:
 
 - :mod:`sliceai.planning.forecasters`: the :class:`Forecaster` contract;
 - :mod:`sliceai.planning.baselines`: rolling quantile, EWMA, seasonal naive;
+- :mod:`sliceai.planning.pool`: :class:`PooledForecaster` (the model and the baselines,
+  weighted online by their recent loss);
+- :mod:`sliceai.planning.risk`: :class:`RiskControl` (each slice's level follows its misses);
 - :mod:`sliceai.planning.planner`: :class:`Planner` (forecast -> solve -> fall back);
 - :mod:`sliceai.planning.loading`: :func:`load_forecaster` (``--model``).
 """
@@ -25,6 +28,8 @@ from sliceai.planning.planner import (
     PlanStep,
     planning_levels,
 )
+from sliceai.planning.pool import PooledForecaster
+from sliceai.planning.risk import RiskControl
 
 __all__ = [
     "LEVELS",
@@ -35,6 +40,8 @@ __all__ = [
     "PlanStep",
     "Planner",
     "PlannerSettings",
+    "PooledForecaster",
+    "RiskControl",
     "RollingQuantileForecaster",
     "SeasonalNaiveForecaster",
     "load_forecaster",

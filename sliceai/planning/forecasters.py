@@ -38,10 +38,17 @@ class Forecaster(abc.ABC):
 
     #: Short name for reports and plan explanations.
     name: str = ""
+    #: What went wrong at each origin of the last :meth:`quantiles_at` call ("" where
+    #: nothing did), for a forecaster that recovers from its own parts' failures.
+    last_notes: list[str] = []  # noqa: RUF012 (read-only default; instances assign their own)
 
     def history_length(self, interval_s: float) -> int:
         """Intervals of history this forecaster reads at ``interval_s``."""
         return DEFAULT_HISTORY
+
+    def reset(self) -> None:
+        """Forget what was learnt online (a new trace or a new set of series)."""
+        self.last_notes = []
 
     @abc.abstractmethod
     def quantiles_at(

@@ -2,29 +2,32 @@
 
 ``sliceai serve``, ``sliceai replay`` (the ``sliceai`` allocator) and ``sliceai
 evaluate`` all call :func:`load_forecaster`, so they forecast with the same object
-and settings. The generative model's adapter is imported here on demand: this is
-the one place where the pure core loads the PyTorch plug-in.
+and settings: the generative model pooled with EWMA and the rolling empirical
+quantile (:mod:`sliceai.planning.pool`). The model's adapter is loaded by name through
+:func:`sliceai.plugins.load`, so the pure core pulls in torch only when a model is
+asked for.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from sliceai.planning.baselines import RollingQuantileForecaster
+from sliceai.planning.baselines import EwmaForecaster, RollingQuantileForecaster
 from sliceai.planning.forecasters import Forecaster
+from sliceai.planning.pool import PooledForecaster
+from sliceai.plugins import load
 
 #: ``--model`` names that are not checkpoint directories.
 EMPIRICAL = "empirical"
 DEFAULT_MODEL = "default"
-#: The module adapting the PyTorch model to :class:`Forecaster` (imports torch).
-MODEL_ADAPTER = "sliceai.forecast.forecaster"
+#: The class adapting the PyTorch model to :class:`Forecaster` (its module imports torch).
+MODEL_ADAPTER = "sliceai.forecast.forecaster:ModelForecaster"
 
 
 def load_forecaster(
-    model: str | None = None, device: str = "auto", threads: int | None = None
+    model: str | None = None, device: str = "auto", threads: int | None = None, pool: bool = True
 ) -> Forecaster:
     """``empirical``: rolling empirical quantiles (no torch); ``default`` or None: the
-    bundled generative model; anything else: a checkpoint directory. ``threads``: torch
+    bundled generative model; anything else: a checkpoint directory. With ``pool`` (the
+    default) the model is pooled with EWMA and the rolling quantile. ``threads``: torch
     threads for this process (None: torch's default).
 
     Raises the adapter's ``ForecastError`` (a ValueError) for a bad checkpoint, and
@@ -32,7 +35,11 @@ def load_forecaster(
     """
     if model == EMPIRICAL:
         return RollingQuantileForecaster()
-    adapter = importlib.import_module(MODEL_ADAPTER)
     path = None if model in (None, DEFAULT_MODEL) else model
-    loaded: Forecaster = adapter.ModelForecaster.load(path, device=device, threads=threads)
-    return loaded
+    loaded: Forecaster = load(MODEL_ADAPTER).load(path, device=device, threads=threads)
+    return pooled(loaded) if pool else loaded
+
+
+def pooled(model: Forecaster) -> PooledForecaster:
+    """``model`` pooled with EWMA and the rolling empirical quantile (the model first)."""
+    return PooledForecaster([model, EwmaForecaster(), RollingQuantileForecaster()])

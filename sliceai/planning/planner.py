@@ -8,10 +8,15 @@ and :meth:`Planner.step` turns one such forecast into rates:
 
 1. the forecast: when the forecaster raises or returns non-finite values for an
    origin, the rolling empirical quantile of the same history stands in
-   (mode ``model-fallback``, with the reason);
-2. :class:`sliceai.solver.SliceSolver` solves, warm-started from the plan in force,
-   which also prices reconfiguration (no meter churn for small gains);
-3. when the solver raises, returns bad rates or overruns ``solve_deadline_s`` (read
+   (mode ``model-fallback``, with the reason; a pooled forecaster,
+   :mod:`sliceai.planning.pool`, first recovers from a failing member itself);
+2. online risk control (:mod:`sliceai.planning.risk`): the interval that just ended
+   is scored against the rates that were in force, and each slice's quantile level
+   moves so that its long-run share of missed intervals keeps to its risk;
+3. :class:`sliceai.solver.SliceSolver` covers each slice to its demand quantile at
+   that level, warm-started from the plan in force, which also prices
+   reconfiguration (no meter churn for small gains);
+4. when the solver raises, returns bad rates or overruns ``solve_deadline_s`` (read
    on the injected ``clock``): the last plan's rates (never below the floors and
    grants) for ``last_plan_limit`` intervals (``last-plan``), then every slice's
    floor plus grants (``guarantees-only``).
@@ -30,11 +35,14 @@ from functools import cached_property
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from sliceai.planning.baselines import RollingQuantileForecaster
 from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray, check_quantiles
+from sliceai.planning.risk import GAIN, RiskControl
 from sliceai.policy import Policy
 from sliceai.solver import DemandForecast, Plan, SliceSolver
+from sliceai.solver.problem import PolicyArrays
 
 #: Quantile levels every forecast is asked for, besides each slice's ``1 - risk``.
 LEVELS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
@@ -46,7 +54,11 @@ class PlanSolver(Protocol):
     """What the planner needs of a solver (:class:`sliceai.solver.SliceSolver`)."""
 
     def solve(
-        self, demand: DemandForecast, previous: Plan | None = None, reserved_bps: object = None
+        self,
+        demand: DemandForecast,
+        previous: Plan | None = None,
+        reserved_bps: object = None,
+        target_levels: FloatArray | None = None,
     ) -> Plan: ...
 
 
@@ -59,10 +71,14 @@ def planning_levels(policy: Policy, base: tuple[float, ...] = LEVELS) -> FloatAr
 class PlannerSettings:
     """``solve_deadline_s``: None for no deadline (the replay; the live loop passes half
     its interval). ``reconfiguration_price``: warm-start each solve from the plan in force,
-    which prices meter changes; off, every interval is solved afresh."""
+    which prices meter changes; off, every interval is solved afresh. ``risk_control``:
+    adapt each slice's level online (:mod:`sliceai.planning.risk`); off, every slice is
+    covered to its ``1 - risk`` quantile as forecast."""
 
     levels: tuple[float, ...] = LEVELS
     reconfiguration_price: bool = True
+    risk_control: bool = True
+    risk_gain: float = GAIN
     solve_deadline_s: float | None = None
     last_plan_limit: int = 3
 
@@ -90,23 +106,33 @@ class Forecast:
 @dataclass(frozen=True, eq=False)
 class PlanStep:
     """One interval's decision: ``rates_bps`` and ``target_bps`` (each slice's demand
-    quantile at ``1 - risk``) are ``(n_slices, 2)`` bit/s; ``mode`` one of :data:`MODES`;
-    ``notes`` what went wrong, if anything; ``plan`` the solver's plan (None in a fall-back)."""
+    quantile at the level it was covered to) are ``(n_slices, 2)`` bit/s; ``levels`` those
+    levels; ``mode`` one of :data:`MODES`; ``notes`` what went wrong, if anything; ``plan``
+    the solver's plan (None in a fall-back); ``risk_notes`` what the risk control did, per
+    slice."""
 
     rates_bps: FloatArray
     target_bps: FloatArray
+    levels: FloatArray
     mode: str
     forecast: Forecast
     notes: tuple[str, ...]
     plan: Plan | None
     slice_names: tuple[str, ...]
+    risk_notes: tuple[str, ...]
 
     @cached_property
     def explanations(self) -> tuple[str, ...]:
-        """One line per slice (empty in a fall-back): the rate, the guarantee, the binding."""
-        if self.plan is None:
-            return ("",) * len(self.slice_names)
-        return tuple(str(self.plan.explanations[name]) for name in self.slice_names)
+        """One line per slice: the rate, the guarantee, the binding (from the solver; empty
+        in a fall-back), then what the risk control did."""
+        solver = (
+            ("",) * len(self.slice_names)
+            if self.plan is None
+            else tuple(str(self.plan.explanations[name]) for name in self.slice_names)
+        )
+        return tuple(
+            "; ".join(p for p in pair if p) for pair in zip(solver, self.risk_notes, strict=True)
+        )
 
 
 class Planner:
@@ -132,8 +158,23 @@ class Planner:
         self.clock = clock
         self.levels = planning_levels(policy, self.settings.levels)
         self._floors = Plan.guarantees_only(policy).rates_bps
+        self._reach = PolicyArrays.of(policy).reach_bps
+        self._default_levels = np.repeat(self.levels_for_risk()[:, None], 2, axis=1)
+        self.risk = (
+            RiskControl(
+                policy.slice_names, [s.risk for s in policy.slices], self.settings.risk_gain
+            )
+            if self.settings.risk_control
+            else None
+        )
         self._previous: Plan | None = None
         self._failures = 0
+        # The rates in force and whether each series got the coverage it was planned to.
+        self._in_force: tuple[FloatArray, npt.NDArray[np.bool_]] | None = None
+
+    def levels_for_risk(self) -> FloatArray:
+        """Each slice's ``1 - risk``, ``(n_slices,)``."""
+        return np.array([1.0 - s.risk for s in self.policy.slices])
 
     def history_length(self, interval_s: float) -> int:
         """Intervals of history :meth:`forecast` reads (the forecaster's or its fallback's)."""
@@ -161,12 +202,15 @@ class Planner:
             q = np.zeros(shape)
             bad = np.ones(len(org), dtype=bool)
             why = f"failed ({type(exc).__name__}: {str(exc)[:200]})"
+        own = list(getattr(self.forecaster, "last_notes", []))
+        if len(own) == len(org):  # the forecaster recovered from its parts' failures itself
+            notes = own
         if bad.any():
             q[bad] = self.fallback.quantiles_at(
                 history, org[bad], self.levels, start_time, interval_s
             )
             note = f"{self.forecaster.name} {why}; {self.fallback.name} used"
-            notes = [note if b else "" for b in bad.tolist()]
+            notes = [note if b else n for b, n in zip(bad.tolist(), notes, strict=True)]
         q = check_quantiles(q, shape)
         per_slice = q[:, :, 0, :].reshape(len(org), n_slices, 2, -1)
         return [
@@ -175,17 +219,27 @@ class Planner:
         ]
 
     # -- one interval ---------------------------------------------------------------
-    def step(self, forecast: Forecast, reserved_bps: FloatArray | None = None) -> PlanStep:
+    def step(
+        self,
+        forecast: Forecast,
+        reserved_bps: FloatArray | None = None,
+        measured_bps: FloatArray | None = None,
+    ) -> PlanStep:
         """Rates for the next interval from ``forecast``; ``reserved_bps`` ``(n_slices, 2)``
-        bit/s of admitted grants (None: none)."""
+        bit/s of admitted grants (None: none); ``measured_bps`` ``(n_slices, 2)`` the demand
+        measured in the interval that just ended (NaN where unknown; None: nothing seen),
+        which the risk control scores against the rates that were in force."""
         reserved = np.zeros_like(self._floors) if reserved_bps is None else reserved_bps
+        if measured_bps is not None:
+            self._score(np.asarray(measured_bps, dtype=np.float64))
+        levels = self._default_levels if self.risk is None else self.risk.levels()
         demand = DemandForecast(self.levels, forecast.quantiles)
         notes = [forecast.note] if forecast.note else []
         mode = "model-fallback" if forecast.fallback else "optimized"
         previous = self._previous if self.settings.reconfiguration_price else None
         started = self.clock()
         try:
-            plan = self.solver.solve(demand, previous=previous, reserved_bps=reserved)
+            plan = self.solver.solve(demand, previous, reserved, levels)
             rates = np.asarray(plan.rates_bps, dtype=np.float64)
             if rates.shape != self._floors.shape or not np.isfinite(rates).all():
                 raise ValueError(f"solver returned shape {rates.shape} or non-finite rates")
@@ -198,16 +252,28 @@ class Planner:
                     f"solve took {took * 1000:.1f} ms, deadline {deadline * 1000:.1f} ms"
                 )
         except Exception as exc:  # the solver must never stop the plan: fall back
-            return self._fall_back(exc, forecast, demand, reserved, notes)
+            return self._fall_back(exc, forecast, demand, levels, reserved, notes)
         self._previous = plan
         self._failures = 0
-        return self._result(rates, demand, mode, forecast, notes, plan)
+        return self._result(rates, demand, levels, mode, forecast, notes, plan)
+
+    def _score(self, measured: FloatArray) -> None:
+        """Feed the interval that just ended to the risk control."""
+        if self.risk is None or self._in_force is None:
+            return
+        rates, delivered = self._in_force
+        seen = np.isfinite(measured)
+        demand = np.where(seen, measured, 0.0)
+        exceeded = demand > rates * (1 + 1e-9)
+        servable = seen & delivered & (demand <= self._reach * (1 + 1e-9))
+        self.risk.update(exceeded, servable)
 
     def _fall_back(
         self,
         exc: Exception,
         forecast: Forecast,
         demand: DemandForecast,
+        levels: FloatArray,
         reserved: FloatArray,
         notes: list[str],
     ) -> PlanStep:
@@ -218,18 +284,32 @@ class Planner:
         if self._previous is not None and self._failures <= limit:
             rates = np.maximum(self._previous.rates_bps, floors)
             notes.append(f"{why}; last plan repeated ({self._failures}/{limit})")
-            return self._result(rates, demand, "last-plan", forecast, notes, None)
+            return self._result(rates, demand, levels, "last-plan", forecast, notes, None)
         notes.append(f"{why}; guarantees only")
-        return self._result(floors, demand, "guarantees-only", forecast, notes, None)
+        return self._result(floors, demand, levels, "guarantees-only", forecast, notes, None)
 
     def _result(
         self,
         rates: FloatArray,
         demand: DemandForecast,
+        levels: FloatArray,
         mode: str,
         forecast: Forecast,
         notes: list[str],
         plan: Plan | None,
     ) -> PlanStep:
-        target = demand.quantile(np.array([1.0 - s.risk for s in self.policy.slices]))
-        return PlanStep(rates, target, mode, forecast, tuple(notes), plan, self.policy.slice_names)
+        target = demand.quantile(levels)
+        target = np.where(np.isinf(target), self._reach, target)
+        # The coverage each series was planned to, and whether it got it.
+        wanted = np.minimum(target, self._reach)
+        delivered = rates >= wanted * (1 - 1e-6) - 1e-3
+        self._in_force = (rates, np.asarray(delivered))
+        names = self.policy.slice_names
+        risk_notes = (
+            tuple(self.risk.explain(i) for i in range(len(names)))
+            if self.risk is not None
+            else ("",) * len(names)
+        )
+        return PlanStep(
+            rates, target, levels, mode, forecast, tuple(notes), plan, names, risk_notes
+        )

@@ -4,7 +4,8 @@ and the oracle.
 - ``rolling-quantile``: :class:`sliceai.planning.RollingQuantileForecaster` (the last
   300 intervals' empirical quantiles) through the planner;
 - ``sliceai``: the generative model (``SLICEAI_MODEL`` or the bundled checkpoint, on
-  ``SLICEAI_DEVICE`` or the best device) through the planner;
+  ``SLICEAI_DEVICE`` or the best device) pooled with EWMA and the rolling quantile
+  (:func:`sliceai.planning.loading.pooled`), through the planner with online risk control;
 - ``oracle``: the exact demand of interval ``t`` as a point forecast, solved afresh
   (no reconfiguration price), so it never holds a rate above demand: ``max(demand,
   floor)`` within the cap and the links' capacity, the lower bound on cost.
@@ -31,6 +32,7 @@ from sliceai.planning import (
     RollingQuantileForecaster,
     load_forecaster,
 )
+from sliceai.planning.loading import pooled
 from sliceai.policy import Policy
 from sliceai.replay.allocators import FloatArray, PolicyAllocator, clean_load
 from sliceai.solver import DemandForecast, SliceSolver
@@ -59,12 +61,14 @@ class PlannerAllocator(PolicyAllocator):
         super().start(policy, trace_slices, interval_s, start_time)
         made = self._forecaster
         forecaster = made if isinstance(made, Forecaster) else made()
+        forecaster.reset()  # a new trace: nothing learnt online carries over
         self.planner = Planner(policy, forecaster, self.settings)
         self.keep = self.planner.history_length(interval_s)
         # The `keep` intervals before the next chunk, row 2 * slice + direction; NaN = none.
         self.history = np.full((2 * len(policy.slices), self.keep), np.nan)
         self.start_time = start_time
         self.seen = 0
+        self.last_row = np.full((len(policy.slices), 2), np.nan)
 
     def allocate_chunk(self, load: FloatArray) -> FloatArray:
         raw = np.asarray(load, dtype=np.float64)
@@ -74,11 +78,13 @@ class PlannerAllocator(PolicyAllocator):
         first = self.start_time + (self.seen - self.keep) * self.interval_s
         forecasts = self.planner.forecast(ext, origins, first, self.interval_s)
         out = np.empty_like(raw)
+        before = np.concatenate([self.last_row[np.newaxis], raw[:-1]])  # row t: interval t - 1
         for t, forecast in enumerate(forecasts):
             if self.seen + t == 0:  # nothing seen at all before the first interval
                 out[t] = self.static
             else:
-                out[t] = self.planner.step(forecast).rates_bps
+                out[t] = self.planner.step(forecast, measured_bps=before[t]).rates_bps
+        self.last_row = raw[-1].copy()
         self.history = ext[:, -self.keep :].copy()
         self.seen += n
         return out
@@ -107,17 +113,22 @@ class OracleAllocator(PolicyAllocator):
 
 @functools.lru_cache(maxsize=4)
 def model_forecaster(model: str | None, device: str) -> Forecaster:
-    """The model's forecaster, loaded once per (checkpoint, device) in a process."""
-    return load_forecaster(model, device)
+    """The model alone, loaded once per (checkpoint, device) in a process (it keeps no
+    state; every replay pools it afresh)."""
+    return load_forecaster(model, device, pool=False)
 
 
 def rolling_quantile_allocator() -> PlannerAllocator:
-    """Rolling empirical quantiles through the planner."""
-    return PlannerAllocator("rolling-quantile", RollingQuantileForecaster())
+    """The baseline: rolling empirical quantiles through the planner, each slice covered
+    to its ``1 - risk`` quantile as forecast (no risk control)."""
+    return PlannerAllocator(
+        "rolling-quantile", RollingQuantileForecaster(), PlannerSettings(risk_control=False)
+    )
 
 
 def sliceai_allocator() -> PlannerAllocator:
-    """The generative model (``SLICEAI_MODEL``, ``SLICEAI_DEVICE``) through the planner."""
+    """What ``sliceai serve`` runs: the model (``SLICEAI_MODEL``, ``SLICEAI_DEVICE``)
+    pooled with the baselines, through the planner with risk control."""
     model = os.environ.get("SLICEAI_MODEL")
     device = os.environ.get("SLICEAI_DEVICE", "auto")
-    return PlannerAllocator("sliceai", lambda: model_forecaster(model, device))
+    return PlannerAllocator("sliceai", lambda: pooled(model_forecaster(model, device)))

@@ -170,17 +170,21 @@ class DemandForecast:
         return np.asarray((q[:, :, -1] - q[:, :, -2]) / np.log((1 - lv[-2]) / (1 - lv[-1])))
 
     def quantile(self, level: FloatArray | float) -> FloatArray:
-        """Quantile at ``level`` (scalar or ``(n_slices,)``) for DL and UL -> ``(n_slices, 2)``."""
+        """Quantile at ``level`` (scalar, ``(n_slices,)`` or ``(n_slices, 2)``) for DL and UL
+        -> ``(n_slices, 2)``; ``inf`` at a level of 1 or more (all the demand there may be)."""
         lv, q = self.levels, self.quantiles
-        p = np.broadcast_to(np.asarray(level, dtype=np.float64), (self.n_slices,))
+        p = np.asarray(level, dtype=np.float64)
+        p = np.broadcast_to(p[:, None] if p.ndim == 1 else p, (self.n_slices, 2))
         out = np.empty(q.shape[:2])
         for d in range(2):
-            out[:, d] = _interp_rows(p, lv, q[:, d, :])
+            out[:, d] = _interp_rows(p[:, d], lv, q[:, d, :])
         beyond = p > lv[-1]
         if np.any(beyond):
             beta = self.tail_scale()
-            extra = np.log((1 - lv[-1]) / (1 - p[beyond]))
-            out[beyond] = q[beyond, :, -1] + beta[beyond] * extra[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                extra = np.log((1 - lv[-1]) / np.maximum(1 - p[beyond], 0.0))
+                out[beyond] = q[:, :, -1][beyond] + beta[beyond] * extra
+            out[p >= 1.0] = np.inf
         return out
 
     def breakpoints(self) -> tuple[FloatArray, FloatArray]:

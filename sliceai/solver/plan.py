@@ -252,9 +252,10 @@ def fit_capacity(
     extra = np.einsum("ls,...sd->...ld", inc, above)
     room = np.maximum(cap - base_load, 0.0)
     over_floors = base_load > cap
+    margin = 1 - 1e-12  # sums in another order may round up by an ulp: stay that far below
     with np.errstate(divide="ignore", invalid="ignore"):
-        keep = np.where(extra > room, room / extra * (1 - 1e-12), 1.0)
-        whole = np.where(over_floors, cap / base_load * (1 - 1e-12), 1.0)
+        keep = np.where(extra > room * margin, np.minimum(room / extra * margin, 1.0), 1.0)
+        whole = np.where(over_floors, cap / base_load * margin, 1.0)
     member = incidence[:, :, None]  # (L, S, 1)
     k_above = np.where(member, keep[..., :, None, :], 1.0).min(axis=-3)
     k_whole = np.where(member, whole[..., :, None, :], 1.0).min(axis=-3)

@@ -60,6 +60,15 @@ class PolicyArrays:
     def n_slices(self) -> int:
         return int(self.floor_bps.shape[0])
 
+    @property
+    def reach_bps(self) -> FloatArray:
+        """The most each slice could ever get, ``(n_slices, 2)`` bit/s: its maximum, or the
+        capacity of its tightest link when that is lower (the largest link for a slice on
+        none)."""
+        links = np.where(self.incidence, self.capacity_bps[:, None], np.inf).min(axis=0)
+        links = np.where(np.isfinite(links), links, self.capacity_bps.max(initial=0.0))
+        return np.asarray(np.minimum(self.cap_bps, links[:, None]))
+
     def check_reserved(self, reserved_bps: object) -> FloatArray:
         """Validate grants per slice, ``(n_slices, 2)`` bit/s >= 0; None means none."""
         if reserved_bps is None:

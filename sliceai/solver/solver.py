@@ -120,6 +120,7 @@ class SliceSolver:
         demand: DemandForecast,
         previous: Plan | None = None,
         reserved_bps: object = None,
+        target_levels: FloatArray | None = None,
     ) -> tuple[list[Segments], FloatArray, FloatArray, FloatArray]:
         """Each direction's LP: ``([dl, ul] segments, floor, target, reserved)``.
 
@@ -129,7 +130,9 @@ class SliceSolver:
         demand.check_policy(self.policy)
         reserved = a.check_reserved(reserved_bps)
         prev = self._previous_rates(previous)
-        risk_q = demand.quantile(1.0 - a.risk)
+        levels = self._target_levels(target_levels)
+        risk_q = demand.quantile(levels)
+        risk_q = np.where(np.isinf(risk_q), a.reach_bps, risk_q)  # level 1: all it may get
         floor, target = a.targets_at(risk_q, reserved)
         points, slopes = demand.breakpoints()
         guaranteed = a.guaranteed[:, None] & (target > 0)
@@ -166,17 +169,23 @@ class SliceSolver:
         demand: DemandForecast,
         previous: Plan | None = None,
         reserved_bps: object = None,
+        target_levels: FloatArray | None = None,
     ) -> Plan:
         """Plan the next interval.
 
         ``demand``: forecast for this policy's slices. ``previous``: the plan in
         force (for the churn cost). ``reserved_bps``: admitted grants per slice,
         ``(n_slices, 2)`` bit/s, added to floors and guarantees (see
-        :meth:`sliceai.solver.admission.GrantState.reserved_bps`).
+        :meth:`sliceai.solver.admission.GrantState.reserved_bps`). ``target_levels``:
+        ``(n_slices, 2)`` the demand quantile level each slice is covered to, in (0, 1]
+        (default ``1 - risk``; 1 covers all the slice may get: its maximum or its
+        tightest link).
         Raises :class:`SolverError` on malformed input, never on shortage.
         """
         a = self.arrays
-        segs, floor, target, reserved = self.segments(demand, previous, reserved_bps)
+        segs, floor, target, reserved = self.segments(
+            demand, previous, reserved_bps, target_levels
+        )
         capacity = a.capacity_bps / self.scale
         rates = np.empty((a.n_slices, 2))
         desire = np.empty((a.n_slices, 2))
@@ -221,6 +230,18 @@ class SliceSolver:
             demand=demand,
             methods=(methods[0], methods[1]),
         )
+
+    def _target_levels(self, levels: FloatArray | None) -> FloatArray:
+        if levels is None:
+            return np.asarray(1.0 - self.arrays.risk)
+        lv = np.asarray(levels, dtype=np.float64)
+        if lv.shape != (self.arrays.n_slices, 2):
+            raise SolverError(
+                f"target_levels must have shape ({self.arrays.n_slices}, 2), got {lv.shape}"
+            )
+        if not np.all((lv > 0) & (lv <= 1)):
+            raise SolverError("target_levels must lie in (0, 1]")
+        return lv
 
     def _previous_rates(self, previous: Plan | None) -> FloatArray | None:
         if previous is None:

@@ -1,0 +1,202 @@
+"""A forecast that never does much worse than the simple baselines: the model pooled
+with EWMA and the rolling quantile, weighted online by their recent pinball loss.
+
+:class:`PooledForecaster` holds its members (the generative model first) and, per
+series, each member's recent loss. At every origin it averages the members'
+quantiles (quantile averaging keeps them monotone) with weights::
+
+    w_k  proportional to  prior_k * exp(-ETA * L_k)
+
+where ``L_k`` is member ``k``'s exponentially weighted average (memory ``MEMORY``
+forecasts) of its *relative* pinball loss: its loss on a forecast, averaged over the
+quantile levels, divided by the members' mean loss on that forecast (so one ``ETA``
+serves slices of any size). This is exponentially weighted aggregation with a
+forgetting factor: on traffic the model knows, its sharper forecasts win the weight;
+on traffic it does not, the weight moves to what works within tens of intervals.
+
+Losses come from the pool's own forecasts once their targets are seen: each call
+remembers every origin's next-interval member forecasts by the epoch s of their target
+interval, and a later call whose history holds that interval (on the same grid of
+``interval_s`` from ``start_time``) scores them before it forecasts. So the pool learns
+from whatever calls it gets, in time order: one origin per interval in the live loop,
+a whole chunk of origins in the replay (the same weights, interval by interval), the
+scored origins in an evaluation. A member that
+raises or returns non-finite values for a series gets no weight there (the plan says
+so); when every member fails the pool's forecast is NaN and the planner falls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray
+
+#: Sharpness of the weights: a member whose recent loss is 10 % of the mean below another's
+#: gets exp(ETA * 0.1) times its weight.
+ETA = 10.0
+#: Forecasts each loss average remembers (the forgetting factor is 1 - 1 / MEMORY).
+MEMORY = 50
+#: Next-interval forecasts kept waiting for their targets, at most.
+PENDING = 4096
+
+
+class PooledForecaster(Forecaster):
+    """Quantile averaging of ``members`` with online weights (module docstring).
+
+    ``prior``: each member's weight before any loss is seen (default equal).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Forecaster],
+        prior: Sequence[float] | None = None,
+        eta: float = ETA,
+        memory: float = MEMORY,
+    ) -> None:
+        if len(members) < 1:
+            raise ValueError("a pool needs at least one member")
+        self.members = tuple(members)
+        p = np.ones(len(members)) if prior is None else np.asarray(prior, dtype=np.float64)
+        if p.shape != (len(members),) or not np.all(p > 0):
+            raise ValueError(f"prior must be {len(members)} positive weights")
+        if eta < 0 or memory < 1:
+            raise ValueError(f"need eta >= 0 and memory >= 1, got {eta}, {memory}")
+        self.log_prior = np.log(p / p.sum())
+        self.eta = eta
+        self.decay = 1.0 - 1.0 / memory
+        self.name = "pool(" + ", ".join(m.name for m in self.members) + ")"
+        self.last_notes: list[str] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every loss (a new trace, a new set of series)."""
+        self.loss: FloatArray | None = None  # (n_series, k) average relative losses
+        self._pending: dict[float, tuple[FloatArray, FloatArray]] = {}  # epoch s -> (q, lv)
+        self.last_notes = []
+
+    def history_length(self, interval_s: float) -> int:
+        return max(m.history_length(interval_s) for m in self.members)
+
+    def weights(self, n_series: int) -> FloatArray:
+        """Current weights ``(n_series, k)`` (every member healthy)."""
+        loss = self._losses(n_series)
+        logits = self.log_prior[None, :] - self.eta * loss
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(w / w.sum(axis=1, keepdims=True))
+
+    def _losses(self, n_series: int) -> FloatArray:
+        if self.loss is None or self.loss.shape[0] != n_series:
+            self.loss = np.ones((n_series, len(self.members)))
+            self._pending.clear()
+        return self.loss
+
+    # -- forecasting ------------------------------------------------------------------
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        org = np.asarray(origins, dtype=np.int64)
+        lv = np.asarray(levels, dtype=np.float64)
+        n = history.shape[0]
+        self._losses(n)
+        member_q, notes = self._member_forecasts(history, org, lv, start_time, interval_s, horizon)
+        out = np.empty((len(org), n, horizon, len(lv)))
+        for k, o in enumerate(org.tolist()):
+            self._learn(history, start_time, interval_s, o)
+            out[k] = self._combine(member_q[:, k])
+            target = start_time + o * interval_s  # epoch s of the interval forecast first
+            if not any(abs(t - target) < 0.25 * interval_s for t in self._pending):
+                self._pending[target] = (member_q[:, k, :, 0, :].copy(), lv)
+        self._forget(start_time, interval_s)
+        self.last_notes = notes
+        return out
+
+    def _member_forecasts(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int,
+    ) -> tuple[FloatArray, list[str]]:
+        """``(k, m, n_series, horizon, Q)`` (NaN where a member failed) and a note per origin."""
+        shape = (len(origins), history.shape[0], horizon, len(levels))
+        out = np.full((len(self.members), *shape), np.nan)
+        failed: list[str] = []
+        bad_rows = np.zeros(len(origins), dtype=bool)
+        for j, member in enumerate(self.members):
+            try:
+                q = np.asarray(
+                    member.quantiles_at(history, origins, levels, start_time, interval_s, horizon),
+                    dtype=np.float64,
+                )
+                if q.shape != shape:
+                    raise ValueError(f"returned shape {q.shape}, expected {shape}")
+            except Exception as exc:  # a member's failure costs it its weight, not the plan
+                failed.append(f"{member.name} failed ({type(exc).__name__}: {str(exc)[:200]})")
+                bad_rows[:] = True
+                continue
+            finite = np.asarray(np.isfinite(q).all(axis=(2, 3)))  # (m, n)
+            out[j] = np.where(finite[:, :, None, None], np.maximum.accumulate(q, axis=-1), np.nan)
+            if not finite.all():
+                failed.append(f"{member.name} returned non-finite quantiles")
+                bad_rows |= ~finite.all(axis=1)
+        note = "; ".join(failed) + ("; pooled from the others" if failed else "")
+        return out, [note if b else "" for b in bad_rows.tolist()]
+
+    def _combine(self, member_q: FloatArray) -> FloatArray:
+        """Weighted quantile average of ``member_q`` ``(k, n, H, Q)`` -> ``(n, H, Q)``;
+        members that failed on a series get no weight there (NaN where all failed)."""
+        healthy = np.isfinite(member_q).all(axis=(2, 3)).T  # (n, k)
+        w = self.weights(member_q.shape[1]) * healthy
+        total = w.sum(axis=1, keepdims=True)
+        w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+        pooled = np.einsum("nk,knhq->nhq", w, np.nan_to_num(member_q))
+        return np.asarray(np.where(total[:, :, None] > 0, pooled, np.nan))
+
+    # -- learning ---------------------------------------------------------------------
+    def _learn(self, history: FloatArray, start: float, interval_s: float, origin: int) -> None:
+        """Score the pending forecasts whose target is a column of ``history`` before
+        ``origin`` (the column a target's epoch s falls on, ``start`` being column 0's)."""
+        due = []
+        for t in self._pending:
+            col = (t - start) / interval_s
+            k = round(col)
+            if abs(col - k) < 0.25 and 0 <= k < origin:
+                due.append((t, k))
+        for t, k in sorted(due):
+            q, lv = self._pending.pop(t)
+            self._score(q, lv, history[:, k])
+
+    def _score(self, q: FloatArray, levels: FloatArray, actual: FloatArray) -> None:
+        """Update the losses with one forecast ``q`` ``(k, n, Q)`` of ``actual`` ``(n,)``."""
+        assert self.loss is not None
+        diff = actual[None, :, None] - q  # (k, n, Q)
+        pinball = np.maximum(levels * diff, (levels - 1.0) * diff).mean(axis=2)  # (k, n)
+        pinball = pinball.T  # (n, k)
+        ok = np.isfinite(pinball)
+        mean = np.nanmean(np.where(ok, pinball, np.nan), axis=1, keepdims=True)
+        usable = (ok.sum(axis=1, keepdims=True) > 0) & (mean > 0) & np.isfinite(actual)[:, None]
+        if not usable.any():
+            return
+        relative = np.divide(pinball, mean, out=np.ones_like(pinball), where=usable & ok)
+        update = usable & ok
+        self.loss = np.where(
+            update, self.decay * self.loss + (1 - self.decay) * relative, self.loss
+        )
+
+    def _forget(self, start: float, interval_s: float) -> None:
+        """Drop forecasts whose target the history no longer reaches, and the oldest
+        beyond :data:`PENDING`."""
+        for t in [t for t in self._pending if t < start - 0.25 * interval_s]:
+            del self._pending[t]
+        while len(self._pending) > PENDING:
+            del self._pending[min(self._pending)]

@@ -1,0 +1,123 @@
+"""The pooled forecast: weight moves to the member that forecasts well, failures cost a
+member its weight and not the forecast, and the pool learns the same way one origin at
+a time (the live loop) or a chunk at a time (the replay)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sliceai.planning import Forecaster, PooledForecaster
+from sliceai.planning.forecasters import FloatArray, IntArray
+
+LEVELS = np.array([0.1, 0.5, 0.9])
+
+
+class Around(Forecaster):
+    """Quantiles ``center * (1 + spread * z)`` around a fixed center, whatever the history."""
+
+    def __init__(self, name: str, center: float, spread: float = 0.1) -> None:
+        self.name = name
+        self.center = center
+        self.spread = spread
+
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        z = np.array([-1.28, 0.0, 1.28])[: len(levels)]
+        q = self.center * (1 + self.spread * z)
+        return np.broadcast_to(q, (len(origins), history.shape[0], horizon, len(levels))).copy()
+
+
+class Broken(Around):
+    def quantiles_at(self, *args: object, **kw: object) -> FloatArray:
+        raise RuntimeError("weights are corrupt")
+
+
+def _history(n: int, level: float = 1e6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return level * (1 + 0.1 * rng.standard_normal((2, n)))
+
+
+def test_the_weight_moves_to_the_member_that_forecasts_the_traffic() -> None:
+    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    history = _history(300)
+    q = pool.quantiles_at(history, np.arange(1, 301), LEVELS, 0.0, 1.0)
+    w = pool.weights(2)
+    assert (w[:, 1] > 0.99).all()  # "near" has all but the weight's dust
+    np.testing.assert_allclose(q[0, :, 0, 1], 2e6)  # equal weights before any loss
+    np.testing.assert_allclose(q[-1, :, 0, 1], 1e6, rtol=0.02)
+    # The weight follows the traffic when it changes.
+    later = np.concatenate([history, _history(300, level=3e6, seed=1)], axis=1)
+    pool.quantiles_at(later, np.arange(301, 601), LEVELS, 0.0, 1.0)
+    assert (pool.weights(2)[:, 0] > 0.99).all()
+
+
+def test_one_origin_at_a_time_learns_what_a_chunk_learns() -> None:
+    members = [Around("a", 1.5e6, 0.3), Around("b", 0.8e6, 0.05), Around("c", 1e6, 0.1)]
+    history = _history(200, seed=3)
+    chunk = PooledForecaster(members).quantiles_at(history, np.arange(1, 201), LEVELS, 50.0, 1.0)
+    live = PooledForecaster(members)
+    for o in range(1, 201):
+        # the live loop's history is a window that moves on by one interval per call
+        first = max(0, o - 64)
+        one = live.quantiles(history[:, first:o], LEVELS, 50.0 + first * 1.0, 1.0)
+        np.testing.assert_allclose(one, chunk[o - 1], rtol=1e-12)
+
+
+def test_a_failing_member_loses_its_weight_and_the_plan_is_told() -> None:
+    pool = PooledForecaster([Broken("model", 0.0), Around("ewma", 1e6)])
+    q = pool.quantiles_at(_history(10), np.array([5, 6]), LEVELS, 0.0, 1.0)
+    np.testing.assert_allclose(q[:, :, 0, 1], 1e6)
+    assert (
+        pool.last_notes
+        == ["model failed (RuntimeError: weights are corrupt); pooled from the others"] * 2
+    )
+
+
+def test_non_finite_values_cost_a_member_its_weight_on_that_series_only() -> None:
+    class HalfNan(Around):
+        def quantiles_at(self, *args: object, **kw: object) -> FloatArray:
+            q = super().quantiles_at(*args, **kw)  # type: ignore[arg-type]
+            q[:, 0] = np.nan
+            return q
+
+    pool = PooledForecaster([HalfNan("model", 2e6), Around("ewma", 1e6)])
+    q = pool.quantiles_at(_history(10), np.array([5]), LEVELS, 0.0, 1.0)
+    assert q[0, 0, 0, 1] == pytest.approx(1e6)  # series 0: the model's NaN is left out
+    assert q[0, 1, 0, 1] == pytest.approx(1.5e6)  # series 1: both, equal weights
+    assert "model returned non-finite quantiles" in pool.last_notes[0]
+
+
+def test_when_every_member_fails_the_forecast_is_nan_for_the_planner_to_replace() -> None:
+    pool = PooledForecaster([Broken("a", 1.0), Broken("b", 1.0)])
+    assert np.isnan(pool.quantiles_at(_history(5), np.array([3]), LEVELS, 0.0, 1.0)).all()
+
+
+def test_reset_forgets_what_was_learnt() -> None:
+    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    pool.quantiles_at(_history(100), np.arange(1, 101), LEVELS, 0.0, 1.0)
+    pool.reset()
+    np.testing.assert_allclose(pool.weights(2), 0.5)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"members": []}, "at least one"),
+        ({"prior": [1.0]}, "prior"),
+        ({"prior": [1.0, 0.0]}, "prior"),
+        ({"eta": -1.0}, "eta"),
+        ({"memory": 0.5}, "memory"),
+    ],
+)
+def test_bad_settings_are_refused(kw, message) -> None:
+    args = {"members": [Around("a", 1.0), Around("b", 2.0)], **kw}
+    with pytest.raises(ValueError, match=message):
+        PooledForecaster(**args)
