@@ -183,9 +183,7 @@ class SliceSolver:
         Raises :class:`SolverError` on malformed input, never on shortage.
         """
         a = self.arrays
-        segs, floor, target, reserved = self.segments(
-            demand, previous, reserved_bps, target_levels
-        )
+        segs, floor, target, reserved = self.segments(demand, previous, reserved_bps, target_levels)
         capacity = a.capacity_bps / self.scale
         rates = np.empty((a.n_slices, 2))
         desire = np.empty((a.n_slices, 2))
