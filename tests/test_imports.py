@@ -28,7 +28,6 @@ LATE_IMPORTERS = {"sliceai/plugins.py"}
 #: area out of ``test_no_module_imports_inside_a_function`` and goes once the area is
 #: done. The circle test covers them already.
 PENDING_OWNERS = {
-    "sliceai/engine",  # the live loop: simulate.py
     "sliceai/forecast",  # the model adapter: commands, scenarios, plot, the lazy __init__
 }
 

@@ -8,6 +8,7 @@ leaves the state unchanged.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ from sliceai.planning.planner import PlanSolver
 from sliceai.policy import Policy, PolicyError, loads_policy
 from sliceai.solver import SliceSolver
 
+log = logging.getLogger(__name__)
+
 MAX_POLICY_BYTES = 1 << 20
 KPM_NAMES = {
     # name -> (direction index, kind); see proto/sliceai/v1/mec.proto KpmRecord
@@ -61,6 +64,9 @@ KPM_NAMES = {
 }
 MAX_FORECAST_HORIZON = 64
 MAX_FORECAST_LEVELS = 32
+#: Plans between two saves of the risk control's state (and one more when the engine stops).
+RISK_SAVE_EVERY = 10
+RISK_STATE_KEY = "risk-control"
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,8 @@ class Engine:
             )
         else:
             raise InvalidInput("no policy: give one (--policy) or a database holding one")
+        self._restore_risk(self._state, store.load_state(RISK_STATE_KEY))
+        self._plans_unsaved = 0
         self._policy_record: PolicyRecord = record
         self._grants: dict[str, Grant] = {g.allocation_id: g for g in grants}
         self._grants_tuple = tuple(self._grants.values())
@@ -175,10 +183,33 @@ class Engine:
         self.ready.clear()
         self.loop.stop()
         self.hub.close()
+        self._save_risk()
 
     def _on_plan(self, plan: PlanRecord, tel: CollectedTelemetry) -> None:
+        self._plans_unsaved += 1
+        if self._plans_unsaved >= RISK_SAVE_EVERY:
+            self._save_risk()
         for cb in list(self.on_plan_callbacks):
             cb(plan, tel)
+
+    def _save_risk(self) -> None:
+        """Persist the risk control's levels (they must survive a restart)."""
+        risk = self._state.planner.risk
+        if risk is not None:
+            self.store.save_state(RISK_STATE_KEY, risk.state())
+        self._plans_unsaved = 0
+
+    @staticmethod
+    def _restore_risk(state: PolicyState, saved: object) -> None:
+        """Give the new planner the risk state of the slices it shares with ``saved``; a
+        state that does not parse is left out with a warning (levels start afresh)."""
+        risk = state.planner.risk
+        if risk is None or not isinstance(saved, dict):
+            return
+        try:
+            risk.restore(saved)
+        except ValueError as exc:
+            log.warning("stored risk-control state ignored: %s", exc)
 
     # -- policy ----------------------------------------------------------------
     @property
@@ -255,6 +286,8 @@ class Engine:
                     )
                 record = self.store.add_policy(policy.name, text, caller.identity)
                 self.buffer.rebind(policy.slice_names)
+                old = self._state.planner.risk
+                self._restore_risk(state, None if old is None else old.state())
                 self._state = replace(state, version=record.version)
                 self._policy_record = record
         self.loop.wake()

@@ -16,6 +16,7 @@ import numpy as np
 
 from sliceai.engine.core import Engine
 from sliceai.engine.errors import EngineError
+from sliceai.traffic.generators import ScenarioError, generate, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ class Simulator:
     """Feeds ``scenario`` into ``engine`` every ``engine.settings.interval_s`` seconds."""
 
     def __init__(self, engine: Engine, scenario: str, intervals: int = 4096, seed: int = 0) -> None:
-        from sliceai.traffic.generators import ScenarioError, generate, load_scenario
-
         try:
             spec = load_scenario(scenario)
             # The scenario's own interval shapes the traffic; playback is one interval per tick.

@@ -1,4 +1,5 @@
-"""Durable state of the live service: accepted bandwidth grants and policy versions.
+"""Durable state of the live service: accepted bandwidth grants, policy versions and
+the planner's online state (the risk control's levels).
 
 One SQLite file (stdlib :mod:`sqlite3`) in WAL mode with ``synchronous=FULL``:
 every write method commits before it returns, so a caller that acknowledges
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS grants (
     modified_unix_s REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS grants_by_app ON grants (app_ins_id);
+CREATE TABLE IF NOT EXISTS planner_state (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    saved_unix_s REAL NOT NULL
+);
 """
 
 
@@ -178,3 +184,26 @@ class StateStore:
                 self._db.execute("ROLLBACK")
                 raise
         return cur.rowcount > 0
+
+    # -- planner state ------------------------------------------------------
+    def save_state(self, key: str, state: object) -> None:
+        """Store a JSON-ready ``state`` under ``key`` (replacing the last) and commit."""
+        body = json.dumps(state, sort_keys=True)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO planner_state VALUES (?, ?, ?)", (key, body, time.time())
+            )
+
+    def load_state(self, key: str) -> object | None:
+        """The state last saved under ``key``, or None (never saved, or not JSON)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM planner_state WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            loaded: object = json.loads(row[0])
+        except ValueError:
+            return None
+        return loaded
