@@ -79,6 +79,17 @@ class PooledForecaster(Forecaster):
     def history_length(self, interval_s: float) -> int:
         return max(m.history_length(interval_s) for m in self.members)
 
+    def swap_member(self, index: int, forecaster: Forecaster) -> Forecaster:
+        """Put ``forecaster`` in member ``index``'s place (a retrained model taking over);
+        returns the one it replaces. The learnt losses stay: the newcomer inherits its
+        predecessor's standing and earns its own from the next forecasts on. Safe while
+        another thread forecasts (one reference is replaced)."""
+        old = self.members[index]
+        members = list(self.members)
+        members[index] = forecaster
+        self.members = tuple(members)
+        return old
+
     def weights(self, n_series: int) -> FloatArray:
         """Current weights ``(n_series, k)`` (every member healthy)."""
         loss = self._losses(n_series)

@@ -121,3 +121,11 @@ def test_bad_settings_are_refused(kw, message) -> None:
     args = {"members": [Around("a", 1.0), Around("b", 2.0)], **kw}
     with pytest.raises(ValueError, match=message):
         PooledForecaster(**args)
+
+
+def test_a_swapped_in_member_forecasts_from_the_next_call() -> None:
+    pool = PooledForecaster([Around("model", 3e6), Around("ewma", 1e6)])
+    old = pool.swap_member(0, Around("model", 1e6))
+    assert old.center == 3e6  # type: ignore[attr-defined]
+    q = pool.quantiles_at(_history(10), np.array([5]), LEVELS, 0.0, 1.0)
+    np.testing.assert_allclose(q[0, :, 0, 1], 1e6)
