@@ -20,7 +20,6 @@ from research.forecast.traces import DEV, generate_variant
 from sliceai.forecast.scenarios import generate_scenario
 from sliceai.planning import PlannerSettings
 from sliceai.planning.loading import pooled
-from sliceai.planning.risk import RiskControl
 from sliceai.policy import load_policy
 from sliceai.policy.bundled import bundled_policy_path
 from sliceai.replay import PlannerAllocator, replay
@@ -29,18 +28,19 @@ from sliceai.replay.planned import model_forecaster
 BASELINES = ("ewma", "rolling-quantile", "static", "proportional")
 
 
-class BothWays(RiskControl):
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, lowers=True)  # type: ignore[arg-type]
-
-
 def variants() -> list[PlannerAllocator]:
+    """The shipped planner (pool, backlog drained, risk control raising levels only) and
+    the alternatives it was chosen over."""
     model = model_forecaster(None, "cpu")
+    plain = PlannerSettings(risk_control=False, drain_backlog=False)
     return [
-        PlannerAllocator("model", model, PlannerSettings(risk_control=False)),
-        PlannerAllocator("pool", lambda: pooled(model), PlannerSettings(risk_control=False)),
-        PlannerAllocator("model+risk", model),
-        PlannerAllocator("pool+risk", lambda: pooled(model)),
+        PlannerAllocator("model", model, plain),
+        PlannerAllocator("pool", lambda: pooled(model), plain),
+        PlannerAllocator("pool+drain", lambda: pooled(model), PlannerSettings(risk_control=False)),
+        PlannerAllocator("pool+drain+risk", lambda: pooled(model)),
+        PlannerAllocator(
+            "pool+drain+risk2", lambda: pooled(model), PlannerSettings(risk_lowers=True)
+        ),
     ]
 
 

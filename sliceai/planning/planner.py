@@ -10,13 +10,16 @@ and :meth:`Planner.step` turns one such forecast into rates:
    origin, the rolling empirical quantile of the same history stands in
    (mode ``model-fallback``, with the reason; a pooled forecaster,
    :mod:`sliceai.planning.pool`, first recovers from a failing member itself);
-2. online risk control (:mod:`sliceai.planning.risk`): the interval that just ended
-   is scored against the rates that were in force, and each slice's quantile level
-   moves so that its long-run share of missed intervals keeps to its risk;
-3. :class:`sliceai.solver.SliceSolver` covers each slice to its demand quantile at
+2. the interval that just ended runs through a fluid queue behind each meter (the
+   rates that were in force serve its measured demand plus what was queued; at most
+   twice the latency budget's worth waits); what is left queued is planned on top of
+   the next forecast, and an interval whose queue did not clear is a miss;
+3. online risk control (:mod:`sliceai.planning.risk`): each slice's quantile level
+   moves so that its long-run share of misses keeps to its risk;
+4. :class:`sliceai.solver.SliceSolver` covers each slice to its demand quantile at
    that level, warm-started from the plan in force, which also prices
    reconfiguration (no meter churn for small gains);
-4. when the solver raises, returns bad rates or overruns ``solve_deadline_s`` (read
+5. when the solver raises, returns bad rates or overruns ``solve_deadline_s`` (read
    on the injected ``clock``): the last plan's rates (never below the floors and
    grants) for ``last_plan_limit`` intervals (``last-plan``), then every slice's
    floor plus grants (``guarantees-only``).
@@ -48,6 +51,11 @@ from sliceai.solver.problem import PolicyArrays
 LEVELS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 #: What a plan came from, best first.
 MODES = ("optimized", "model-fallback", "last-plan", "guarantees-only")
+#: The queue the planner assumes behind each meter: twice the slice's latency budget at
+#: its rate (the replay's link model has the same), unserved demand waiting to pass.
+BUFFER_BUDGETS = 2.0
+#: Bits under which a queue counts as clear (fluid rounding, not traffic).
+BIT_TOLERANCE = 1e-3
 
 
 class PlanSolver(Protocol):
@@ -71,14 +79,19 @@ def planning_levels(policy: Policy, base: tuple[float, ...] = LEVELS) -> FloatAr
 class PlannerSettings:
     """``solve_deadline_s``: None for no deadline (the replay; the live loop passes half
     its interval). ``reconfiguration_price``: warm-start each solve from the plan in force,
-    which prices meter changes; off, every interval is solved afresh. ``risk_control``:
-    adapt each slice's level online (:mod:`sliceai.planning.risk`); off, every slice is
-    covered to its ``1 - risk`` quantile as forecast."""
+    which prices meter changes; off, every interval is solved afresh. ``drain_backlog``:
+    plan the demand left queued from the interval before on top of the forecast (off,
+    every interval is planned for its own demand only). ``risk_control``:
+    adapt each slice's level online (:mod:`sliceai.planning.risk`), ``risk_lowers`` also
+    below ``1 - risk``; off, every slice is covered to its ``1 - risk`` quantile as
+    forecast."""
 
     levels: tuple[float, ...] = LEVELS
     reconfiguration_price: bool = True
+    drain_backlog: bool = True
     risk_control: bool = True
     risk_gain: float = GAIN
+    risk_lowers: bool = False
     solve_deadline_s: float | None = None
     last_plan_limit: int = 3
 
@@ -92,10 +105,12 @@ class PlannerSettings:
 @dataclass(frozen=True)
 class Forecast:
     """Next-interval demand quantiles ``(n_slices, 2, Q)`` bit/s at the planner's levels,
-    from ``source``; ``note`` says why the fallback stood in (empty when it did not)."""
+    for an interval of ``interval_s``, from ``source``; ``note`` says why the fallback
+    stood in (empty when it did not)."""
 
     quantiles: FloatArray
     source: str
+    interval_s: float
     note: str = ""
 
     @property
@@ -169,6 +184,8 @@ class Planner:
         )
         self._previous: Plan | None = None
         self._failures = 0
+        self._budget_s = np.array([[s.latency_budget_ms / 1000.0] for s in policy.slices])
+        self._backlog = np.zeros_like(self._floors)  # bits queued behind each meter
         # The rates in force and whether each series got the coverage it was planned to.
         self._in_force: tuple[FloatArray, npt.NDArray[np.bool_]] | None = None
 
@@ -213,10 +230,9 @@ class Planner:
             notes = [note if b else n for b, n in zip(bad.tolist(), notes, strict=True)]
         q = check_quantiles(q, shape)
         per_slice = q[:, :, 0, :].reshape(len(org), n_slices, 2, -1)
-        return [
-            Forecast(per_slice[k], self.fallback.name if notes[k] else self.forecaster.name, n)
-            for k, n in enumerate(notes)
-        ]
+        used = bad.tolist()
+        names = [self.fallback.name if u else self.forecaster.name for u in used]
+        return [Forecast(per_slice[k], names[k], interval_s, n) for k, n in enumerate(notes)]
 
     # -- one interval ---------------------------------------------------------------
     def step(
@@ -231,9 +247,12 @@ class Planner:
         which the risk control scores against the rates that were in force."""
         reserved = np.zeros_like(self._floors) if reserved_bps is None else reserved_bps
         if measured_bps is not None:
-            self._score(np.asarray(measured_bps, dtype=np.float64))
+            self._score(np.asarray(measured_bps, dtype=np.float64), forecast.interval_s)
         levels = self._default_levels if self.risk is None else self.risk.levels()
-        demand = DemandForecast(self.levels, forecast.quantiles)
+        quantiles = forecast.quantiles
+        if self.settings.drain_backlog:  # what queued up must pass on top of new demand
+            quantiles = quantiles + (self._backlog / forecast.interval_s)[:, :, None]
+        demand = DemandForecast(self.levels, quantiles)
         notes = [forecast.note] if forecast.note else []
         mode = "model-fallback" if forecast.fallback else "optimized"
         previous = self._previous if self.settings.reconfiguration_price else None
@@ -257,16 +276,22 @@ class Planner:
         self._failures = 0
         return self._result(rates, demand, levels, mode, forecast, notes, plan)
 
-    def _score(self, measured: FloatArray) -> None:
-        """Feed the interval that just ended to the risk control."""
-        if self.risk is None or self._in_force is None:
+    def _score(self, measured: FloatArray, interval_s: float) -> None:
+        """Run the interval that just ended through the queue behind each meter and feed
+        its outcome to the risk control: a miss is an interval whose queue did not clear."""
+        if self._in_force is None:
             return
         rates, delivered = self._in_force
         seen = np.isfinite(measured)
-        demand = np.where(seen, measured, 0.0)
-        exceeded = demand > rates * (1 + 1e-9)
-        servable = seen & delivered & (demand <= self._reach * (1 + 1e-9))
-        self.risk.update(exceeded, servable)
+        arrived = np.where(seen, measured, 0.0) * interval_s + self._backlog  # bits
+        left = np.maximum(arrived - rates * interval_s, 0.0)
+        buffer = BUFFER_BUDGETS * self._budget_s * rates
+        self._backlog = np.where(seen, np.minimum(left, buffer), self._backlog)
+        if self.risk is None:
+            return
+        missed = left > BIT_TOLERANCE + 1e-9 * arrived
+        fits = arrived <= self._reach * interval_s * (1 + 1e-9)
+        self.risk.update(missed, seen & delivered & fits)
 
     def _fall_back(
         self,

@@ -8,13 +8,14 @@ keeps a miscoverage ``a_t`` (initially ``alpha``), covers the slice to its deman
 quantile at level ``1 - a_t`` (at ``a_t <= 0``: to everything the policy lets it
 have, its maximum or its tightest link), and after each interval::
 
-    a_{t+1} = min(A_MAX, a_t + gamma * (alpha - err_t)),   gamma = GAIN * alpha
+    a_{t+1} = min(a_max, a_t + gamma * (alpha - err_t)),   gamma = GAIN * alpha
 
-where ``err_t`` is 1 when the interval's measured demand exceeded the rate in force.
-An interval counts (updates ``a``) only when the policy could have served it: the
-slice got the coverage it was planned to (no shortage on its links took it) and its
-demand was within all the policy lets it have; intervals without a measurement do
-not count either.
+where ``err_t`` is 1 when the interval missed: its demand, plus what was still queued
+from the interval before, did not all pass the rate in force (the planner's queue
+behind the meter did not clear). An interval counts (updates ``a``) only when the
+policy could have served it: the slice got the coverage it was planned to (no
+shortage on its links took it) and all that arrived was within all the policy lets it
+have; intervals without a measurement do not count either.
 
 **Guarantee.** For every sequence of demands whatsoever (adversarial included), over
 the ``T`` intervals that count for a series::
@@ -23,12 +24,17 @@ the ``T`` intervals that count for a series::
 
 Proof: ``a`` only falls after a miss, by ``gamma * (1 - alpha) < gamma``, and a
 counted interval planned at ``a_t <= 0`` cannot miss (its allocation covers all the
-demand the policy admits), so ``a_t > -gamma`` always; clipping at ``A_MAX`` only
-lowers ``a``. Summing the updates, ``gamma * sum_t (err_t - alpha) <= a_1 - a_{T+1}
-< alpha + gamma``. With ``GAIN = 0.5`` the long-run miss rate is at most ``alpha +
-3 / T``: within 3 % of a 1e-3 risk after 10^5 counted intervals. A miss raises the
-level at once (by ``GAIN`` of the risk, in miscoverage); quiet intervals lower it
-slowly (``gamma * alpha`` each), so the level settles where misses come at the rate
+demand the policy admits), so ``a_t > -gamma`` always; clipping at ``a_max`` only
+lowers ``a``. Summing the updates, ``gamma * sum_t (err_t - alpha) <= a_1 - a_{T+1}``
+``< alpha + gamma``. With ``GAIN = 0.5`` the long-run miss rate is at most
+``alpha + 3 / T``: within 3 % of a 1e-3 risk after 10^5 counted intervals.
+
+``a_max`` is the risk itself (the level never goes below ``1 - risk``: a forecast that
+covers more than it must is left alone) unless ``lowers``, then :data:`A_MAX` (the
+level also comes down where the forecast over-covers, and the slice spends the risk
+it accepts). A miss raises the level at once (by ``GAIN`` of the risk, in
+miscoverage); quiet intervals lower it slowly (``gamma * alpha`` each), so the level
+settles where misses come at the rate
 the slice accepts, whatever the forecaster's own calibration.
 """
 

@@ -1,14 +1,11 @@
-"""Solver-backed allocators: the planner (:mod:`sliceai.planning`) in the replay,
-and the oracle.
+"""Solver-backed allocators: the planner (:mod:`sliceai.planning`) in the replay (the
+``oracle`` is in :mod:`sliceai.replay.oracle`).
 
 - ``rolling-quantile``: :class:`sliceai.planning.RollingQuantileForecaster` (the last
   300 intervals' empirical quantiles) through the planner;
 - ``sliceai``: the generative model (``SLICEAI_MODEL`` or the bundled checkpoint, on
   ``SLICEAI_DEVICE`` or the best device) pooled with EWMA and the rolling quantile
-  (:func:`sliceai.planning.loading.pooled`), through the planner with online risk control;
-- ``oracle``: the exact demand of interval ``t`` as a point forecast, solved afresh
-  (no reconfiguration price), so it never holds a rate above demand: ``max(demand,
-  floor)`` within the cap and the links' capacity, the lower bound on cost.
+  (:func:`sliceai.planning.loading.pooled`), through the planner with online risk control.
 
 :class:`PlannerAllocator` keeps the history the planner reads, asks it for the
 forecasts of a whole chunk at once (row ``t`` reads the intervals before ``t``
@@ -34,8 +31,7 @@ from sliceai.planning import (
 )
 from sliceai.planning.loading import pooled
 from sliceai.policy import Policy
-from sliceai.replay.allocators import FloatArray, PolicyAllocator, clean_load
-from sliceai.solver import DemandForecast, SliceSolver
+from sliceai.replay.allocators import FloatArray, PolicyAllocator
 
 
 class PlannerAllocator(PolicyAllocator):
@@ -90,27 +86,6 @@ class PlannerAllocator(PolicyAllocator):
         return out
 
 
-class OracleAllocator(PolicyAllocator):
-    """Sees interval ``t``'s demand exactly and solves for it: the lower bound."""
-
-    name = "oracle"
-
-    def start(
-        self, policy: Policy, trace_slices: tuple[str, ...], interval_s: float, start_time: float
-    ) -> None:
-        super().start(policy, trace_slices, interval_s, start_time)
-        self.solver = SliceSolver(policy)
-
-    def allocate_chunk(self, load: FloatArray) -> FloatArray:
-        demand = clean_load(load)
-        out = np.empty_like(demand)
-        levels = np.array([0.5])
-        for t in range(demand.shape[0]):
-            point = DemandForecast(levels, demand[t][:, :, np.newaxis])
-            out[t] = self.solver.solve(point).rates_bps
-        return out
-
-
 @functools.lru_cache(maxsize=4)
 def model_forecaster(model: str | None, device: str) -> Forecaster:
     """The model alone, loaded once per (checkpoint, device) in a process (it keeps no
@@ -120,9 +95,11 @@ def model_forecaster(model: str | None, device: str) -> Forecaster:
 
 def rolling_quantile_allocator() -> PlannerAllocator:
     """The baseline: rolling empirical quantiles through the planner, each slice covered
-    to its ``1 - risk`` quantile as forecast (no risk control)."""
+    to its ``1 - risk`` quantile as forecast (no risk control, no backlog drained)."""
     return PlannerAllocator(
-        "rolling-quantile", RollingQuantileForecaster(), PlannerSettings(risk_control=False)
+        "rolling-quantile",
+        RollingQuantileForecaster(),
+        PlannerSettings(risk_control=False, drain_backlog=False),
     )
 
 
