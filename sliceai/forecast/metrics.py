@@ -1,7 +1,7 @@
 """Scores for probabilistic forecasts (numpy only): CRPS, pinball loss, coverage.
 
 All functions take the ensemble / quantiles on the last axis and broadcast over
-the leading ones; they ignore positions where the truth is NaN.
+the leading ones; positions where the truth is NaN score NaN (or not covered).
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+#: The quantile levels :func:`crps_quantiles` integrates over: the midpoints of 100
+#: equal cells of (0, 1), 0.005, 0.015, ..., 0.995.
+CRPS_LEVELS: FloatArray = (np.arange(100, dtype=np.float64) + 0.5) / 100
 
 
 def crps_ensemble(samples: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
@@ -27,6 +31,25 @@ def crps_ensemble(samples: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
     weights = 2.0 * np.arange(1, n + 1) - n - 1  # sum_i (2i - n - 1) x_(i) = sum_{i<j} (x_j - x_i)
     pair_mean = 2.0 * np.sum(weights * x, axis=-1) / (n * (n - 1))  # E|X - X'|
     crps: FloatArray = term1 - 0.5 * pair_mean
+    return crps
+
+
+def crps_quantiles(quantiles: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
+    """CRPS from the quantiles ``(..., 100)`` at :data:`CRPS_LEVELS`; ``truth`` ``(...)``.
+
+    The CRPS is twice the pinball loss integrated over the levels,
+    ``CRPS(F, y) = 2 * integral over 0..1 of pinball_tau(F^-1(tau), y) dtau``; this is the
+    midpoint rule on :data:`CRPS_LEVELS`: twice the mean pinball loss over them. It
+    leaves out the tails beyond 0.005 and 0.995 but for their midpoint share. For a
+    Gaussian forecast it is within 0.003 standard deviations of the closed form for
+    any truth within 5 of them, and 0.01 % above it on average over truths drawn from
+    the forecast (tests/forecast/test_forecast_metrics.py checks it); about as close
+    for a log-normal forecast. Returns ``(...)`` in the units of the data.
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    if q.shape[-1] != len(CRPS_LEVELS):
+        raise ValueError(f"expected quantiles at {len(CRPS_LEVELS)} levels, got {q.shape[-1]}")
+    crps: FloatArray = 2.0 * pinball_loss(q, truth, CRPS_LEVELS).mean(axis=-1)
     return crps
 
 
