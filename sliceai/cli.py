@@ -36,7 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sliceai.traffic.commands",
     "sliceai.controller.commands",
     "sliceai.replay.commands",
-    "sliceai.forecast.commands",
+    "sliceai.forecast_commands",
     "sliceai.api.commands",
 )
 
@@ -60,13 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 def handler_of(args: argparse.Namespace) -> Handler | None:
     """The function that carries out the parsed command, loaded now; None when none was given.
 
-    ``handler`` is the dotted path (``"module:function"``). A parser may still set ``func``
-    to the function itself (``sliceai.forecast.commands`` does).
+    ``handler`` is its dotted path (``"module:function"``).
     """
     spec = getattr(args, "handler", None)
-    if spec is not None:
-        return cast(Handler, load(spec))
-    return cast("Handler | None", getattr(args, "func", None))
+    return None if spec is None else cast(Handler, load(spec))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None and getattr(args, "func", None) is None:
+    if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return 2
     try:

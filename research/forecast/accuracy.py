@@ -5,7 +5,9 @@ Scores a checkpoint (the bundled one by default) against the baselines with
 :data:`research.forecast.traces.HELD_OUT` (training scenarios on unseen seeds and
 the ``stadium`` mix), once on a 1-minute and once on a 10-second clock, and prints
 the tables; ``--markdown`` also writes them into a section of BENCHMARKS.md that
-``make bench`` leaves alone. The model is scored as ``sliceai evaluate`` scores it.
+``make bench`` leaves alone. The forecaster is scored as ``sliceai evaluate`` scores
+it: built by :func:`sliceai.planning.load_forecaster`, the model pooled with EWMA
+and the rolling quantile (``--no-pool``: the model alone).
 Targets (issue #5): CRPS at least 15% below the best baseline's, 95% intervals
 covering 93-97% of the points. ``--dev`` scores the dev traces
 (:data:`research.forecast.traces.DEV`: other seeds) instead, to choose settings on
@@ -27,8 +29,12 @@ from sliceai.forecast.evaluate import (
     MODEL,
     PINBALL_LEVELS,
     EvaluationOptions,
+    evaluate,
     slice_table,
 )
+from sliceai.forecast.metrics import CRPS_LEVELS
+from sliceai.forecast.scenarios import generate_scenario
+from sliceai.planning.loading import load_forecaster
 
 SECTION = "forecast-accuracy"
 #: (interval_s, days) of the held-out traces.
@@ -48,27 +54,23 @@ def run(
     threads: int = 2,
     progress: bool = True,
     dev: bool = False,
+    pool: bool = True,
 ) -> list[dict[str, Any]]:
     """One :func:`evaluate` report per clock, with ``interval_s``, ``days`` and ``traces``
     (the held-out traces, or with ``dev`` the dev ones)."""
-    import torch
-
     from research.forecast.traces import DEV, HELD_OUT
-    from sliceai.forecast.evaluate import evaluate
-    from sliceai.forecast.pipeline import ForecastPipeline
-    from sliceai.forecast.scenarios import generate_scenario
 
-    torch.set_num_threads(threads)
-    pipeline = ForecastPipeline.load(model, device="cpu")
+    forecaster = load_forecaster(model, device="cpu", threads=threads, pool=pool)
     reports = []
     which = DEV if dev else HELD_OUT
     for interval_s, days in clocks:
         traces = [generate_scenario(name, seed, days, interval_s) for name, seed in which]
-        report = evaluate(pipeline, traces, EvaluationOptions(progress=progress))
+        labels = [trace_label(name, seed, days) for name, seed in which]
+        report = evaluate(forecaster, traces, EvaluationOptions(progress=progress), labels=labels)
         report.update(
             interval_s=interval_s,
             days=days,
-            traces=[trace_label(name, seed, days) for name, seed in which],
+            traces=labels,
             model=model or "bundled",
         )
         reports.append(report)
@@ -94,12 +96,14 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
         "BENCHMARKS.md`; not rewritten by `make bench`)",
         f"- machine: {machine_description()}",
         f"- date: {today}",
-        f"- model: {reports[0]['model'] if reports else '-'}",
+        f"- model: {reports[0]['model'] if reports else '-'}; scored as `{MODEL}`: "
+        f"{reports[0]['forecaster'] if reports else '-'}",
         f"- targets (issue #5): CRPS >= {TARGET_IMPROVEMENT:.0%} below the best baseline; "
         f"95% interval coverage {TARGET_COVERAGE_95[0]:.0%}..{TARGET_COVERAGE_95[1]:.0%}",
         "- scores: CRPS and pinball loss divided by each series' mean load, averaged over "
         "series; coverage over all forecast points; horizon 16, a forecast every 16 "
-        "intervals, 100 sample paths",
+        f"intervals; CRPS from {len(CRPS_LEVELS)} quantiles ({CRPS_LEVELS[0]:g}, "
+        f"{CRPS_LEVELS[1]:g} .. {CRPS_LEVELS[-1]:g}: twice their mean pinball loss)",
     ]
     for rep in reports:
         best = rep["best_baseline_crps"]
@@ -144,8 +148,8 @@ def render_markdown(reports: Sequence[dict[str, Any]], command: str = COMMAND) -
         if rep.get("per_slice"):
             lines += [
                 "",
-                "The model per slice (both directions, all traces; a calibrated model has "
-                "about p of the points at or below its p quantile):",
+                f"`{MODEL}` per slice (both directions, all traces; a calibrated forecast "
+                "has about p of the points at or below its p quantile):",
                 "",
                 slice_table(rep["per_slice"], "github"),
             ]
@@ -161,13 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=None, help="days per trace (default 7)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--no-pool", action="store_true", help="score the model alone, not the pooled forecaster"
+    )
+    parser.add_argument(
         "--dev", action="store_true", help="score the dev traces (never written to --markdown)"
     )
     args = parser.parse_args(argv)
     if args.dev and args.markdown is not None:
         parser.error("--dev reports are for choosing settings; they never go into --markdown")
     clocks = CLOCKS if args.days is None else tuple((i, args.days) for i, _ in CLOCKS)
-    reports = run(args.model, clocks, args.threads, dev=args.dev)
+    reports = run(args.model, clocks, args.threads, dev=args.dev, pool=not args.no_pool)
     text = render_markdown(reports)
     print(text)
     if args.json is not None:

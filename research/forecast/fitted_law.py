@@ -24,6 +24,7 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
+from research.forecast.ensembles import ewma_ensemble, model_paths
 from research.forecast.generator_oracle import HORIZON, evaluation_origins, scored_directions
 from research.forecast.session_assist import (
     SessionOptions,
@@ -32,7 +33,6 @@ from research.forecast.session_assist import (
     session_paths,
 )
 from research.forecast.traces import DEV, HELD_OUT
-from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
@@ -44,26 +44,23 @@ def score_trace(
     name: str, seed: int, args: argparse.Namespace, pipe: Any
 ) -> list[tuple[str, dict[str, Array]]]:
     """Per series of one trace: per-origin CRPS over the series' mean load of each method."""
-    from sliceai.forecast.evaluate import EvaluationOptions, _all_levels, _model_forecast
-
     scenario = load_scenario(name)
     dt = args.interval
     n = round(args.days * 86400.0 / dt)
     trace = generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=dt, seed=seed)
     clock = Clock(START_EPOCH_S, dt, n + HORIZON)
     origins = evaluation_origins(n, dt)
-    opts = EvaluationOptions(horizon=HORIZON, stride=HORIZON, progress=False)
     out = []
     for i, settings in enumerate(resolve_slices(scenario)):
         for d, values, targets, scale in scored_directions(trace.load_bps[:, i], origins):
-            paths, _ = _model_forecast(pipe, trace, values, origins, _all_levels(), opts)
+            paths = model_paths(pipe, trace, values, origins, HORIZON)
             model = np.moveaxis(paths, 1, -1)
             options = SessionOptions(args.particles, args.window, seed + d + 10_000 * args.seed)
             filtered, have = session_paths(
                 values, clock, origins, HORIZON, model.shape[-1] // 2, options
             )
             crps = {
-                "EWMA": crps_ensemble(ewma_gaussian(values, origins, HORIZON).ensemble, targets),
+                "EWMA": crps_ensemble(ewma_ensemble(values, origins, HORIZON), targets),
                 "model": crps_ensemble(model, targets),
                 "filter": crps_ensemble(
                     np.where(have[:, None, None], filtered, model[..., : filtered.shape[-1]]),

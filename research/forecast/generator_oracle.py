@@ -68,12 +68,14 @@ CONTEXT = 256
 
 def evaluation_origins(n: int, interval_s: float) -> np.ndarray:
     """The forecast origins ``make evaluate`` scores on ``n`` intervals: every
-    :data:`HORIZON` intervals after the context and the baselines' history."""
-    from sliceai.forecast.baselines import WINDOW, seasonal_period
+    :data:`HORIZON` intervals once a forecaster reading :data:`CONTEXT` intervals and
+    the baselines whose history fits have theirs (:func:`origins_for`)."""
+    from sliceai.forecast.evaluate import EvaluationOptions, baselines, origins_for
+    from sliceai.planning.baselines import RollingQuantileForecaster
 
-    period = seasonal_period(interval_s, n - HORIZON)
-    first = max(CONTEXT, WINDOW + (period if period > 1 else 0))
-    return np.arange(first, n - HORIZON + 1, HORIZON, dtype=np.int64)
+    reader = RollingQuantileForecaster(CONTEXT)  # stands in for anything reading CONTEXT
+    opts = EvaluationOptions(horizon=HORIZON, stride=HORIZON, progress=False)
+    return origins_for(reader, baselines(), interval_s, n, opts)
 
 
 def scored_directions(

@@ -32,6 +32,7 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
+from research.forecast.ensembles import ewma_ensemble, model_paths
 from research.forecast.generator_oracle import (
     CONTEXT,
     HORIZON,
@@ -42,8 +43,6 @@ from research.forecast.generator_oracle import (
     scored_directions,
 )
 from research.forecast.traces import DEV, HELD_OUT
-from sliceai.forecast.baselines import ewma_gaussian
-from sliceai.forecast.evaluate import EvaluationOptions, _all_levels, _model_forecast
 from sliceai.forecast.features import SCALE_FLOOR_BPS
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
@@ -126,7 +125,6 @@ def score_trace(
     trace = generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)
     clock = Clock(START_EPOCH_S, interval_s, n, scenario.utc_offset_h)
     rng = np.random.default_rng(seed)
-    opts = EvaluationOptions(horizon=HORIZON, stride=HORIZON, progress=False)
     out = []
     for i, settings in enumerate(resolve_slices(scenario)):
         states = replay_slice(settings, clock, seed)
@@ -136,7 +134,7 @@ def score_trace(
         origins = evaluation_origins(n, interval_s)
         for d, values, targets, scale in scored_directions(load, origins):
             direction = DIRECTION_NAMES[d]
-            ewma = crps_ensemble(ewma_gaussian(values, origins, HORIZON).ensemble, targets)
+            ewma = crps_ensemble(ewma_ensemble(values, origins, HORIZON), targets)
             scales = context_means(values, origins)
             chunks = []
             for k in range(0, len(origins), ORIGIN_CHUNK):
@@ -148,7 +146,7 @@ def score_trace(
             oracle = np.concatenate(chunks)
             model = None
             if pipe is not None:
-                ens, _ = _model_forecast(pipe, trace, values, origins, _all_levels(), opts)
+                ens = model_paths(pipe, trace, values, origins, HORIZON)
                 model = crps_ensemble(np.moveaxis(ens, 1, -1), targets).mean(axis=0) / scale
             out.append(
                 SeriesScore(

@@ -31,6 +31,7 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
+from research.forecast.ensembles import ewma_ensemble, model_paths
 from research.forecast.generator_oracle import (
     HORIZON,
     evaluation_origins,
@@ -40,7 +41,6 @@ from research.forecast.generator_oracle import (
 )
 from research.forecast.sessions import SessionLaw, SessionParticleFilter, length_hazard
 from research.forecast.traces import DEV, HELD_OUT
-from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import (
@@ -135,21 +135,14 @@ def score_trace(
             law = known_law(settings, clock, d)
             rng = np.random.default_rng(seed)
             ens = {
-                "EWMA": ewma_gaussian(values, origins, HORIZON).ensemble,
+                "EWMA": ewma_ensemble(values, origins, HORIZON),
                 "filter": filter_forecasts(
                     values, law, origins, args.particles, args.paths, seed + d
                 ),
                 "oracle": oracle_paths(states, settings.cap, d, origins, args.paths, rng),
             }
             if pipe is not None:
-                from sliceai.forecast.evaluate import (
-                    EvaluationOptions,
-                    _all_levels,
-                    _model_forecast,
-                )
-
-                opts = EvaluationOptions(horizon=HORIZON, stride=HORIZON, progress=False)
-                paths, _ = _model_forecast(pipe, trace, values, origins, _all_levels(), opts)
+                paths = model_paths(pipe, trace, values, origins, HORIZON)
                 ens["model"] = np.moveaxis(paths, 1, -1)
             steps = {k: crps_ensemble(e, targets).mean(axis=0) / scale for k, e in ens.items()}
             out.append(Scores(settings.name, steps))

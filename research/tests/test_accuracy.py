@@ -20,14 +20,17 @@ from sliceai.bench import Figure
 from sliceai.bench.report import replace_sections, update_markdown
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.evaluate import EvaluationOptions, evaluate
+from sliceai.forecast.forecaster import ModelForecaster
+from sliceai.planning.loading import pooled
 from sliceai.traffic import Trace
 
 
 @pytest.fixture
 def reports(tiny_pipeline: ForecastPipeline) -> list[dict[str, object]]:
     load = 1e6 * np.random.default_rng(0).lognormal(0, 0.3, size=(400, 1, 2))
-    opts = EvaluationOptions(horizon=4, stride=40, n_samples=20, progress=False)
-    rep = evaluate(tiny_pipeline, [Trace(1.7e9, 60.0, ("a",), load)], opts)
+    opts = EvaluationOptions(horizon=4, stride=40, progress=False)
+    forecaster = pooled(ModelForecaster(tiny_pipeline))
+    rep = evaluate(forecaster, [Trace(1.7e9, 60.0, ("a",), load)], opts)
     rep.update(interval_s=60.0, days=0.3, traces=["one:1:0.3"], model="tiny")
     return [rep]
 
@@ -38,7 +41,9 @@ def test_section_survives_make_bench(reports: list[dict[str, object]], tmp_path:
     assert text.startswith(f"<!-- bench:{SECTION}:start -->")
     assert "one:1:0.3" in text
     assert "CRPS / best baseline" in text
-    assert "The model per slice" in text
+    assert "`sliceai` per slice" in text
+    assert "scored as `sliceai`: pool(model, ewma, rolling-quantile)" in text
+    assert "CRPS from 100 quantiles (0.005, 0.015 .. 0.995" in text
     replace_sections(md, {SECTION: text})
     fig = Figure("forecast", "case", "median", 1.0, "ms")
     update_markdown(md, ["forecast"], [fig], "sliceai bench forecast")

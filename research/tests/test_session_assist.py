@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from research.forecast.ensembles import ewma_ensemble
 from research.forecast.session_assist import (
     MIN_SCORED,
     SessionOptions,
@@ -13,7 +14,6 @@ from research.forecast.session_assist import (
     with_sessions,
 )
 from research.tests.session_traces import SPARSE, sessions_load
-from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
 
@@ -66,7 +66,7 @@ def test_a_law_fitted_late_runs_the_past_through() -> None:
     values = _sparse_values(n, seed=14)
     values[: n // 2] = 0.0
     origins = np.arange(256, n - H + 1, H)
-    stand_in = ewma_gaussian(values, origins, H).ensemble
+    stand_in = ewma_ensemble(values, origins, H)
     out, used = with_sessions(
         stand_in, values, origins, H, START_EPOCH_S, 10.0, SessionOptions(particles=300)
     )
@@ -81,7 +81,7 @@ def test_the_assist_beats_its_stand_in_model_on_a_sessions_series() -> None:
     n = 17_280
     values = _sparse_values(n, seed=11)
     origins = np.arange(256, n - H + 1, H)
-    stand_in = ewma_gaussian(values, origins, H).ensemble  # (n, H, members)
+    stand_in = ewma_ensemble(values, origins, H)  # (n, H, members)
     out, used = with_sessions(
         stand_in, values, origins, H, START_EPOCH_S, 10.0, SessionOptions(particles=300)
     )
@@ -99,7 +99,7 @@ def test_no_load_after_an_origin_shapes_its_forecast() -> None:
     n = 8_640
     values = _sparse_values(n, seed=12)
     origins = np.arange(256, n - H + 1, H)
-    stand_in = ewma_gaussian(values, origins, H).ensemble
+    stand_in = ewma_ensemble(values, origins, H)
     opts = SessionOptions(particles=200)
     out, used = with_sessions(stand_in, values, origins, H, START_EPOCH_S, 10.0, opts)
     j = len(origins) * 3 // 4

@@ -9,8 +9,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from research.forecast import session_filter as sf
+from research.forecast.ensembles import ewma_ensemble
 from research.forecast.generator_oracle import oracle_paths, replay_slice
-from sliceai.forecast.baselines import ewma_gaussian
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.scenarios import START_EPOCH_S
 from sliceai.traffic.generators import Clock, generate, load_scenario, resolve_slices
@@ -70,9 +70,7 @@ def test_the_filter_tracks_the_running_sessions_and_beats_ewma() -> None:
     ens = sf.filter_forecasts(values, law, origins, 1000, 100, seed=1)
     oracle = oracle_paths(base, None, 0, origins, 100, np.random.default_rng(2))
     filter_crps = float(crps_ensemble(ens, targets).mean())
-    ewma_crps = float(
-        crps_ensemble(ewma_gaussian(values, origins, sf.HORIZON).ensemble, targets).mean()
-    )
+    ewma_crps = float(crps_ensemble(ewma_ensemble(values, origins, sf.HORIZON), targets).mean())
     oracle_crps = float(crps_ensemble(oracle, targets).mean())
     assert filter_crps < 0.85 * ewma_crps
     assert oracle_crps < filter_crps
@@ -91,7 +89,7 @@ def test_a_clipped_load_keeps_the_filter_on_track() -> None:
     targets = sliding_window_view(values, sf.HORIZON)[origins]
     ens = sf.filter_forecasts(values, law, origins, 1000, 100, seed=1)
     assert float(ens.max()) <= 9e6
-    ewma = ewma_gaussian(values, origins, sf.HORIZON).ensemble
+    ewma = ewma_ensemble(values, origins, sf.HORIZON)
     assert float(crps_ensemble(ens, targets).mean()) < float(crps_ensemble(ewma, targets).mean())
 
 

@@ -79,33 +79,62 @@ def test_generate_writes_a_readable_trace(
     assert synthetic.load_bps[:, 0].mean() > 1e4
 
 
-def test_evaluate_writes_json(tiny_checkpoint: Path, trace_csv: Path, tmp_path: Path) -> None:
+def _evaluate(trace: Path, model: Path, *extra: str) -> list[str]:
+    return [
+        "evaluate",
+        "--traces",
+        str(trace),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--horizon",
+        "4",
+        "--stride",
+        "50",
+        *extra,
+    ]
+
+
+def test_evaluate_scores_the_pooled_forecaster_by_default_and_names_it(
+    tiny_checkpoint: Path, trace_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     report = tmp_path / "eval.json"
-    code = main(
-        [
-            "evaluate",
-            "--traces",
-            str(trace_csv),
-            "--model",
-            str(tiny_checkpoint),
-            "--device",
-            "cpu",
-            "--horizon",
-            "4",
-            "--stride",
-            "50",
-            "--json",
-            str(report),
-        ]
-    )
-    assert code == 0
+    assert main(_evaluate(trace_csv, tiny_checkpoint, "--json", str(report))) == 0
+    assert "scored: sliceai = pool(model, ewma, rolling-quantile)" in capsys.readouterr().out
     data = json.loads(report.read_text())
+    assert data["forecaster"] == "pool(model, ewma, rolling-quantile)"
+    assert data["model"] == str(tiny_checkpoint)
     assert set(data["methods"]) == {"sliceai", "seasonal-naive", "ewma", "rolling-quantile"}
     for m in data["methods"].values():
         assert set(m["coverage"]) == {"0.8", "0.95", "0.99"}
         assert set(m["pinball"]) == {"0.5", "0.9", "0.99", "0.999"}
+        assert np.isfinite(m["crps"])
     assert data["n_series"] == 4
+    # Every series from 300 (the rolling quantile in the pool reads 300), every 50 to 696.
+    assert data["n_forecasts"] == 4 * len(range(300, 697, 50))
     assert "sessions" not in data  # the network and the baselines only
+
+
+def test_evaluate_no_pool_scores_the_model_alone(
+    tiny_checkpoint: Path, trace_csv: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "eval.json"
+    assert main(_evaluate(trace_csv, tiny_checkpoint, "--no-pool", "--json", str(report))) == 0
+    assert json.loads(report.read_text())["forecaster"] == "model"
+
+
+def test_evaluate_on_a_trace_too_short_says_how_long_it_must_be(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = tmp_path / "short.csv"
+    load = np.full((200, 1, 2), 1e6)
+    write_long_csv(Trace(1.7e9, 60.0, ("video",), load), short)
+    assert main(_evaluate(short, tiny_checkpoint)) == 2
+    captured = capsys.readouterr()
+    assert "has 200 intervals" in captured.err
+    assert "needs at least 304 (300 of history and the horizon of 4)" in captured.err
+    assert "series" not in captured.out  # no table of NaN
 
 
 def test_evaluate_has_no_session_assist_options(
@@ -125,6 +154,7 @@ def test_bad_model_path_is_a_usage_error(
     assert "not a forecast checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains the full-size network twice: tens of seconds
 def test_train_cli_then_resume(trace_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     args = [

@@ -1,27 +1,84 @@
-"""``evaluate``: per-trace and per-slice scores, and the points below each quantile."""
+"""``evaluate``: every forecaster through ``quantiles_at``, per-trace and per-slice scores,
+the points below each quantile, the quantile-grid CRPS, and traces too short to score."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import ndtri
+from scipy.stats import norm
 
 from sliceai.forecast import ForecastPipeline
-from sliceai.forecast.evaluate import MODEL, EvaluationOptions, evaluate, slice_table
+from sliceai.forecast.evaluate import (
+    MODEL,
+    PINBALL_LEVELS,
+    EvaluationError,
+    EvaluationOptions,
+    _Scores,
+    all_levels,
+    evaluate,
+    minimum_length,
+    slice_table,
+)
+from sliceai.forecast.forecaster import ModelForecaster
+from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray
+from sliceai.planning.loading import pooled
 from sliceai.traffic import Trace
 
+QUIET = EvaluationOptions(horizon=4, stride=40, progress=False)
 
-def _trace(level: float, seed: int) -> Trace:
+
+def _trace(level: float, seed: int, n: int = 500) -> Trace:
     rng = np.random.default_rng(seed)
-    load = level * rng.lognormal(0, 0.3, size=(400, 1, 2))
+    load = level * rng.lognormal(0, 0.3, size=(n, 1, 2))
     return Trace(1.7e9, 60.0, ("a",), load)
+
+
+class Gaussian(Forecaster):
+    """``N(mean, std)`` at every origin and step (not clipped: the truth stays far above 0)."""
+
+    name = "gaussian"
+
+    def __init__(self, mean: float, std: float) -> None:
+        self.mean, self.std = mean, std
+        self.resets = 0
+        self.calls: list[IntArray] = []
+
+    def history_length(self, interval_s: float) -> int:
+        return 10
+
+    def reset(self) -> None:
+        super().reset()
+        self.resets += 1
+
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        self.calls.append(np.asarray(origins).copy())
+        q = self.mean + self.std * ndtri(np.asarray(levels))
+        return np.broadcast_to(q, (len(origins), history.shape[0], horizon, len(levels))).copy()
 
 
 @pytest.fixture
 def reports(tiny_pipeline: ForecastPipeline) -> list[dict[str, object]]:
-    opts = EvaluationOptions(horizon=4, stride=40, n_samples=20, progress=False)
-    rep = evaluate(tiny_pipeline, [_trace(1e6, 0), _trace(1e9, 1)], opts)
+    rep = evaluate(pooled(ModelForecaster(tiny_pipeline)), [_trace(1e6, 0), _trace(1e9, 1)], QUIET)
     rep.update(interval_s=60.0, days=0.3, traces=["one:1:0.3", "two:2:0.3"], model="tiny")
     return [rep]
+
+
+def test_the_report_names_the_scored_forecaster(reports: list[dict[str, object]]) -> None:
+    rep = reports[0]
+    assert rep["forecaster"] == "pool(model, ewma, rolling-quantile)"
+    assert rep["compared"] == ["seasonal-naive", "ewma", "rolling-quantile"]
+    methods = rep["methods"]
+    assert isinstance(methods, dict)
+    assert list(methods) == [MODEL, "seasonal-naive", "ewma", "rolling-quantile"]
 
 
 def test_per_trace_scores_average_to_the_whole(reports: list[dict[str, object]]) -> None:
@@ -62,11 +119,54 @@ def test_per_slice_scores_pool_the_traces_and_show_calibration(
 
 
 def test_points_below_a_quantile_are_counted_per_level() -> None:
-    from sliceai.forecast.evaluate import PINBALL_LEVELS, _Scores
-
-    levels = np.array(PINBALL_LEVELS)
+    levels = all_levels()
     truth = np.array([[1.0, 2.0, 3.0, 4.0]])
-    quantiles = np.broadcast_to(np.array([2.0, 3.0, 3.5, 10.0]), (1, 4, 4)).copy()
+    shape = np.interp(levels, [0.0, 0.5, 0.9, 0.99, 0.999, 1.0], [0, 2, 3, 3.5, 10, 11])
+    quantiles = np.broadcast_to(shape, (1, 4, len(levels))).copy()
     s = _Scores()
-    s.add(np.repeat(truth[..., None], 3, axis=-1), quantiles, truth, levels)
+    s.add(quantiles, truth, levels)
     assert s.summary()["below"] == {"0.5": 0.5, "0.9": 0.75, "0.99": 0.75, "0.999": 1.0}
+    assert set(s.summary()["pinball"]) == {f"{p:g}" for p in PINBALL_LEVELS}
+
+
+def test_a_gaussian_forecasts_crps_is_the_closed_form() -> None:
+    mean, std = 10.0, 2.0
+    load = np.random.default_rng(3).normal(mean, std, size=(300, 1, 2))
+    trace = Trace(1.7e9, 60.0, ("a",), load)
+    opts = EvaluationOptions(horizon=3, stride=1, progress=False)
+    rep = evaluate(Gaussian(mean, std), [trace], opts, compared=[])
+    expected = []
+    for d in range(2):
+        y = load[10:, 0, d]  # origins 10, 11, ... (its history), every target
+        steps = np.stack([y[k : len(y) - 2 + k] for k in range(3)], axis=1)
+        z = (steps - mean) / std
+        crps = std * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+        expected.append(crps.mean() / np.abs(steps).mean())
+    assert rep["methods"][MODEL]["crps"] == pytest.approx(np.mean(expected), rel=1e-3)
+
+
+def test_every_forecaster_is_reset_per_trace_and_asked_in_time_order() -> None:
+    scored, other = Gaussian(5.0, 1.0), Gaussian(5.0, 2.0)
+    other.name = "other"
+    traces = [_trace(5.0, 0, 120), _trace(5.0, 1, 90)]
+    evaluate(scored, traces, EvaluationOptions(horizon=2, stride=7, progress=False), [other])
+    for f in (scored, other):
+        assert f.resets == 2
+        assert [c.tolist() for c in f.calls] == [
+            list(range(10, 119, 7)),
+            list(range(10, 89, 7)),
+        ]
+
+
+def test_a_trace_too_short_for_the_forecaster_names_the_length_it_needs() -> None:
+    f = Gaussian(5.0, 1.0)
+    assert minimum_length(f, 60.0, 4) == 14
+    with pytest.raises(EvaluationError, match=r"short:1 has 13 intervals.*at least 14"):
+        evaluate(f, [_trace(5.0, 0, 13)], QUIET, [], labels=["short:1"])
+    evaluate(f, [_trace(5.0, 0, 14)], QUIET, [])  # just long enough
+
+
+def test_a_trace_with_no_observed_target_is_an_error() -> None:
+    trace = Trace(1.7e9, 60.0, ("a",), np.full((100, 1, 2), np.nan))
+    with pytest.raises(EvaluationError, match="no forecast origin has a fully observed target"):
+        evaluate(Gaussian(5.0, 1.0), [trace], QUIET, [])
