@@ -11,8 +11,9 @@ way to import a module while the program runs instead, by name. It is used for:
 - **Benchmarks**, named by module in :data:`sliceai.bench.BENCHMARKS`.
 - **torch where it is optional**: the service benchmark sets torch's threads
   only when it measures with the model.
-- **matplotlib** in :func:`sliceai.replay.report.write_plots`: importing it
-  takes about 0.6 s, longer than a short replay that writes no plots.
+- **matplotlib** in :func:`sliceai.replay.report.write_plots` and
+  :func:`sliceai.forecast.plot.fan_chart`: importing it takes about 0.6 s, longer
+  than a short replay or a forecast that draws no chart.
 - **The Ryu shim** (:mod:`sliceai.controller.ryu_manager`), which must patch
   ``eventlet.wsgi`` before Ryu is imported.
 

@@ -1,29 +1,18 @@
 """The generative traffic model (PyTorch): probabilistic forecasts and synthetic traces.
 
-This is an adapter around the pure core: only this package imports torch.
-Main entry point: :class:`ForecastPipeline` (``load``, ``sample``, ``quantiles``).
-Names are imported on first use, so ``sliceai.forecast.commands`` (the CLI) does
-not pay torch's import time until a command actually runs the model.
+This is an adapter around the pure core: only this package imports torch (and it
+does so at its top, so the command line's parsers live outside it, in
+:mod:`sliceai.forecast_commands`). Main entry point: :class:`ForecastPipeline`
+(``load``, ``sample``, ``quantiles``); :class:`sliceai.forecast.forecaster.ModelForecaster`
+adapts it to :class:`sliceai.planning.Forecaster`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from sliceai.forecast.checkpoint import default_checkpoint
-    from sliceai.forecast.config import ForecastConfig
-    from sliceai.forecast.errors import ForecastError
-    from sliceai.forecast.pipeline import ForecastPipeline, resolve_device
-
-_WHERE = {
-    "ForecastConfig": "sliceai.forecast.config",
-    "ForecastError": "sliceai.forecast.errors",
-    "ForecastPipeline": "sliceai.forecast.pipeline",
-    "default_checkpoint": "sliceai.forecast.checkpoint",
-    "resolve_device": "sliceai.forecast.pipeline",
-}
+from sliceai.forecast.checkpoint import default_checkpoint
+from sliceai.forecast.config import ForecastConfig
+from sliceai.forecast.errors import ForecastError
+from sliceai.forecast.pipeline import ForecastPipeline, resolve_device
 
 __all__ = [
     "ForecastConfig",
@@ -32,9 +21,3 @@ __all__ = [
     "default_checkpoint",
     "resolve_device",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'sliceai.forecast' has no attribute {name!r}")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sliceai.bench import Figure, median_ms, time_calls
+from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.metrics import crps_ensemble
 from sliceai.forecast.model import ForecastModel
@@ -68,8 +69,6 @@ def _pipeline(
     try:
         return ForecastPipeline.load(device=device, quantize=quantize), "bundled checkpoint"
     except ForecastError:
-        from sliceai.forecast.config import ForecastConfig
-
         model = ForecastModel(ForecastConfig()).eval()
         source = "untrained (no bundled checkpoint)"
         return ForecastPipeline(model, device=device, quantize=quantize), source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.forecast.pipeline import ForecastPipeline
 from sliceai.traffic import Trace
@@ -21,8 +22,6 @@ def continue_trace(
     Every (slice, direction) follows one sample path of the model, conditioned on the
     history of ``like`` the model reads and on its own earlier samples.
     """
-    from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
-
     n_slices = len(like.slices)
     c = pipeline.history_length(like.interval_s)
     first = max(0, like.n_intervals - c)

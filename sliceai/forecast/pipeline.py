@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from scipy.special import ndtri
+from torch.ao.quantization import quantize_dynamic
 
 from sliceai.forecast.checkpoint import (
     FAST_DIR,
@@ -54,8 +55,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of the Linear layers (CPU inference only)."""
-    from torch.ao.quantization import quantize_dynamic
-
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao but still works.
         warnings.simplefilter("ignore", DeprecationWarning)

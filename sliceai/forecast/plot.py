@@ -1,4 +1,5 @@
-"""Fan charts of forecasts (matplotlib, Agg backend: no display needed)."""
+"""Fan charts of forecasts (matplotlib, Agg backend: no display needed; loaded when a
+chart is drawn, see :mod:`sliceai.plugins`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from sliceai.plugins import load
 
 #: History intervals shown before the forecast.
 HISTORY = 96
@@ -23,11 +26,8 @@ def fan_chart(
 ) -> None:
     """One panel per series: ``history`` ``(n, length)`` bit/s and nested bands between
     symmetric ``quantiles`` ``(n, horizon, Q)`` at ``levels`` (sorted), in Mbit/s."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    load("matplotlib").use("Agg")
+    plt = load("matplotlib.pyplot")
     n = len(names)
     cols = min(2, n)
     rows = math.ceil(n / cols)

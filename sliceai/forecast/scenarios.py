@@ -9,6 +9,7 @@ checkpoint and which are held out for its evaluation is the studies' business
 from __future__ import annotations
 
 from sliceai.traffic import Trace
+from sliceai.traffic.generators import generate, load_scenario
 from sliceai.traffic.scenario_model import Scenario
 
 #: Monday 2026-01-05 00:00 UTC: every generated trace starts here.
@@ -21,8 +22,6 @@ def generate_scenario(
 ) -> Trace:
     """``days`` of bundled scenario ``name`` (or a scenario file) at ``interval_s``;
     ValueError if unknown."""
-    from sliceai.traffic.generators import load_scenario
-
     return generate_from(load_scenario(name), seed, days, interval_s)
 
 
@@ -30,7 +29,5 @@ def generate_from(
     scenario: Scenario, seed: int, days: float = 7.0, interval_s: float = INTERVAL_S
 ) -> Trace:
     """``days`` of ``scenario`` at ``interval_s``, generated with ``seed``."""
-    from sliceai.traffic.generators import generate
-
     n = round(days * 86400.0 / interval_s)
     return generate(scenario, start=START_EPOCH_S, n_intervals=n, interval_s=interval_s, seed=seed)
