@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sliceai.forecast.config import day_period
+from sliceai.forecast.config import ForecastConfig, day_period
 from sliceai.forecast.errors import ForecastError
 from sliceai.traffic import DIRECTION_NAMES, Trace
 
@@ -141,6 +141,26 @@ def sample_windows(
     if augment:
         _augment(contexts, targets, starts, seasonal, context_length, rng)
     return Windows(contexts, targets, starts, intervals, seasonal)
+
+
+def config_windows(
+    series: Sequence[Series],
+    n: int,
+    config: ForecastConfig,
+    rng: np.random.Generator,
+    augment: bool = True,
+) -> Windows:
+    """:func:`sample_windows` with the context, horizon and yesterday's window of ``config``."""
+    return sample_windows(
+        series,
+        n,
+        config.context_length,
+        config.max_horizon,
+        rng,
+        augment=augment,
+        seasonal_window=config.seasonal_window,
+        seasonal_min_interval_s=config.seasonal_min_interval_s,
+    )
 
 
 def _augment(

@@ -40,7 +40,7 @@ from sliceai.forecast.training.calibration import (
     single_network,
     windows_to_tensors,
 )
-from sliceai.forecast.training.data import Series, Windows, sample_windows
+from sliceai.forecast.training.data import Series, Windows, config_windows
 from sliceai.forecast.training.loss import training_loss
 
 STATE_DIR = "train_state"
@@ -170,18 +170,9 @@ def train(
         optimizer.load_state_dict(
             torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=device)
         )
-    horizon = config.max_horizon
-
     val_rng = np.random.default_rng([opts.seed, 10**6])
-    val_windows = sample_windows(
-        val_series,
-        opts.validation_windows,
-        config.context_length,
-        horizon,
-        val_rng,
-        augment=False,
-        seasonal_window=config.seasonal_window,
-        seasonal_min_interval_s=config.seasonal_min_interval_s,
+    val_windows = config_windows(
+        val_series, opts.validation_windows, config, val_rng, augment=False
     )
     meta = {**(metadata or {}), "train_options": asdict(opts)}
 
@@ -204,25 +195,9 @@ def train(
             leave=False,
         )
         for _ in bar:
-            batch = sample_windows(
-                train_series,
-                opts.batch_size,
-                config.context_length,
-                horizon,
-                rng,
-                seasonal_window=config.seasonal_window,
-                seasonal_min_interval_s=config.seasonal_min_interval_s,
-            )
-            tensors, target = windows_to_tensors(batch, config, device)
-            dist = model(*tensors)
-            loss = training_loss(dist, target)
-            if not torch.isfinite(loss):
-                raise ForecastError(f"training diverged at epoch {epoch + 1} (loss {loss.item()})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(float(loss.item()))
+            batch = config_windows(train_series, opts.batch_size, config, rng)
+            diverged = f"training diverged at epoch {epoch + 1}"
+            losses.append(training_step(model, optimizer, batch, device, diverged))
             bar.set_postfix(nll=f"{np.mean(losses[-20:]):.3f}")
         val = validation_crps(model, val_windows, device, seed=opts.seed)
         counters.history.append(
@@ -253,6 +228,26 @@ def train(
         stopped_early=stopped_early,
         history=list(counters.history),
     )
+
+
+def training_step(
+    model: ForecastModel,
+    optimizer: torch.optim.Optimizer,
+    batch: Windows,
+    device: torch.device,
+    diverged: str = "training diverged",
+) -> float:
+    """One optimizer step on ``batch`` (gradients clipped to norm 1); returns the loss.
+    A loss that is not finite raises ForecastError (``diverged``) before any update."""
+    tensors, target = windows_to_tensors(batch, model.config, device)
+    loss = training_loss(model(*tensors), target)
+    if not torch.isfinite(loss):
+        raise ForecastError(f"{diverged} (loss {loss.item()})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.item())
 
 
 def _save_state(
