@@ -1,5 +1,8 @@
-"""Durable state of the live service: accepted bandwidth grants, policy versions and
-the planner's online state (the risk control's levels).
+"""Durable state of the live service: accepted bandwidth grants, policy versions,
+the planner's online state (the risk control's levels) and, for ``serve --adapt``, the
+telemetry the service planned from (one row per interval and slice: the measured DL and
+UL bit/s, NULL where no source reported; written in batches by
+:class:`~sliceai.engine.recorder.TelemetryRecorder`, older rows pruned).
 
 One SQLite file (stdlib :mod:`sqlite3`) in WAL mode with ``synchronous=FULL``:
 every write method commits before it returns, so a caller that acknowledges
@@ -17,6 +20,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +51,20 @@ CREATE TABLE IF NOT EXISTS planner_state (
     body TEXT NOT NULL,
     saved_unix_s REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS telemetry (
+    interval_start_unix_s REAL NOT NULL,
+    slice TEXT NOT NULL,
+    interval_s REAL NOT NULL,
+    dl_bps REAL,
+    ul_bps REAL,
+    PRIMARY KEY (interval_start_unix_s, slice)
+) WITHOUT ROWID;
 """
+
+
+#: One stored telemetry row: interval start (epoch s), slice, interval (s), DL and UL bit/s
+#: (None: not measured).
+TelemetryRow = tuple[float, str, float, float | None, float | None]
 
 
 class StoreError(RuntimeError):
@@ -207,3 +224,48 @@ class StateStore:
         except ValueError:
             return None
         return loaded
+
+    # -- telemetry ----------------------------------------------------------
+    def add_telemetry(self, rows: Sequence[TelemetryRow]) -> None:
+        """Insert (or replace) ``rows`` in one transaction and commit."""
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO telemetry VALUES (?, ?, ?, ?, ?)", rows
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def prune_telemetry(self, before_unix_s: float) -> int:
+        """Delete the telemetry of intervals starting before ``before_unix_s``; returns
+        the rows deleted."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM telemetry WHERE interval_start_unix_s < ?", (before_unix_s,)
+            )
+        return int(cur.rowcount)
+
+    def load_telemetry(
+        self, interval_s: float | None = None, since_unix_s: float | None = None
+    ) -> list[TelemetryRow]:
+        """Stored rows in time order: those recorded at ``interval_s`` (None: any), of
+        intervals starting at ``since_unix_s`` or later (None: all)."""
+        where, args = ["1"], []
+        if since_unix_s is not None:
+            where.append("interval_start_unix_s >= ?")
+            args.append(since_unix_s)
+        if interval_s is not None:
+            where.append("ABS(interval_s - ?) <= ?")
+            args += [interval_s, 1e-9 * interval_s]
+        query = (
+            "SELECT interval_start_unix_s, slice, interval_s, dl_bps, ul_bps FROM telemetry "
+            f"WHERE {' AND '.join(where)} ORDER BY interval_start_unix_s"
+        )
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [(float(t), str(s), float(i), dl, ul) for t, s, i, dl, ul in rows]
