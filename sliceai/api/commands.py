@@ -23,6 +23,24 @@ def interval_s(text: str) -> float:
     return value
 
 
+#: Units of the long durations of ``--adapt-every`` and ``--adapt-min-history``, s.
+LONG_DURATION_UNITS_S = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def long_duration_s(text: str) -> float:
+    """``--adapt-every``, ``--adapt-min-history``: ``6h``, ``90min``, ``2d``, ``3600s`` or a
+    bare number of seconds; positive."""
+    body = text.strip()
+    unit = next((u for u in ("min", "s", "h", "d") if body.endswith(u)), "")
+    try:
+        value = float(body[: len(body) - len(unit)]) * LONG_DURATION_UNITS_S.get(unit, 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a duration (e.g. 6h, 90min, 2d)") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: must be positive")
+    return value
+
+
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser(
         "serve",
@@ -84,6 +102,33 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--rate-limit", type=float, default=2000.0, help="messages per second per client"
+    )
+    serve.add_argument(
+        "--adapt",
+        action="store_true",
+        help="record the telemetry planned from (in --db, 14 days) and every --adapt-every "
+        "fine-tune the model on it; the fine-tuned model takes over only when it forecasts "
+        "the most recent, held-back telemetry better (sliceai.api.adapt)",
+    )
+    serve.add_argument(
+        "--adapt-every",
+        type=long_duration_s,
+        default="6h",
+        metavar="DURATION",
+        help="time between adaptation rounds, e.g. 6h, 90min, 1d (default 6h)",
+    )
+    serve.add_argument(
+        "--adapt-min-history",
+        type=long_duration_s,
+        default="1d",
+        metavar="DURATION",
+        help="recorded telemetry needed before the first fine-tune (default 1d)",
+    )
+    serve.add_argument(
+        "--adapt-minutes",
+        type=float,
+        default=10.0,
+        help="wall-time budget of one fine-tune, minutes (default 10)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     serve.set_defaults(handler="sliceai.api.serve_command:run")

@@ -8,12 +8,17 @@ allocation that was in force). Per service: ``sliceai_plan_compute_seconds``
 (forecast + solve), ``sliceai_loop_latency_seconds`` (from the telemetry that
 closed an interval to the plan being published), ``sliceai_plans_total{mode}``,
 ``sliceai_telemetry_samples_total``, ``sliceai_stale_sources``,
-``sliceai_policy_version``, ``sliceai_grants``.
+``sliceai_policy_version``, ``sliceai_grants``. With ``serve --adapt``
+(:mod:`sliceai.api.adapt`): ``sliceai_model_adaptations_total{outcome}`` (rounds:
+swapped, kept, skipped, failed), ``sliceai_model_champion_crps`` and
+``sliceai_model_challenger_crps`` (the last scored round's CRPS of the running model and
+of the fine-tuned challenger on the held-back telemetry, relative to the mean load; NaN
+before one) and ``sliceai_model_adaptation_seconds`` (the last round's duration).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -23,6 +28,19 @@ from sliceai.engine.telemetry import CollectedTelemetry
 
 _DIRS = ("dl", "ul")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class AdaptationOutcome(Protocol):
+    """What the metrics read of an adaptation round (:class:`sliceai.api.adapt.AdaptDecision`)."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def champion_crps(self) -> float: ...
+    @property
+    def challenger_crps(self) -> float: ...
+    @property
+    def seconds(self) -> float: ...
 
 
 class ServiceMetrics:
@@ -67,6 +85,29 @@ class ServiceMetrics:
         self.stale = Gauge("sliceai_stale_sources", "Telemetry sources currently stale", registry=r)
         self.policy_version = Gauge("sliceai_policy_version", "Running policy version", registry=r)
         self.grants = Gauge("sliceai_grants", "Standing MEC bandwidth grants", registry=r)
+        self.adaptations = Counter(
+            "sliceai_model_adaptations",
+            "Model adaptation rounds, by outcome",
+            ("outcome",),
+            registry=r,
+        )
+        self.champion_crps = Gauge(
+            "sliceai_model_champion_crps",
+            "Running model's CRPS / mean load on the last round's held-back telemetry",
+            registry=r,
+        )
+        self.challenger_crps = Gauge(
+            "sliceai_model_challenger_crps",
+            "Fine-tuned challenger's CRPS / mean load on the same held-back telemetry",
+            registry=r,
+        )
+        self.adaptation_seconds = Gauge(
+            "sliceai_model_adaptation_seconds",
+            "Duration of the last adaptation round, s",
+            registry=r,
+        )
+        for gauge in (self.champion_crps, self.challenger_crps):
+            gauge.set(float("nan"))
         self._previous: PlanRecord | None = None
         self._http: Any = None
 
@@ -97,6 +138,14 @@ class ServiceMetrics:
         self.policy_version.set(plan.policy_version)
         self.grants.set(len(plan.grants))
         self._previous = plan
+
+    def observe_adaptation(self, decision: AdaptationOutcome) -> None:
+        """Count an adaptation round; a scored one sets the two CRPS gauges."""
+        self.adaptations.labels(decision.outcome).inc()
+        self.adaptation_seconds.set(decision.seconds)
+        if np.isfinite(decision.champion_crps) and np.isfinite(decision.challenger_crps):
+            self.champion_crps.set(decision.champion_crps)
+            self.challenger_crps.set(decision.challenger_crps)
 
     def serve_http(self, port: int, addr: str = "127.0.0.1") -> int:
         """Expose /metrics on ``addr:port`` (0 = any free port); returns the port."""

@@ -18,9 +18,11 @@ from typing import Any
 from sliceai.api.metrics import ServiceMetrics
 from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
+from sliceai.engine.recorder import TelemetryRecorder
 from sliceai.engine.simulate import SimulationError, Simulator
 from sliceai.planning import load_forecaster
 from sliceai.planning.forecasters import UnavailableForecaster
+from sliceai.plugins import load
 from sliceai.policy.bundled import bundled_policy_path
 from sliceai.traffic.generators import bundled_scenarios
 from sliceai.usage import UsageError
@@ -57,6 +59,37 @@ def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
             file=sys.stderr,
         )
         return UnavailableForecaster("model", str(exc))
+
+
+#: Builds the ``--adapt`` loop; loaded only then (it imports the training code).
+ADAPTER = "sliceai.api.adapt:build_adapter"
+
+
+def _adaptation(
+    args: argparse.Namespace, engine: Engine, store: StateStore, metrics: ServiceMetrics
+) -> tuple[TelemetryRecorder, Any]:
+    """The telemetry recorder and the adaptation loop of ``--adapt`` (not started)."""
+    if args.model == "empirical" or isinstance(engine.forecaster, UnavailableForecaster):
+        raise UsageError("--adapt needs the generative model (--model default or DIR)")
+    if args.adapt_minutes <= 0:
+        raise UsageError(f"--adapt-minutes must be positive, got {args.adapt_minutes}")
+    recorder = TelemetryRecorder(store)
+    recorder.attach(engine)
+    adapter = load(ADAPTER)(
+        engine,
+        store,
+        every_s=args.adapt_every,
+        min_history_s=args.adapt_min_history,
+        minutes=args.adapt_minutes,
+        device=args.device,
+        models_dir=args.db.parent / f"{args.db.stem}-models",
+        base=str(args.model),
+    )
+    adapter.on_decision.append(metrics.observe_adaptation)
+    resumed = adapter.resume(args.device)
+    if resumed is not None:
+        print(f"sliceai serve: resumed the adapted model in {resumed}", file=sys.stderr)
+    return recorder, adapter
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     metrics = ServiceMetrics()
     metrics.attach(engine)
+    adaptation = _adaptation(args, engine, store, metrics) if args.adapt else None
     simulator = None
     if args.simulate:
         scenario = args.simulate
@@ -149,12 +183,25 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if adaptation is not None:
+        for part in adaptation:
+            part.start()
+        print(
+            f"sliceai serve: adapting the model every {args.adapt_every / 3600:g} h once "
+            f"{args.adapt_min_history / 3600:g} h of telemetry is recorded",
+            file=sys.stderr,
+            flush=True,
+        )
     while not stop.wait(0.5):
         pass
     print("sliceai serve: shutting down", file=sys.stderr, flush=True)
+    if adaptation is not None:
+        adaptation[1].stop()
     if simulator is not None:
         simulator.stop()
     server.stop(grace_s=2.0)
+    if adaptation is not None:
+        adaptation[0].stop()
     metrics.close()
     store.close()
     return 0
