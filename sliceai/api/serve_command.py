@@ -69,10 +69,8 @@ def _adaptation(
     args: argparse.Namespace, engine: Engine, store: StateStore, metrics: ServiceMetrics
 ) -> tuple[TelemetryRecorder, Any]:
     """The telemetry recorder and the adaptation loop of ``--adapt`` (not started)."""
-    if args.model == "empirical" or isinstance(engine.forecaster, UnavailableForecaster):
-        raise UsageError("--adapt needs the generative model (--model default or DIR)")
-    if args.adapt_minutes <= 0:
-        raise UsageError(f"--adapt-minutes must be positive, got {args.adapt_minutes}")
+    if isinstance(engine.forecaster, UnavailableForecaster):
+        raise UsageError("--adapt needs the generative model, and it did not load")
     recorder = TelemetryRecorder(store)
     recorder.attach(engine)
     adapter = load(ADAPTER)(
@@ -104,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--client-ca needs --tls-cert and --tls-key")
     if args.torch_threads < 1:
         raise UsageError(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    if args.adapt and args.model == "empirical":
+        raise UsageError("--adapt needs the generative model (--model default or DIR)")
+    if args.adapt and not args.adapt_minutes > 0:
+        raise UsageError(f"--adapt-minutes must be positive, got {args.adapt_minutes}")
     text = None
     if args.policy is not None:
         try:

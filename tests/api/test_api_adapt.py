@@ -4,6 +4,7 @@ restart), a worse one does not; too little history skips the round."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import threading
@@ -22,7 +23,9 @@ from sliceai.api.adapt import (
     ModelAdapter,
     build_adapter,
 )
+from sliceai.api.commands import long_duration_s
 from sliceai.api.metrics import ServiceMetrics
+from sliceai.cli import main
 from sliceai.engine import Engine, EngineSettings, StateStore
 from sliceai.engine.clock import ManualClock
 from sliceai.forecast.config import ForecastConfig
@@ -234,3 +237,33 @@ def test_the_thread_runs_rounds_and_stops(engine: Engine, tmp_path: Path) -> Non
         adapter.stop()
     assert adapter.last is not None
     assert adapter.last.outcome == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("6h", 21600.0), ("90min", 5400.0), ("2d", 172800.0), ("30", 30.0)]
+)
+def test_adapt_durations(text: str, seconds: float) -> None:
+    assert long_duration_s(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "0h", "-1d"])
+def test_bad_adapt_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        long_duration_s(text)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "empirical"], "--adapt needs the generative model"),
+        (["--adapt-minutes", "0"], "--adapt-minutes must be positive"),
+    ],
+)
+def test_serve_adapt_usage_errors_before_touching_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    db = tmp_path / "state.db"
+    code = main(["serve", "--db", str(db), "--adapt", "--listen", "127.0.0.1:0", *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not db.exists()
