@@ -225,8 +225,9 @@ def evaluate(
             need = minimum_length(forecaster, trace.interval_s, opts.horizon)
             raise EvaluationError(
                 f"{label} has {trace.n_intervals} intervals; scoring {forecaster.name} at "
-                f"{trace.interval_s:g} s needs at least {need} "
-                f"({need - opts.horizon} of history and the horizon of {opts.horizon})"
+                f"{trace.interval_s:g} s needs at least {need} ({need - opts.horizon} of "
+                f"history and the horizon of {opts.horizon}: "
+                f"{need * trace.interval_s / 3600:.3g} h)"
             )
         plan.append(origins)
     scores = {name: _Scores() for name in names}

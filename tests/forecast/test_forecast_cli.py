@@ -133,7 +133,7 @@ def test_evaluate_on_a_trace_too_short_says_how_long_it_must_be(
     assert main(_evaluate(short, tiny_checkpoint)) == 2
     captured = capsys.readouterr()
     assert "has 200 intervals" in captured.err
-    assert "needs at least 304 (300 of history and the horizon of 4)" in captured.err
+    assert "needs at least 304 (300 of history and the horizon of 4: 5.07 h)" in captured.err
     assert "series" not in captured.out  # no table of NaN
 
 

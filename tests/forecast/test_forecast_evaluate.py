@@ -9,6 +9,7 @@ from scipy.special import ndtri
 from scipy.stats import norm
 
 from sliceai.forecast import ForecastPipeline
+from sliceai.forecast import evaluate as evaluate_module
 from sliceai.forecast.evaluate import (
     MODEL,
     PINBALL_LEVELS,
@@ -170,3 +171,15 @@ def test_a_trace_with_no_observed_target_is_an_error() -> None:
     trace = Trace(1.7e9, 60.0, ("a",), np.full((100, 1, 2), np.nan))
     with pytest.raises(EvaluationError, match="no forecast origin has a fully observed target"):
         evaluate(Gaussian(5.0, 1.0), [trace], QUIET, [])
+
+
+def test_asking_for_the_origins_in_chunks_scores_the_same(
+    tiny_pipeline: ForecastPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    trace = Trace(1.7e9, 60.0, ("a", "b"), 1e6 * rng.lognormal(0, 0.5, size=(600, 2, 2)))
+    opts = EvaluationOptions(horizon=4, stride=3, progress=False)
+    whole = evaluate(pooled(ModelForecaster(tiny_pipeline)), [trace], opts)
+    monkeypatch.setattr(evaluate_module, "CHUNK_VALUES", 4 * 4 * len(all_levels()) * 5)
+    chunked = evaluate(pooled(ModelForecaster(tiny_pipeline)), [trace], opts)  # 5 per call
+    assert chunked["methods"] == whole["methods"]
