@@ -30,7 +30,17 @@ def register(subparsers: Any) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help=DEVICE_HELP)
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR")
-    train.set_defaults(handler=f"{HANDLERS}:train_command")
+    train.add_argument(
+        "--init",
+        metavar="default|DIR",
+        help="fine-tune this checkpoint ('default': the bundled one) on a site's history "
+        "(--traces) instead of training from scratch; the ensemble serving the traces' "
+        "clock is tuned, the other copied",
+    )
+    train.add_argument(
+        "--minutes", type=float, metavar="M", help="with --init: wall-time budget, minutes"
+    )
+    train.set_defaults(handler="sliceai.forecast.finetune_command:train_or_finetune")
 
     fc = subparsers.add_parser(
         "forecast", help="forecast the intervals after a trace (quantiles, fan chart)"

@@ -11,6 +11,7 @@ import pytest
 import torch
 from forecast_configs import TINY
 
+from sliceai.cli import main
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.checkpoint import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, save_model
 from sliceai.forecast.errors import ForecastError
@@ -25,6 +26,7 @@ from sliceai.forecast.training.finetune import (
 from sliceai.forecast.training.holdout import score_crps
 from sliceai.planning import load_forecaster
 from sliceai.traffic import Trace
+from sliceai.traffic.longcsv import write_long_csv
 
 #: A few short epochs on the CPU, no progress bar.
 QUICK = FinetuneOptions(
@@ -171,3 +173,59 @@ def test_score_crps_skips_idle_series_and_returns_nan_without_targets(
     assert np.isfinite(score)
     assert score == pytest.approx(only, rel=0.3)
     assert np.isnan(score_crps(tiny_pipeline, values, 1.7e9, 60.0, 398, horizon=4))
+
+
+@pytest.fixture
+def site_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "site.csv"
+    write_long_csv(site_trace(n=1200), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--init", "/no/such/model"], "no such checkpoint directory"),
+        (["--init", "default", "--resume"], "--resume continues a run"),
+        (["--init", "default", "--scenario", "campus:1:1"], "give it with --traces"),
+        (["--init", "default", "--minutes", "0"], "--minutes must be positive"),
+    ],
+)
+def test_init_usage_errors_exit_2(
+    site_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "out"
+    code = main(["train", "--traces", str(site_csv), "--out", str(out), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_init_with_a_directory_that_is_no_checkpoint_exits_2(
+    site_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["train", "--init", str(empty), "--traces", str(site_csv), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "not a forecast checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_init_writes_a_checkpoint_that_model_loads(
+    tiny_checkpoint: Path, site_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "site-model"
+    argv = ["train", "--init", str(tiny_checkpoint), "--traces", str(site_csv), "--out", str(out)]
+    code = main([*argv, "--device", "cpu", "--minutes", "0.1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"checkpoint in {out}" in printed
+    assert "main" in printed
+    pipe = ForecastPipeline.load(out, device="cpu")
+    assert pipe.metadata["finetuned_on"] == [str(site_csv)]
+    assert pipe.metadata["finetune_options"]["minutes"] == 0.1
