@@ -244,19 +244,16 @@ class ModelAdapter:
 
     def _report(self, decision: AdaptDecision) -> None:
         self.last = decision
-        log.log(
-            logging.WARNING if decision.outcome == FAILED else logging.INFO,
-            "model adaptation: %s (%s); CRPS champion %.4f, challenger %.4f on %d held-back "
-            "intervals after %d; %.0f s%s",
-            decision.outcome,
-            decision.reason,
-            decision.champion_crps,
-            decision.challenger_crps,
-            decision.held_back,
-            decision.history,
-            decision.seconds,
-            f"; saved in {decision.checkpoint}" if decision.checkpoint else "",
-        )
+        text = f"model adaptation: {decision.outcome} ({decision.reason})"
+        if decision.outcome in (SWAPPED, KEPT):
+            text += (
+                f"; CRPS / mean load on the last {decision.held_back} intervals: running "
+                f"model {decision.champion_crps:.4f}, fine-tuned {decision.challenger_crps:.4f} "
+                f"(trained on the {decision.history} before); {decision.seconds:.0f} s"
+            )
+        if decision.checkpoint is not None:
+            text += f"; saved in {decision.checkpoint}"
+        log.log(logging.WARNING if decision.outcome == FAILED else logging.INFO, "%s", text)
         for cb in list(self.on_decision):
             try:
                 cb(decision)

@@ -90,6 +90,14 @@ def _adaptation(
     return recorder, adapter
 
 
+def _duration(seconds: float) -> str:
+    """``21600`` -> ``"6 h"``: in the largest unit that leaves at least 1."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
 def run(args: argparse.Namespace) -> int:
     """``sliceai serve``: run until SIGTERM or Ctrl-C; 0 after a clean shutdown."""
     logging.basicConfig(
@@ -189,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
         for part in adaptation:
             part.start()
         print(
-            f"sliceai serve: adapting the model every {args.adapt_every / 3600:g} h once "
-            f"{args.adapt_min_history / 3600:g} h of telemetry is recorded",
+            f"sliceai serve: adapting the model every {_duration(args.adapt_every)} once "
+            f"{_duration(args.adapt_min_history)} of telemetry is recorded",
             file=sys.stderr,
             flush=True,
         )
