@@ -32,6 +32,8 @@ RETENTION_S = 14 * 86400.0
 FLUSH_EVERY_S = 10.0
 #: Rows waiting for the disk, at most (the oldest go first when it is unwritable).
 MAX_PENDING_ROWS = 200_000
+#: Intervals :func:`stored_trace` reads from the store at a time.
+READ_INTERVALS = 4096
 
 
 class TelemetryRecorder:
@@ -135,18 +137,25 @@ def stored_trace(
     """The stored telemetry recorded at ``interval_s`` as a trace of ``slice_names`` (NaN
     where nothing is stored: gaps, slices the store has not seen), from the first stored
     interval (at or after ``since_unix_s``) to the last; None when nothing is stored. Each
-    row goes to the interval nearest its start on the grid of the first."""
-    rows = store.load_telemetry(interval_s, since_unix_s)
-    index = {name: i for i, name in enumerate(slice_names)}
-    rows = [r for r in rows if r[1] in index]
-    if not rows:
+    row goes to the interval nearest its start on the grid of the first. Read
+    :data:`READ_INTERVALS` intervals at a time, so neither the rows nor the store's lock
+    are held for the whole history."""
+    span = store.telemetry_span(interval_s, since_unix_s)
+    if span is None:
         return None
-    times = np.array([r[0] for r in rows])
-    first = float(times[0])
-    cols = np.rint((times - first) / interval_s).astype(np.int64)
-    load = np.full((int(cols[-1]) + 1, len(slice_names), 2), np.nan)
-    slices = np.array([index[r[1]] for r in rows], dtype=np.int64)
-    for d in (0, 1):
-        vals = np.array([np.nan if r[3 + d] is None else r[3 + d] for r in rows], dtype=np.float64)
-        load[cols, slices, d] = np.maximum(vals, 0.0)
+    first, last = span
+    index = {name: i for i, name in enumerate(slice_names)}
+    load = np.full((round((last - first) / interval_s) + 1, len(slice_names), 2), np.nan)
+    step = READ_INTERVALS * interval_s
+    lo = first - 0.5 * interval_s
+    while lo <= last:
+        rows = [r for r in store.load_telemetry(interval_s, lo, lo + step) if r[1] in index]
+        lo += step
+        if not rows:
+            continue
+        cols = np.rint((np.array([r[0] for r in rows]) - first) / interval_s).astype(np.int64)
+        slices = np.array([index[r[1]] for r in rows], dtype=np.int64)
+        for d in (0, 1):
+            vals = np.array([np.nan if r[3 + d] is None else r[3 + d] for r in rows])
+            load[cols, slices, d] = np.maximum(vals, 0.0)
     return Trace(first, interval_s, slice_names, load)

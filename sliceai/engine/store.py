@@ -251,21 +251,48 @@ class StateStore:
         return int(cur.rowcount)
 
     def load_telemetry(
-        self, interval_s: float | None = None, since_unix_s: float | None = None
+        self,
+        interval_s: float | None = None,
+        since_unix_s: float | None = None,
+        until_unix_s: float | None = None,
     ) -> list[TelemetryRow]:
         """Stored rows in time order: those recorded at ``interval_s`` (None: any), of
-        intervals starting at ``since_unix_s`` or later (None: all)."""
-        where, args = ["1"], []
-        if since_unix_s is not None:
-            where.append("interval_start_unix_s >= ?")
-            args.append(since_unix_s)
-        if interval_s is not None:
-            where.append("ABS(interval_s - ?) <= ?")
-            args += [interval_s, 1e-9 * interval_s]
+        intervals starting in ``[since_unix_s, until_unix_s)`` (None: unbounded)."""
+        where, args = self._telemetry_filter(interval_s, since_unix_s, until_unix_s)
         query = (
             "SELECT interval_start_unix_s, slice, interval_s, dl_bps, ul_bps FROM telemetry "
-            f"WHERE {' AND '.join(where)} ORDER BY interval_start_unix_s"
+            f"WHERE {where} ORDER BY interval_start_unix_s"
         )
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
         return [(float(t), str(s), float(i), dl, ul) for t, s, i, dl, ul in rows]
+
+    def telemetry_span(
+        self, interval_s: float | None = None, since_unix_s: float | None = None
+    ) -> tuple[float, float] | None:
+        """Start of the first and of the last stored interval (as :meth:`load_telemetry`
+        selects them), or None when there is none."""
+        where, args = self._telemetry_filter(interval_s, since_unix_s, None)
+        query = (
+            "SELECT MIN(interval_start_unix_s), MAX(interval_start_unix_s) FROM telemetry "
+            f"WHERE {where}"
+        )
+        with self._lock:
+            first, last = self._db.execute(query, args).fetchone()
+        return None if first is None else (float(first), float(last))
+
+    @staticmethod
+    def _telemetry_filter(
+        interval_s: float | None, since: float | None, until: float | None
+    ) -> tuple[str, list[float]]:
+        where, args = ["1"], []
+        if since is not None:
+            where.append("interval_start_unix_s >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("interval_start_unix_s < ?")
+            args.append(until)
+        if interval_s is not None:
+            where.append("ABS(interval_s - ?) <= ?")
+            args += [interval_s, 1e-9 * interval_s]
+        return " AND ".join(where), args

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sliceai.engine import Engine, EngineSettings, StateStore
+from sliceai.engine import recorder as recorder_module
 from sliceai.engine.clock import ManualClock
 from sliceai.engine.recorder import TelemetryRecorder, stored_trace
 from sliceai.planning import RollingQuantileForecaster
@@ -124,3 +125,25 @@ def test_a_failed_write_keeps_the_rows_for_the_next(engine: Engine, clock: Manua
         recorder.flush()
     engine.store.add_telemetry = real  # type: ignore[method-assign]
     assert recorder.flush() == len(engine.policy.slice_names)
+
+
+def test_the_history_is_read_in_pieces_with_the_same_result(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = engine.policy.slice_names
+    rows = [
+        (1000.0 + k * INTERVAL + 0.01 * (k % 3), name, INTERVAL, float(k * 10 + j), None)
+        for k in range(10)
+        for j, name in enumerate(names)
+        if (k, j) != (4, 1)
+    ]
+    engine.store.add_telemetry(rows)
+    whole = stored_trace(engine.store, names, INTERVAL)
+    monkeypatch.setattr(recorder_module, "READ_INTERVALS", 3)
+    pieces = stored_trace(engine.store, names, INTERVAL)
+    assert whole is not None
+    assert pieces is not None
+    np.testing.assert_array_equal(whole.load_bps, pieces.load_bps)
+    assert whole.load_bps[:, 2, 0].tolist() == [k * 10 + 2 for k in range(10)]
+    assert np.isnan(whole.load_bps[4, 1, 0])
+    assert np.isnan(whole.load_bps[:, :, 1]).all()
