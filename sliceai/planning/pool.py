@@ -15,9 +15,9 @@ forgetting factor: on traffic the model knows, its sharper forecasts win the wei
 on traffic it does not, the weight moves to what works within tens of intervals.
 
 Losses come from the pool's own forecasts once their targets are seen: each call
-remembers every origin's next-interval member forecasts by the epoch s of their target
-interval, and a later call whose history holds that interval (on the same grid of
-``interval_s`` from ``start_time``) scores them before it forecasts. So the pool learns
+remembers the member forecasts of every step of every origin by the epoch s of their
+target interval, and a later call whose history holds that interval (on the same grid
+of ``interval_s`` from ``start_time``) scores them before it forecasts. So the pool learns
 from whatever calls it gets, in time order: one origin per interval in the live loop,
 a whole chunk of origins in the replay (the same weights, interval by interval), the
 scored origins in an evaluation. A member that
@@ -73,7 +73,8 @@ class PooledForecaster(Forecaster):
     def reset(self) -> None:
         """Forget every loss (a new trace, a new set of series)."""
         self.loss: FloatArray | None = None  # (n_series, k) average relative losses
-        self._pending: dict[float, tuple[FloatArray, FloatArray]] = {}  # epoch s -> (q, lv)
+        # (origin's grid index, step) -> (target epoch s, member quantiles (k, n, Q), levels)
+        self._pending: dict[tuple[int, int], tuple[float, FloatArray, FloatArray]] = {}
         self.last_notes = []
 
     def history_length(self, interval_s: float) -> int:
@@ -122,9 +123,12 @@ class PooledForecaster(Forecaster):
         for k, o in enumerate(org.tolist()):
             self._learn(history, start_time, interval_s, o)
             out[k] = self._combine(member_q[:, k])
-            target = start_time + o * interval_s  # epoch s of the interval forecast first
-            if not any(abs(t - target) < 0.25 * interval_s for t in self._pending):
-                self._pending[target] = (member_q[:, k, :, 0, :].copy(), lv)
+            first = start_time + o * interval_s  # epoch s of the interval forecast first
+            grid = round(first / interval_s)
+            for h in range(horizon):  # every step is scored once its target is seen
+                self._pending.setdefault(
+                    (grid, h), (first + h * interval_s, member_q[:, k, :, h, :].copy(), lv)
+                )
         self._forget(start_time, interval_s)
         self.last_notes = notes
         return out
@@ -178,14 +182,14 @@ class PooledForecaster(Forecaster):
         """Score the pending forecasts whose target is a column of ``history`` before
         ``origin`` (the column a target's epoch s falls on, ``start`` being column 0's)."""
         due = []
-        for t in self._pending:
+        for key, (t, _, _) in self._pending.items():
             col = (t - start) / interval_s
-            k = round(col)
-            if abs(col - k) < 0.25 and 0 <= k < origin:
-                due.append((t, k))
-        for t, k in sorted(due):
-            q, lv = self._pending.pop(t)
-            self._score(q, lv, history[:, k])
+            c = round(col)
+            if abs(col - c) < 0.25 and 0 <= c < origin:
+                due.append((t, key, c))
+        for _, key, c in sorted(due):
+            _, q, lv = self._pending.pop(key)
+            self._score(q, lv, history[:, c])
 
     def _score(self, q: FloatArray, levels: FloatArray, actual: FloatArray) -> None:
         """Update the losses with one forecast ``q`` ``(k, n, Q)`` of ``actual`` ``(n,)``."""
@@ -194,8 +198,10 @@ class PooledForecaster(Forecaster):
         pinball = np.maximum(levels * diff, (levels - 1.0) * diff).mean(axis=2)  # (k, n)
         pinball = pinball.T  # (n, k)
         ok = np.isfinite(pinball)
-        mean = np.nanmean(np.where(ok, pinball, np.nan), axis=1, keepdims=True)
-        usable = (ok.sum(axis=1, keepdims=True) > 0) & (mean > 0) & np.isfinite(actual)[:, None]
+        count = ok.sum(axis=1, keepdims=True)
+        total = np.where(ok, pinball, 0.0).sum(axis=1, keepdims=True)
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        usable = (count > 0) & (mean > 0) & np.isfinite(actual)[:, None]
         if not usable.any():
             return
         relative = np.divide(pinball, mean, out=np.ones_like(pinball), where=usable & ok)
@@ -207,7 +213,8 @@ class PooledForecaster(Forecaster):
     def _forget(self, start: float, interval_s: float) -> None:
         """Drop forecasts whose target the history no longer reaches, and the oldest
         beyond :data:`PENDING`."""
-        for t in [t for t in self._pending if t < start - 0.25 * interval_s]:
-            del self._pending[t]
+        gone = [k for k, (t, _, _) in self._pending.items() if t < start - 0.25 * interval_s]
+        for key in gone:
+            del self._pending[key]
         while len(self._pending) > PENDING:
             del self._pending[min(self._pending)]

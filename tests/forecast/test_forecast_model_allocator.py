@@ -44,7 +44,7 @@ def test_registered_and_forecasting_with_the_named_checkpoint() -> None:
     assert isinstance(alloc, PlannerAllocator)
     policy = load_policy(POLICY)
     alloc.start(policy, policy.slice_names, 10.0, 1.7e9)
-    assert alloc.planner.forecaster.name == "model"
+    assert alloc.planner.forecaster.name == "pool(model, ewma, rolling-quantile)"
 
 
 def test_rates_are_finite_within_bounds_and_causal() -> None:

@@ -129,3 +129,22 @@ def test_a_swapped_in_member_forecasts_from_the_next_call() -> None:
     assert old.center == 3e6  # type: ignore[attr-defined]
     q = pool.quantiles_at(_history(10), np.array([5]), LEVELS, 0.0, 1.0)
     np.testing.assert_allclose(q[0, :, 0, 1], 1e6)
+
+
+def test_missing_targets_teach_nothing_and_warn_nothing() -> None:
+    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    history = _history(50)
+    history[:, 10:40] = np.nan  # (the suite turns warnings into errors)
+    pool.quantiles_at(history, np.arange(1, 51), LEVELS, 0.0, 1.0)
+    assert (pool.weights(2)[:, 1] > 0.9).all()  # learnt from the 19 intervals it saw
+
+
+def test_every_step_of_a_forecast_is_scored_once_its_target_is_seen() -> None:
+    # One origin every 4 intervals with a horizon of 4: each interval is a target once.
+    strided = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    strided.quantiles_at(_history(200), np.arange(1, 200, 4), LEVELS, 0.0, 1.0, horizon=4)
+    dense = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    dense.quantiles_at(_history(200), np.arange(1, 200), LEVELS, 0.0, 1.0)
+    assert strided.loss is not None
+    assert dense.loss is not None
+    np.testing.assert_allclose(strided.loss, dense.loss, rtol=0.02)
