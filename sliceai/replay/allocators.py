@@ -18,8 +18,8 @@ maximum, and within link capacity (:func:`fit_to_capacity`).
 - ``ewma``: an exponentially weighted moving average of past use (weight 0.3 on
   the newest interval) plus a 20 % margin.
 
-The solver-backed allocators (``rolling-quantile``, ``sliceai``, ``oracle``) are in
-:mod:`sliceai.replay.planned`; :mod:`sliceai.replay.registry` names them all.
+The solver-backed allocators are in :mod:`sliceai.replay.planned` (``rolling-quantile``,
+``sliceai``) and :mod:`sliceai.replay.oracle`; :mod:`sliceai.replay.registry` names them all.
 """
 
 from __future__ import annotations

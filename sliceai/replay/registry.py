@@ -17,7 +17,8 @@ from sliceai.replay.allocators import (
     StaticAllocator,
 )
 from sliceai.replay.errors import ReplayError
-from sliceai.replay.planned import OracleAllocator, rolling_quantile_allocator, sliceai_allocator
+from sliceai.replay.oracle import OracleAllocator
+from sliceai.replay.planned import rolling_quantile_allocator, sliceai_allocator
 
 AllocatorFactory = Callable[[], Allocator]
 
