@@ -8,6 +8,15 @@ Definitions (per slice; a direction's problem counts for the slice):
   (which defaults to its 5QI packet delay budget); (c) loss: the bits dropped
   are more than the 5QI packet error rate times the bits there were to send.
   ``violation_rate`` is the fraction (0..1) of intervals with a violation.
+- ``unservable_intervals``: intervals in which no allocation within the policy
+  could serve the slice's demand: in either direction the demand is above the
+  most the policy lets the slice have (:func:`servable_limit_bps`: its maximum,
+  and on each link it crosses the capacity less the other slices' guaranteed
+  floors). The same for every allocator.
+- ``violation_rate_servable``: violations among the other, servable, intervals
+  over their number (``null`` when there are none); ``violation_rate`` counts
+  every interval. A backlog carried in from an unservable interval can still
+  make a servable one violate.
 - ``unserved_bits``: bits dropped (lost, never delivered).
 - ``p50_delay_ms`` / ``p99_delay_ms``: percentiles over intervals of the
   slice's queueing delay (the worse direction), read off a log histogram
@@ -33,6 +42,7 @@ import numpy.typing as npt
 
 from sliceai.policy import Policy
 from sliceai.replay.linkmodel import QueueStep
+from sliceai.solver.problem import PolicyArrays
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -42,11 +52,23 @@ DELAY_BINS_PER_DECADE = 50
 DELAY_MIN_MS = 1e-3
 DELAY_DECADES = 9  # 1 us .. 1000 s
 CAUSES = ("shortfall", "delay", "loss")
+SERVABLE_RTOL = 1e-9  # demand this close above the limit still counts as servable (rounding)
 
 
 def alpha_of(priority: int) -> float:
     """DeepCog weight of a lost bit against an idle reserved bit, from a 3GPP priority level."""
     return 128.0 / priority
+
+
+def servable_limit_bps(policy: Policy) -> FloatArray:
+    """The most the policy lets each slice have at once, ``(n_slices, 2)`` bit/s: its
+    maximum, and on every link it crosses the capacity less the other slices' floors."""
+    a = PolicyArrays.of(policy)
+    on_link = a.incidence.astype(np.float64) @ a.floor_bps  # (L, 2) floors per link
+    room = a.capacity_bps[:, None, None] - on_link[:, None, :] + a.floor_bps[None]  # (L, S, 2)
+    room = np.where(a.incidence[:, :, None], room, np.inf).min(axis=0)
+    out: FloatArray = np.minimum(a.cap_bps, room)
+    return out
 
 
 def _edges() -> FloatArray:
@@ -72,8 +94,11 @@ class MetricsAccumulator:
         self.per = np.array([s.five_qi.characteristics.per for s in policy.slices])
         self.alpha = np.array([alpha_of(s.priority_level) for s in policy.slices])
         self.capacity = np.array([link.capacity for link in policy.topology.links])
+        self.servable_limit = servable_limit_bps(policy) * (1 + SERVABLE_RTOL)
         self.intervals = 0
         self.violations = np.zeros(n_slices, dtype=np.int64)
+        self.unservable = np.zeros(n_slices, dtype=np.int64)
+        self.servable_violations = np.zeros(n_slices, dtype=np.int64)
         self.causes = np.zeros((n_slices, len(CAUSES)), dtype=np.int64)
         self.any_violation = 0
         self.offered = np.zeros(n_slices)
@@ -107,8 +132,11 @@ class MetricsAccumulator:
         late_s = late[:, :, 0] | late[:, :, 1]
         lossy_s = lossy[:, :, 0] | lossy[:, :, 1]
         violated = shortfall_s | late_s | lossy_s
+        unservable = (offered > self.servable_limit * dt).any(axis=2)  # (n, S)
         self.intervals += n
         self.violations += violated.sum(0)
+        self.unservable += unservable.sum(0)
+        self.servable_violations += (violated & ~unservable).sum(0)
         self.causes += np.stack([shortfall_s.sum(0), late_s.sum(0), lossy_s.sum(0)], axis=-1)
         self.any_violation += int(violated.any(1).sum())
         self.offered += _slice_sum(offered)
@@ -158,6 +186,10 @@ class MetricsAccumulator:
                 "violations_by_cause": {
                     c: float(self.causes[i, j] / n) for j, c in enumerate(CAUSES)
                 },
+                "unservable_intervals": int(self.unservable[i]),
+                "violation_rate_servable": _ratio(
+                    self.servable_violations[i], self.intervals - self.unservable[i]
+                ),
                 "unserved_bits": float(self.unserved[i]),
                 "p50_delay_ms": self._percentile(self.delay_hist[i], 0.5),
                 "p99_delay_ms": self._percentile(self.delay_hist[i], 0.99),

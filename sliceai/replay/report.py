@@ -5,8 +5,9 @@ JSON shape (``ReplayResult.to_json``)::
     {"trace": NAME, "policy": NAME, "intervals": N, "interval_s": S, "start": EPOCH_S,
      "missing_slices": [...],
      "allocators": {ALLOCATOR: {"total": {...}, "slices": {SLICE: {
-         "violation_rate", "unserved_bits", "p50_delay_ms", "p99_delay_ms",
-         "overprovisioning", "reconfigurations", "cost", ...}}}}}
+         "violation_rate", "unservable_intervals", "violation_rate_servable",
+         "unserved_bits", "p50_delay_ms", "p99_delay_ms", "overprovisioning",
+         "reconfigurations", "cost", ...}}}}}
 
 Non-finite numbers are written as ``null``. Plots (matplotlib, Agg backend):
 ``allocation_dl.png`` / ``allocation_ul.png`` (allocation of every allocator vs
@@ -64,6 +65,8 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
 
     ``viol %``: mean over slices of the % of intervals violated; ``any viol %``: % of
     intervals in which some slice violated; ``cost/oracle``: cost over the oracle's.
+    Per slice, ``servable viol %`` leaves out the intervals no allocation could serve,
+    and a line after the table counts those per slice (when there are any).
     """
     head = (
         f"{result.trace}: {result.intervals} intervals of {result.interval_s:g} s "
@@ -112,6 +115,7 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
                         name,
                         sname,
                         f"{100 * m['violation_rate']:.2f}",
+                        _opt(_pct(m["violation_rate_servable"]), ".2f"),
                         _bits(m["unserved_bits"]),
                         f"{m['p50_delay_ms']:.3g}",
                         f"{m['p99_delay_ms']:.3g}",
@@ -126,6 +130,7 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
                 "allocator",
                 "slice",
                 "viol %",
+                "servable viol %",
                 "unserved",
                 "p50 ms",
                 "p99 ms",
@@ -135,7 +140,27 @@ def comparison_table(result: ReplayResult, per_slice: bool = False) -> str:
             ],
             disable_numparse=True,
         )
+        text += _unservable_line(result)
     return text
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100 * x
+
+
+def _unservable_line(result: ReplayResult) -> str:
+    """Intervals no allocation within the policy could serve, per slice ("" if none)."""
+    first = next(iter(result.allocators.values()), None)
+    if first is None:
+        return ""
+    counts = {s: m["unservable_intervals"] for s, m in first.metrics["slices"].items()}
+    listed = ", ".join(f"{s} {c}" for s, c in counts.items() if c)
+    if not listed:
+        return ""
+    return (
+        "\n\nunservable intervals (demand above what the policy lets the slice have, "
+        f"for every allocator): {listed}"
+    )
 
 
 def write_plots(result: ReplayResult, directory: Path) -> list[Path]:
