@@ -20,9 +20,10 @@ The LP is the solver's (:func:`sliceai.solver.lp.solve_directions`, exact: one s
 per slice above its floor, on the capacity the floors leave), not
 :class:`~sliceai.solver.SliceSolver`'s objective: that one ranks every guaranteed slice
 above every best-effort one, whatever their priorities, and a slice above any number of
-less important ones on other links (priority tiers are lexicographic). Both disagree with
-the cost under shortage, and claim 3 fails with them (a priority-90 guaranteed slice,
-alpha 1.4, served before a priority-1 best-effort one, alpha 128).
+less important ones on other links (priority tiers are lexicographic). Under shortage
+both orders disagree with the cost, and claim 3 below fails with them (a priority-90
+guaranteed slice, alpha 1.4, would be served before a priority-1 best-effort one, alpha
+128).
 
 Notation, per slice and direction, in bits per interval of ``T`` s: arrivals ``A_t``,
 effective allocation ``C_t``, floor ``F`` and maximum ``K`` times ``T``; the link model
@@ -31,7 +32,8 @@ buffer in seconds / ``T``) and drops the remainder; ``D_t`` is the bits dropped 
 ``t``. The cost (:mod:`sliceai.replay.metrics`) is ``alpha sum drop_t + sum (C_t - A_t)+``:
 backlog drained counts as overprovisioning (allocation above the interval's demand).
 Compared allocators keep every slice within ``[floor, maximum]`` and every link within
-capacity (all the registered ones do); priority levels are 1..127, so ``alpha > 1``.
+capacity (all the registered ones do); the policy's floors fit every link (the loader
+checks it) and its priority levels are 1..127, so ``alpha > 1``.
 
 What it is a lower bound of (proved)
 ------------------------------------
@@ -48,9 +50,10 @@ What it is a lower bound of (proved)
    direction, whatever an allocator within the maxima does:
 
    a. at every ``t`` the oracle has **dropped the fewest bits**, ``D^o_t <= D_t``, and
-      ``D^o_t + b^o_t <= D_t + b_t``. Induction: if ``b^o + A <= K`` the oracle serves
-      all. Otherwise it serves ``K`` (the most anyone can) with the largest buffer
-      ``beta K``: its rest ``r^o = b^o + A - K`` has ``D^o + r^o <= D + r``, so
+      ``D^o_t + b^o_t <= D_t + b_t``. Induction on both: if ``b^o + A <= K`` the oracle
+      serves all. Otherwise it serves ``K`` (the most anyone can) with the largest
+      buffer ``beta K``: its rest ``r^o = b^o + A - K`` and the other's
+      ``r = b + A - served >= b + A - K`` have ``D^o + r^o <= D + r``, so
       ``D^o_t + b^o_t = D^o + r^o <= D + r = D_t + b_t`` and
       ``D^o_t = max(D^o, D^o + r^o - beta K) <= max(D, D + r - beta C) = D_t``.
    b. **cost^o <= cost + b_end + sum_{t: A_t < F} min(b_{t-1}, F - A_t)**, the other's
@@ -63,11 +66,12 @@ What it is a lower bound of (proved)
       (``>=`` for the other). Subtract: ``(alpha - 1)(D^o - D) <= 0`` by (a), and
       ``min(served, M) - min(served^o, M)`` is ``<= 0`` where ``A >= F`` (the oracle
       serves ``min(A, K)`` at least) and ``<= min(b_{t-1}, F - A)`` where ``A < F``.
-3. **Buffers that hold nothing** (``buffer_budgets -> 0``, the oracle built with the
-   replay's value): nothing carries over, an interval costs
+3. **Buffers that hold nothing** (in the limit ``buffer_budgets -> 0``, the oracle
+   built with the replay's value): nothing carries over, an interval costs
    ``alpha (A - C)+ + (C - A)+`` per slice, and the LP minimises exactly that over the
-   policy's allocations, shortage across links included: **no allocator costs less, on
-   any trace**.
+   policy's allocations (no rate above ``max(A, F)`` pays; below it a bit is worth
+   ``alpha``), shortage across links included: **no allocator costs less, on any
+   trace**. This is what weighting by alpha buys.
 
 What it is not
 --------------
