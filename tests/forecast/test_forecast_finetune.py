@@ -229,3 +229,17 @@ def test_train_init_writes_a_checkpoint_that_model_loads(
     pipe = ForecastPipeline.load(out, device="cpu")
     assert pipe.metadata["finetuned_on"] == [str(site_csv)]
     assert pipe.metadata["finetune_options"]["minutes"] == 0.1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_finetuning_on_the_gpu_writes_a_checkpoint_the_cpu_loads(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "gpu"
+    options = dataclasses.replace(QUICK, device="cuda")
+    result = finetune_checkpoint(tiny_checkpoint, [site_trace()], out, options)
+    (member,) = result.ensembles[MAIN].members
+    assert member.best_val_crps < member.initial_val_crps
+    pipe = ForecastPipeline.load(out, device="cpu")
+    assert np.isfinite(pipe.quantiles(_values(site_trace())[:, -64:], 4, (0.5,))).all()

@@ -211,7 +211,8 @@ def finetune_pipeline(
     result = FinetuneResult()
     tuned: dict[str, ForecastModel | ForecastEnsemble] = {}
     done = 0
-    with torch.random.fork_rng(devices=[]), bar:
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), bar:
         for which in (MAIN, FAST):
             if which not in groups:
                 continue
