@@ -1,6 +1,6 @@
-"""``sliceai replay TRACE --policy P --allocator NAME|all [--json FILE] [--report DIR]`` and
-``sliceai demo``: their options (the handlers are :mod:`sliceai.replay.replay_command` and
-:mod:`sliceai.demo`).
+"""``sliceai replay TRACE --policy P --allocator NAME|all [--json FILE] [--report DIR]``,
+``sliceai assess`` and ``sliceai demo``: their options (the handlers are
+:mod:`sliceai.replay.replay_command`, :mod:`sliceai.assess` and :mod:`sliceai.demo`).
 
 Exit codes: 0 done; 1 the policy is invalid or the trace does not fit it; 2 usage
 errors and unreadable or malformed files (trace or policy).
@@ -36,6 +36,37 @@ def register(subparsers: Any) -> None:
     p.add_argument("--per-slice", action="store_true", help="also print one row per slice")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler="sliceai.replay.replay_command:run")
+
+    assess: argparse.ArgumentParser = subparsers.add_parser(
+        "assess",
+        help="replay every allocator and score the forecast on traces; judge sliceai",
+        description="Replay every allocator and score the forecaster on each trace, then "
+        "judge the sliceai allocator: its cost against the cheapest baseline and the cheapest "
+        "one that keeps every slice within its risk x 1.5 (over the intervals the policy could "
+        "serve), its slices over their risk, and the forecast's CRPS, coverage and tail loss "
+        "against seasonal naive, EWMA and the rolling quantile.",
+    )
+    assess.add_argument("traces", type=Path, nargs="*", metavar="TRACE", help="long CSV traces")
+    assess.add_argument("--policy", type=Path, metavar="P", help="their slice policy")
+    assess.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="lines 'TRACE POLICY' instead of TRACE... --policy (make assess writes one)",
+    )
+    assess.add_argument(
+        "--allocator", default="all", metavar="NAME|all", help="allocators (default all)"
+    )
+    assess.add_argument(
+        "--model", default="default", help="forecaster: default, empirical or a checkpoint"
+    )
+    assess.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    assess.add_argument("--json", type=Path, metavar="FILE", help="write everything here")
+    assess.add_argument(
+        "--markdown", type=Path, metavar="FILE", help="write the tables into FILE's section"
+    )
+    assess.add_argument("--no-progress", action="store_true", help="no progress bars")
+    assess.set_defaults(handler="sliceai.assess:run")
 
     demo: argparse.ArgumentParser = subparsers.add_parser(
         "demo",

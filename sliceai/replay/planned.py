@@ -29,7 +29,7 @@ from sliceai.planning import (
     RollingQuantileForecaster,
     load_forecaster,
 )
-from sliceai.planning.loading import pooled
+from sliceai.planning.loading import DEFAULT_MODEL, pooled
 from sliceai.policy import Policy
 from sliceai.replay.allocators import FloatArray, PolicyAllocator
 
@@ -103,9 +103,12 @@ def rolling_quantile_allocator() -> PlannerAllocator:
     )
 
 
-def sliceai_allocator() -> PlannerAllocator:
-    """What ``sliceai serve`` runs: the model (``SLICEAI_MODEL``, ``SLICEAI_DEVICE``)
-    pooled with the baselines, through the planner with risk control."""
-    model = os.environ.get("SLICEAI_MODEL")
-    device = os.environ.get("SLICEAI_DEVICE", "auto")
-    return PlannerAllocator("sliceai", lambda: pooled(model_forecaster(model, device)))
+def sliceai_allocator(model: str | None = None, device: str | None = None) -> PlannerAllocator:
+    """What ``sliceai serve`` runs: the model (a checkpoint; default ``SLICEAI_MODEL`` or
+    the bundled one, on ``device``, default ``SLICEAI_DEVICE`` or the best one) pooled
+    with the baselines, through the planner with risk control."""
+    path = model if model is not None else os.environ.get("SLICEAI_MODEL")
+    on = device or os.environ.get("SLICEAI_DEVICE", "auto")
+    if path == DEFAULT_MODEL:
+        path = None
+    return PlannerAllocator("sliceai", lambda: pooled(model_forecaster(path, on)))
