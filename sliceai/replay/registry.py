@@ -1,7 +1,8 @@
 """Allocators by name: the built-in ones and any a plug-in registers.
 
 ``static``, ``proportional`` and ``ewma`` (:mod:`sliceai.replay.allocators`),
-``rolling-quantile``, ``sliceai`` and ``oracle`` (:mod:`sliceai.replay.planned`).
+``rolling-quantile`` and ``sliceai`` (:mod:`sliceai.replay.planned`), ``oracle``
+(:mod:`sliceai.replay.oracle`).
 The ``sliceai`` allocator loads its model when a replay starts, not here, so this
 module never imports torch.
 """
