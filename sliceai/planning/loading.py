@@ -40,6 +40,11 @@ def load_forecaster(
     return pooled(loaded) if pool else loaded
 
 
+#: Weights of the model, EWMA and the rolling quantile before any loss is seen: the
+#: model leads until it forecasts worse (chosen on dev traces: research/planning).
+POOL_PRIOR = (0.8, 0.1, 0.1)
+
+
 def pooled(model: Forecaster) -> PooledForecaster:
     """``model`` pooled with EWMA and the rolling empirical quantile (the model first)."""
-    return PooledForecaster([model, EwmaForecaster(), RollingQuantileForecaster()])
+    return PooledForecaster([model, EwmaForecaster(), RollingQuantileForecaster()], POOL_PRIOR)

@@ -1,0 +1,102 @@
+"""Choose the pool's settings on dev traces: ``python -m research.planning.pool_settings``.
+
+Scores, with ``sliceai evaluate``'s scoring (:func:`sliceai.forecast.evaluate.evaluate`),
+the model alone and pools of it with EWMA and the rolling quantile under several
+(``eta``, prior, memory) settings, on the dev traces of the bundled scenarios (seeds
+2001-2003, never used to train or for the held-out scores), on randomised variants of
+them (traffic the model was not trained on) and on both with a x1.4 load step half-way.
+The members' forecasts are computed once per trace and shared by the variants. The
+held-out family under ``sims/heldout`` is never used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from research.forecast.traces import DEV, generate_variant
+from sliceai.forecast.evaluate import EvaluationOptions, baselines, evaluate
+from sliceai.forecast.scenarios import generate_scenario
+from sliceai.planning import EwmaForecaster, Forecaster, PooledForecaster, RollingQuantileForecaster
+from sliceai.planning.forecasters import FloatArray, IntArray
+from sliceai.planning.loading import load_forecaster
+from sliceai.traffic import Trace
+
+
+class Cached(Forecaster):
+    """Remembers ``inner``'s answers by (history, origins, levels, horizon)."""
+
+    def __init__(self, inner: Forecaster) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.memo: dict[tuple[int, bytes, bytes, int], FloatArray] = {}
+
+    def history_length(self, interval_s: float) -> int:
+        return self.inner.history_length(interval_s)
+
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        key = (hash(history.tobytes()), np.asarray(origins).tobytes(), levels.tobytes(), horizon)
+        if key not in self.memo:
+            self.memo[key] = self.inner.quantiles_at(
+                history, origins, levels, start_time, interval_s, horizon
+            )
+        return self.memo[key]
+
+
+def stepped(trace: Trace, factor: float = 1.4) -> Trace:
+    load = trace.load_bps.copy()
+    load[trace.n_intervals // 2 :] *= factor
+    return Trace(trace.start, trace.interval_s, trace.slices, load)
+
+
+SETTINGS: Sequence[tuple[str, float, tuple[float, float, float] | None, float]] = (
+    ("eta10 equal m50", 10.0, None, 50.0),
+    ("eta30 equal m50", 30.0, None, 50.0),
+    ("eta10 0.8 m50", 10.0, (0.8, 0.1, 0.1), 50.0),
+    ("eta30 0.8 m50", 30.0, (0.8, 0.1, 0.1), 50.0),
+    ("eta30 0.8 m200", 30.0, (0.8, 0.1, 0.1), 200.0),
+    ("eta60 0.8 m100", 60.0, (0.8, 0.1, 0.1), 100.0),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=float, default=2.0)
+    parser.add_argument("--interval", type=float, default=10.0)
+    args = parser.parse_args()
+    model = Cached(load_forecaster(None, "cpu", pool=False))
+    ewma, rolling = Cached(EwmaForecaster()), Cached(RollingQuantileForecaster())
+    opts = EvaluationOptions(progress=False)
+    table: dict[str, list[float]] = {}
+    for name, seed in DEV:
+        if "/" in name:
+            continue
+        for kind in ("bundled", "variant"):
+            make = generate_variant if kind == "variant" else generate_scenario
+            base = make(name, seed, args.days, args.interval)
+            for label, trace in ((f"{name}-{kind}", base), (f"{name}-{kind}-step", stepped(base))):
+                compared = [Cached(b) for b in baselines()]
+                row = [evaluate(model, [trace], opts, compared)["crps_improvement"]]
+                for _, eta, prior, memory in SETTINGS:
+                    pool = PooledForecaster([model, ewma, rolling], prior, eta, memory)
+                    row.append(evaluate(pool, [trace], opts, compared)["crps_improvement"])
+                table[label] = row
+                cells = " ".join(f"{100 * v:+6.1f}%" for v in row)
+                print(f"{label:28s} {cells}", flush=True)
+    print("\ncolumns: model alone, " + ", ".join(s[0] for s in SETTINGS))
+    means = np.mean(np.array(list(table.values())), axis=0)
+    print("mean   " + " ".join(f"{100 * v:+6.1f}%" for v in means))
+
+
+if __name__ == "__main__":
+    main()
