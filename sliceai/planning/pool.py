@@ -2,17 +2,21 @@
 with EWMA and the rolling quantile, weighted online by their recent pinball loss.
 
 :class:`PooledForecaster` holds its members (the generative model first) and, per
-series, each member's recent loss. At every origin it averages the members'
-quantiles (quantile averaging keeps them monotone) with weights::
+series and quantile level, each member's recent loss. At every origin it averages the
+members' quantiles level by level with weights::
 
-    w_k  proportional to  prior_k * exp(-ETA * L_k)
+    w_k(level)  proportional to  prior_k * exp(-ETA * L_k(level))
 
-where ``L_k`` is member ``k``'s exponentially weighted average (memory ``MEMORY``
-forecasts) of its *relative* pinball loss: its loss on a forecast, averaged over the
-quantile levels, divided by the members' mean loss on that forecast (so one ``ETA``
-serves slices of any size). This is exponentially weighted aggregation with a
-forgetting factor: on traffic the model knows, its sharper forecasts win the weight;
-on traffic it does not, the weight moves to what works within tens of intervals.
+where ``L_k(level)`` is member ``k``'s exponentially weighted average (memory
+``MEMORY`` forecasts) of its pinball loss at that level divided by the members' mean
+of those averages (a ratio of average losses, so one ``ETA`` serves slices of any
+size), and then sorts the averaged quantiles (a rearrangement, which never raises the
+pinball loss). This is exponentially weighted aggregation with a forgetting factor, one
+per level: on traffic the model knows, its sharper forecasts win the weight; where its
+tails are too thin, the tail levels go to the member whose tail has been right; on
+traffic it does not know at all, the weight moves to what works within tens of
+intervals. A level the pool has not been scored at takes the weights of the nearest
+one it has (in log-odds), or of the average over levels.
 
 Losses come from the pool's own forecasts once their targets are seen: each call
 remembers the member forecasts of every step of every origin by the epoch s of their
@@ -30,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray
 
@@ -72,7 +77,9 @@ class PooledForecaster(Forecaster):
 
     def reset(self) -> None:
         """Forget every loss (a new trace, a new set of series)."""
-        self.loss: FloatArray | None = None  # (n_series, k) average relative losses
+        # Average pinball losses in bit/s, (n_series, k): over all levels, and by level.
+        self.loss: FloatArray | None = None
+        self.level_loss: dict[float, FloatArray] = {}
         # (origin's grid index, step) -> (target epoch s, member quantiles (k, n, Q), levels)
         self._pending: dict[tuple[int, int], tuple[float, FloatArray, FloatArray]] = {}
         self.last_notes = []
@@ -91,18 +98,36 @@ class PooledForecaster(Forecaster):
         self.members = tuple(members)
         return old
 
-    def weights(self, n_series: int) -> FloatArray:
-        """Current weights ``(n_series, k)`` (every member healthy)."""
+    def weights(self, n_series: int, levels: FloatArray | None = None) -> FloatArray:
+        """Current weights ``(n_series, k)`` from the loss over all levels, or with
+        ``levels`` ``(Q,)`` each level's ``(n_series, k, Q)`` (every member healthy)."""
         loss = self._losses(n_series)
-        logits = self.log_prior[None, :] - self.eta * loss
+        if levels is not None:
+            loss = np.stack([self._level_losses(float(lv), loss) for lv in levels], axis=-1)
+            logits = self.log_prior[None, :, None] - self.eta * _relative(loss)
+        else:
+            logits = self.log_prior[None, :] - self.eta * _relative(loss)
         w = np.exp(logits - logits.max(axis=1, keepdims=True))
         return np.asarray(w / w.sum(axis=1, keepdims=True))
 
     def _losses(self, n_series: int) -> FloatArray:
         if self.loss is None or self.loss.shape[0] != n_series:
-            self.loss = np.ones((n_series, len(self.members)))
+            self.loss = np.zeros((n_series, len(self.members)))
+            self.level_loss = {}
             self._pending.clear()
         return self.loss
+
+    def _level_losses(self, level: float, overall: FloatArray) -> FloatArray:
+        """The losses at ``level``: its own, or the nearest scored level's in log-odds, or
+        ``overall`` when no level has been scored yet."""
+        key = round(level, 9)
+        if key in self.level_loss:
+            return self.level_loss[key]
+        if not self.level_loss:
+            return overall
+        logit = np.log(level / (1.0 - level))
+        nearest = min(self.level_loss, key=lambda lv: abs(np.log(lv / (1.0 - lv)) - logit))
+        return self.level_loss[nearest]
 
     # -- forecasting ------------------------------------------------------------------
     def quantiles_at(
@@ -122,7 +147,7 @@ class PooledForecaster(Forecaster):
         out = np.empty((len(org), n, horizon, len(lv)))
         for k, o in enumerate(org.tolist()):
             self._learn(history, start_time, interval_s, o)
-            out[k] = self._combine(member_q[:, k])
+            out[k] = self._combine(member_q[:, k], lv)
             first = start_time + o * interval_s  # epoch s of the interval forecast first
             grid = round(first / interval_s)
             for h in range(horizon):  # every step is scored once its target is seen
@@ -167,15 +192,16 @@ class PooledForecaster(Forecaster):
         note = "; ".join(failed) + ("; pooled from the others" if failed else "")
         return out, [note if b else "" for b in bad_rows.tolist()]
 
-    def _combine(self, member_q: FloatArray) -> FloatArray:
-        """Weighted quantile average of ``member_q`` ``(k, n, H, Q)`` -> ``(n, H, Q)``;
-        members that failed on a series get no weight there (NaN where all failed)."""
-        healthy = np.isfinite(member_q).all(axis=(2, 3)).T  # (n, k)
-        w = self.weights(member_q.shape[1]) * healthy
+    def _combine(self, member_q: FloatArray, levels: FloatArray) -> FloatArray:
+        """Level-by-level weighted average of ``member_q`` ``(k, n, H, Q)``, sorted along
+        the levels -> ``(n, H, Q)``; members that failed on a series get no weight there
+        (NaN where all failed)."""
+        healthy = np.asarray(np.isfinite(member_q).all(axis=(2, 3))).T  # (n, k)
+        w = self.weights(member_q.shape[1], levels) * healthy[:, :, None]  # (n, k, Q)
         total = w.sum(axis=1, keepdims=True)
         w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-        pooled = np.einsum("nk,knhq->nhq", w, np.nan_to_num(member_q))
-        return np.asarray(np.where(total[:, :, None] > 0, pooled, np.nan))
+        pooled = np.sort(np.einsum("nkq,knhq->nhq", w, np.nan_to_num(member_q)), axis=-1)
+        return np.asarray(np.where(total[:, :, None, 0] > 0, pooled, np.nan))
 
     # -- learning ---------------------------------------------------------------------
     def _learn(self, history: FloatArray, start: float, interval_s: float, origin: int) -> None:
@@ -195,20 +221,30 @@ class PooledForecaster(Forecaster):
         """Update the losses with one forecast ``q`` ``(k, n, Q)`` of ``actual`` ``(n,)``."""
         assert self.loss is not None
         diff = actual[None, :, None] - q  # (k, n, Q)
-        pinball = np.maximum(levels * diff, (levels - 1.0) * diff).mean(axis=2)  # (k, n)
-        pinball = pinball.T  # (n, k)
+        pinball = np.maximum(levels * diff, (levels - 1.0) * diff).transpose(1, 0, 2)  # (n, k, Q)
         ok = np.isfinite(pinball)
-        count = ok.sum(axis=1, keepdims=True)
-        total = np.where(ok, pinball, 0.0).sum(axis=1, keepdims=True)
-        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        usable = (count > 0) & (mean > 0) & np.isfinite(actual)[:, None]
-        if not usable.any():
-            return
-        relative = np.divide(pinball, mean, out=np.ones_like(pinball), where=usable & ok)
-        update = usable & ok
-        self.loss = np.where(
-            update, self.decay * self.loss + (1 - self.decay) * relative, self.loss
-        )
+        seen = np.isfinite(actual)[:, None]
+        for j, level in enumerate(levels.tolist()):
+            key = round(level, 9)
+            current = self.level_loss.get(key)
+            if current is None:
+                current = self.level_loss[key] = np.zeros_like(self.loss)
+            self.level_loss[key] = self._updated(current, pinball[:, :, j], ok[:, :, j], seen)
+        every = np.asarray(ok.all(axis=2))
+        self.loss = self._updated(self.loss, pinball.mean(axis=2), every, seen)
+
+    def _updated(
+        self,
+        loss: FloatArray,
+        pinball: FloatArray,
+        ok: npt.NDArray[np.bool_],
+        seen: npt.NDArray[np.bool_],
+    ) -> FloatArray:
+        """``loss`` ``(n, k)`` moved towards this forecast's ``pinball`` ``(n, k)`` for the
+        members that forecast the series (a failed member's average stays)."""
+        update = ok & seen
+        moved = self.decay * loss + (1 - self.decay) * np.where(update, pinball, 0.0)
+        return np.asarray(np.where(update, moved, loss))
 
     def _forget(self, start: float, interval_s: float) -> None:
         """Drop forecasts whose target the history no longer reaches, and the oldest
@@ -218,3 +254,10 @@ class PooledForecaster(Forecaster):
             del self._pending[key]
         while len(self._pending) > PENDING:
             del self._pending[min(self._pending)]
+
+
+def _relative(loss: FloatArray) -> FloatArray:
+    """Each member's average loss over the members' mean on the axis 1 (1 where no loss
+    has been seen yet)."""
+    mean = loss.mean(axis=1, keepdims=True)
+    return np.asarray(np.divide(loss, mean, out=np.ones_like(loss), where=mean > 0))

@@ -2,23 +2,25 @@
 
 A slice's risk ``alpha`` is a promise about the long-run share of intervals whose
 demand exceeds the slice's allocation. A forecast alone cannot keep it on traffic
-it was not trained on, so the planner closes the loop per slice and direction, in
-the manner of adaptive conformal inference (Gibbs and Candes, NeurIPS 2021). It
-keeps a miscoverage ``a_t`` (initially ``alpha``), covers the slice to its demand
-quantile at level ``1 - a_t`` (at ``a_t <= 0``: to everything the policy lets it
-have, its maximum or its tightest link), and after each interval::
+it was not trained on, so the planner closes the loop per slice, in the manner of
+adaptive conformal inference (Gibbs and Candes, NeurIPS 2021). It keeps a
+miscoverage ``a_t`` per slice (initially ``alpha``), covers both directions of the
+slice to their demand quantile at level ``1 - a_t`` (at ``a_t <= 0``: to everything
+the policy lets it have, its maximum or its tightest link), and after each interval::
 
     a_{t+1} = min(a_max, a_t + gamma * (alpha - err_t)),   gamma = GAIN * alpha
 
-where ``err_t`` is 1 when the interval missed: its demand, plus what was still queued
-from the interval before, did not all pass the rate in force (the planner's queue
-behind the meter did not clear). An interval counts (updates ``a``) only when the
-policy could have served it: the slice got the coverage it was planned to (no
-shortage on its links took it) and all that arrived was within all the policy lets it
-have; intervals without a measurement do not count either.
+where ``err_t`` is 1 when the interval missed in either direction (the promise is the
+slice's): its demand, plus what was still queued from the interval before, did not
+all pass the rate in force (the planner's queue behind the meter did not clear). An
+interval counts (updates ``a``) only when the policy could have served it: the slice
+got the coverage it was planned to (no shortage on its links took it) and all that
+arrived was within all the policy lets it have, in at least one direction (a
+direction that does not count cannot make a miss); intervals without a measurement do
+not count either.
 
 **Guarantee.** For every sequence of demands whatsoever (adversarial included), over
-the ``T`` intervals that count for a series::
+the ``T`` intervals that count for a slice::
 
     (1 / T) * sum_t err_t  <=  alpha + (1 + GAIN) / (GAIN * T)
 
@@ -56,11 +58,11 @@ GAIN = 0.5
 A_MAX = 0.5
 #: Counted intervals the explanation reports misses over.
 WINDOW = 300
-DIRECTION_NAMES = ("DL", "UL")
 
 
 class RiskControl:
-    """Per slice and direction miscoverage ``a`` (module docstring), ``(n_slices, 2)``."""
+    """Per slice miscoverage ``a`` (module docstring), ``(n_slices,)``; both directions of
+    a slice are covered to the same level, and an interval misses when either does."""
 
     def __init__(
         self,
@@ -72,7 +74,7 @@ class RiskControl:
         if not gain > 0:
             raise ValueError(f"gain must be > 0, got {gain}")
         self.slice_names = tuple(slice_names)
-        self.alpha = np.repeat(np.asarray(risks, dtype=np.float64)[:, None], 2, axis=1)
+        self.alpha = np.asarray(risks, dtype=np.float64).copy()
         if not np.all((self.alpha > 0) & (self.alpha < 1)):
             raise ValueError("every risk must lie in (0, 1)")
         self.gamma = gain * self.alpha
@@ -81,64 +83,63 @@ class RiskControl:
         self.miscoverage = self.alpha.copy()
         self.counted = np.zeros(self.alpha.shape, dtype=np.int64)
         self.misses = np.zeros(self.alpha.shape, dtype=np.int64)
-        # Counted-interval ordinals of the recent misses, per series (for explanations).
-        self._recent: list[deque[int]] = [deque() for _ in range(self.alpha.size)]
+        # Counted-interval ordinals of each slice's recent misses (for explanations).
+        self._recent: list[deque[int]] = [deque() for _ in self.slice_names]
 
     def levels(self) -> FloatArray:
         """``(n_slices, 2)`` levels for the solver: ``1 - a``, and 1 where ``a <= 0``."""
-        return np.asarray(np.where(self.miscoverage <= 0, 1.0, 1.0 - self.miscoverage))
+        level = np.where(self.miscoverage <= 0, 1.0, 1.0 - self.miscoverage)
+        return np.repeat(level[:, None], 2, axis=1)
 
-    def update(self, exceeded: BoolArray, counts: BoolArray) -> None:
-        """One interval's outcome: ``exceeded`` demand above the rate in force, ``counts``
-        the interval counts for that series (module docstring); both ``(n_slices, 2)``."""
-        err = np.asarray(exceeded, dtype=bool) & counts
+    def update(self, missed: BoolArray, counts: BoolArray) -> None:
+        """One interval's outcome per slice and direction, ``(n_slices, 2)``: ``missed``
+        (its queue did not clear) and ``counts`` (the policy could have served it; module
+        docstring). A slice's interval counts when a direction counts, and misses when a
+        counted direction missed."""
+        counting = np.asarray(counts, dtype=bool)
+        err = (np.asarray(missed, dtype=bool) & counting).any(axis=1)
+        counted = counting.any(axis=1)
         step = self.gamma * (self.alpha - err)
         self.miscoverage = np.where(
-            counts, np.minimum(self.a_max, self.miscoverage + step), self.miscoverage
+            counted, np.minimum(self.a_max, self.miscoverage + step), self.miscoverage
         )
-        self.counted += counts
+        self.counted += counted
         self.misses += err
-        for k in np.flatnonzero(err.ravel()).tolist():
-            self._recent[k].append(int(self.counted.flat[k]))
+        for i in np.flatnonzero(err).tolist():
+            self._recent[i].append(int(self.counted[i]))
 
-    def recent_misses(self, i: int, d: int) -> int:
-        """Misses of slice ``i``, direction ``d``, in its last :data:`WINDOW` counted intervals."""
-        recent = self._recent[2 * i + d]
-        while recent and recent[0] <= self.counted[i, d] - WINDOW:
+    def recent_misses(self, i: int) -> int:
+        """Misses of slice ``i`` in its last :data:`WINDOW` counted intervals."""
+        recent = self._recent[i]
+        while recent and recent[0] <= self.counted[i] - WINDOW:
             recent.popleft()
         return len(recent)
 
     def explain(self, i: int) -> str:
         """What the control did to slice ``i`` (empty while its level is ``1 - risk``)."""
-        parts = []
-        for d, name in enumerate(DIRECTION_NAMES):
-            a, alpha = self.miscoverage[i, d], self.alpha[i, d]
-            if np.isclose(a, alpha, rtol=1e-3, atol=0.0):
-                continue
-            level = "all it may get" if a <= 0 else f"{1 - a:.6g}"
-            how = "raised" if a < alpha else "lowered"
-            seen = min(int(self.counted[i, d]), WINDOW)
-            parts.append(
-                f"{name} level {how} to {level} (risk {alpha:g}) after "
-                f"{self.recent_misses(i, d)} misses in the last {seen} intervals"
-            )
-        return "; ".join(parts)
+        a, alpha = self.miscoverage[i], self.alpha[i]
+        if np.isclose(a, alpha, rtol=1e-3, atol=0.0):
+            return ""
+        level = "all it may get" if a <= 0 else f"{1 - a:.6g}"
+        how = "raised" if a < alpha else "lowered"
+        seen = min(int(self.counted[i]), WINDOW)
+        return (
+            f"level {how} to {level} (risk {alpha:g}) after {self.recent_misses(i)} misses "
+            f"in the last {seen} intervals"
+        )
 
     # -- persistence ------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """JSON-ready state by slice name, for :meth:`restore` after a restart."""
-        out: dict[str, Any] = {}
-        for i, name in enumerate(self.slice_names):
-            out[name] = [
-                {
-                    "miscoverage": float(self.miscoverage[i, d]),
-                    "counted": int(self.counted[i, d]),
-                    "misses": int(self.misses[i, d]),
-                    "recent": list(self._recent[2 * i + d]),
-                }
-                for d in range(2)
-            ]
-        return out
+        return {
+            name: {
+                "miscoverage": float(self.miscoverage[i]),
+                "counted": int(self.counted[i]),
+                "misses": int(self.misses[i]),
+                "recent": list(self._recent[i]),
+            }
+            for i, name in enumerate(self.slice_names)
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take over the state of the slices ``state`` has (others keep theirs); malformed
@@ -149,23 +150,16 @@ class RiskControl:
             if entry is None:
                 continue
             try:
-                rows = [
-                    (
-                        float(e["miscoverage"]),
-                        int(e["counted"]),
-                        int(e["misses"]),
-                        [int(x) for x in e["recent"]],
-                    )
-                    for e in entry
-                ]
+                a = float(entry["miscoverage"])
+                row = (a, int(entry["counted"]), int(entry["misses"]))
+                recent = [int(x) for x in entry["recent"]]
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"risk state of {name!r}: {exc}") from None
-            if len(rows) != 2 or not all(np.isfinite(r[0]) and r[0] < 1 for r in rows):
-                raise ValueError(f"risk state of {name!r}: not two directions of valid values")
-            parsed[i] = rows
-        for i, rows in parsed.items():
-            for d, (a, counted, misses, recent) in enumerate(rows):
-                self.miscoverage[i, d] = min(a, self.a_max[i, d])
-                self.counted[i, d] = counted
-                self.misses[i, d] = misses
-                self._recent[2 * i + d] = deque(recent[-WINDOW:])
+            if not (np.isfinite(a) and a < 1 and row[1] >= 0 and 0 <= row[2] <= row[1]):
+                raise ValueError(f"risk state of {name!r}: values out of range")
+            parsed[i] = (row, recent)
+        for i, ((a, counted, misses), recent) in parsed.items():
+            self.miscoverage[i] = min(a, self.a_max[i])
+            self.counted[i] = counted
+            self.misses[i] = misses
+            self._recent[i] = deque(recent[-WINDOW:])

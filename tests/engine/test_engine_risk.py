@@ -46,7 +46,7 @@ def test_misses_raise_the_level_and_the_plan_says_why(tmp_path: Path, policy_tex
     risk = engine.state.planner.risk
     assert risk is not None
     assert risk.levels()[i, 0] > 1 - engine.policy.slice("consults").risk
-    assert "DL level raised to" in plan.explanations[i]
+    assert "level raised to" in plan.explanations[i]
     assert "misses in the last" in plan.explanations[i]
     engine.stop()
 

@@ -148,3 +148,21 @@ def test_every_step_of_a_forecast_is_scored_once_its_target_is_seen() -> None:
     assert strided.loss is not None
     assert dense.loss is not None
     np.testing.assert_allclose(strided.loss, dense.loss, rtol=0.02)
+
+
+def test_each_level_goes_to_the_member_whose_quantile_there_has_been_right() -> None:
+    # "sharp" has the right median and tails far too thin; "wide" a fair spread.
+    sharp, wide = Around("sharp", 1e6, 0.01), Around("wide", 1e6, 0.3)
+    pool = PooledForecaster([sharp, wide])
+    rng = np.random.default_rng(4)
+    history = 1e6 * rng.lognormal(0.0, 0.25, (2, 400))
+    levels = np.array([0.1, 0.5, 0.9])
+    q = pool.quantiles_at(history, np.arange(1, 401), levels, 0.0, 1.0)
+    w = pool.weights(2, levels)  # (n, k, Q)
+    assert (w[:, 1, 0] > 0.9).all()  # the 10 % quantile: wide
+    assert (w[:, 1, 2] > 0.9).all()  # the 90 % quantile: wide
+    assert (np.diff(q, axis=-1) >= 0).all()  # still quantiles
+    covered = np.mean(
+        (history[:, 201:] >= q[200:-1, :, 0, 0].T) & (history[:, 201:] <= q[200:-1, :, 0, 2].T)
+    )
+    assert 0.7 < covered < 0.9  # the 80 % interval covers about 80 %
