@@ -23,7 +23,7 @@ from sliceai.forecast.training.finetune import (
     finetune_checkpoint,
     finetune_pipeline,
 )
-from sliceai.forecast.training.holdout import score_crps
+from sliceai.forecast.training.holdout import score_crps, site_series, validation_blocks
 from sliceai.planning import load_forecaster
 from sliceai.traffic import Trace
 from sliceai.traffic.longcsv import write_long_csv
@@ -243,3 +243,26 @@ def test_finetuning_on_the_gpu_writes_a_checkpoint_the_cpu_loads(
     assert member.best_val_crps < member.initial_val_crps
     pipe = ForecastPipeline.load(out, device="cpu")
     assert np.isfinite(pipe.quantiles(_values(site_trace())[:, -64:], 4, (0.5,))).all()
+
+
+@pytest.mark.parametrize("how", ["tail", "blocks"])
+def test_training_and_validation_targets_partition_each_series(how: str) -> None:
+    trace = site_trace(interval_s=600.0, n=288 * 2)  # two days at 10 minutes
+    train, val = site_series([trace], TINY, 0.15, how)
+    for name in ("0:video/dl", "0:vitals/ul"):
+        targets: list[int] = []
+        for part in (p for p in train + val if p.name == name):
+            first = round((part.start - trace.start) / 600.0) + part.first_target
+            assert part.first_target <= TINY.history_length(600.0)
+            targets += range(first, first + len(part.values) - part.first_target)
+        assert sorted(targets) == list(range(trace.n_intervals))
+    share = sum(len(p.values) - p.first_target for p in val) / (4 * trace.n_intervals)
+    assert 0.13 <= share <= 0.17
+
+
+def test_validation_blocks_fall_at_every_hour_of_the_day() -> None:
+    blocks = validation_blocks(7 * 8640, 10.0, 0.15, "blocks")
+    assert blocks[-1][1] == 7 * 8640
+    hours = {start // 360 % 24 for start, _ in blocks}
+    assert hours == set(range(24))
+    assert validation_blocks(1000, 10.0, 0.15, "tail") == [(850, 1000)]

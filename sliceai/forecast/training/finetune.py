@@ -56,14 +56,13 @@ from sliceai.forecast.checkpoint import (
     checkpoint_dir,
     save_model,
 )
-from sliceai.forecast.config import ForecastConfig
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.mixture import ForecastEnsemble, member_arrays, member_modules
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.pipeline import ForecastPipeline, resolve_device
 from sliceai.forecast.training.calibration import fit_shape, windows_to_tensors
-from sliceai.forecast.training.data import Series, Windows, config_windows, series_from_traces
-from sliceai.forecast.training.holdout import score_tail
+from sliceai.forecast.training.data import Series, Windows, config_windows
+from sliceai.forecast.training.holdout import site_series, validation_score
 from sliceai.forecast.training.train import training_step, validation_crps
 from sliceai.traffic import Trace
 
@@ -87,6 +86,9 @@ class FinetuneOptions:
     patience: int = 3
     #: The last fraction of every series that validates (early stopping, tail shape).
     validation_fraction: float = 0.15
+    #: Which part validates: ``tail`` (the last ``validation_fraction`` of each series) or
+    #: ``blocks`` (one-hour blocks spread over the history: :func:`validation_blocks`).
+    validation: str = "tail"
     validation_windows: int = 2048
     #: Of those, the first this many fit the tail shape (the grid search is the slow part).
     tail_windows: int = 512
@@ -106,6 +108,8 @@ class FinetuneOptions:
             raise ForecastError(
                 f"validation_fraction must be in (0, 0.5), got {self.validation_fraction!r}"
             )
+        if self.validation not in ("tail", "blocks"):
+            raise ForecastError(f"validation must be tail or blocks, got {self.validation!r}")
         if self.minutes is not None and not self.minutes > 0:
             raise ForecastError(f"minutes must be positive, got {self.minutes!r}")
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
@@ -168,18 +172,6 @@ def clock_groups(pipeline: ForecastPipeline, traces: Sequence[Trace]) -> dict[st
     return groups
 
 
-def site_series(
-    traces: Sequence[Trace], config: ForecastConfig, validation_fraction: float
-) -> tuple[list[Series], list[Series]]:
-    """Training and validation series: every column of every trace split in time, the
-    validation part keeping the history before the cut that ``config`` reads."""
-    pairs = [
-        s.split(1.0 - validation_fraction, history=config.history_length(s.interval_s))
-        for s in series_from_traces(traces)
-    ]
-    return [a for a, _ in pairs], [b for _, b in pairs]
-
-
 def finetune_pipeline(
     pipeline: ForecastPipeline,
     traces: Sequence[Trace],
@@ -231,10 +223,10 @@ def finetune_pipeline(
             result.ensembles[which] = ens_result
     out = _rebuilt(pipeline, tuned)
     if opts.score:
+        split = (opts.validation_fraction, opts.validation)
         for which, ens in result.ensembles.items():
-            fraction = opts.validation_fraction
-            ens.validation_score_before = score_tail(pipeline, groups[which], fraction)
-            ens.validation_score_after = score_tail(out, groups[which], fraction)
+            ens.validation_score_before = validation_score(pipeline, groups[which], *split)
+            ens.validation_score_after = validation_score(out, groups[which], *split)
     result.seconds = time.monotonic() - started
     return out, result
 
@@ -293,7 +285,9 @@ def _finetune_ensemble(
 ) -> tuple[ForecastModel | ForecastEnsemble, EnsembleResult]:
     model = copy.deepcopy(before.model).cpu()
     config = model.config
-    train_series, val_series = site_series(traces, config, opts.validation_fraction)
+    train_series, val_series = site_series(
+        traces, config, opts.validation_fraction, opts.validation
+    )
     val_rng = np.random.default_rng([opts.seed, 10**6])
     val_windows = config_windows(
         val_series, opts.validation_windows, config, val_rng, augment=False
@@ -303,7 +297,14 @@ def _finetune_ensemble(
         assert isinstance(net, ForecastModel)
         members.append(
             _finetune_member(
-                net, train_series, val_windows, opts, device, stop.share(members_left - k), bar, k
+                net,
+                train_series,
+                val_windows,
+                opts,
+                device,
+                stop.share(members_left - k),
+                bar,
+                k,
             )
         )
         net.cpu().eval()
