@@ -177,7 +177,10 @@ class Planner:
         self._default_levels = np.repeat(self.levels_for_risk()[:, None], 2, axis=1)
         self.risk = (
             RiskControl(
-                policy.slice_names, [s.risk for s in policy.slices], self.settings.risk_gain
+                policy.slice_names,
+                [s.risk for s in policy.slices],
+                self.settings.risk_gain,
+                self.settings.risk_lowers,
             )
             if self.settings.risk_control
             else None

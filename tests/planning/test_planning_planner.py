@@ -88,3 +88,11 @@ def test_the_target_is_each_slices_1_minus_risk_quantile() -> None:
 def test_bad_settings_are_refused(kw, message) -> None:
     with pytest.raises(ValueError, match=message):
         PlannerSettings(**kw)
+
+
+def test_the_risk_settings_reach_the_control() -> None:
+    both = Planner(POLICY, Fixed(), PlannerSettings(risk_lowers=True, risk_gain=0.25))
+    assert both.risk is not None
+    np.testing.assert_allclose(both.risk.gamma, 0.25 * both.risk.alpha)
+    assert (both.risk.a_max > both.risk.alpha).all()
+    assert Planner(POLICY, Fixed(), PlannerSettings(risk_control=False)).risk is None
