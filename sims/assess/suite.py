@@ -83,8 +83,8 @@ def main() -> None:
     for item in suite(args.days_10s, args.hours_1s):
         path = args.out / f"{item.name}.csv"
         write_long_csv(item.trace, path)
-        policy = bundled_policy_path(f"{item.policy}.yaml")
-        lines.append(f"{path} {policy}")
+        policy = bundled_policy_path(f"{item.policy}.yaml").resolve()
+        lines.append(f"{path.name} {policy}")  # the trace relative to the manifest
         mean = np.nanmean(item.trace.load_bps)
         print(
             f"{path}: {item.trace.n_intervals} x {item.trace.interval_s:g} s, mean {mean:.3g} bit/s"
