@@ -33,12 +33,22 @@ DEV = tuple((name, DEV_SEED_BASE + seed - HELD_OUT_SEED_BASE) for name, seed in 
 
 
 def generate_variant(
-    name: str, seed: int, days: float = 7.0, interval_s: float = INTERVAL_S
+    name: str,
+    seed: int,
+    days: float = 7.0,
+    interval_s: float = INTERVAL_S,
+    families: bool = False,
 ) -> Trace:
     """``days`` of a randomised variant of bundled scenario ``name``
     (:func:`research.forecast.randomized.randomized_scenario` with ``seed``), generated
-    with ``seed``."""
+    with ``seed``; with ``families``, the generic traffic families laid over it
+    (:func:`research.forecast.families.widen` with ``seed``)."""
+    from research.forecast.families import widen
     from research.forecast.randomized import randomized_scenario
-    from sliceai.traffic.generators import load_scenario
+    from sliceai.traffic.generators import load_scenario, resolve_slices
 
-    return generate_from(randomized_scenario(load_scenario(name), seed), seed, days, interval_s)
+    scenario = randomized_scenario(load_scenario(name), seed)
+    trace = generate_from(scenario, seed, days, interval_s)
+    if not families:
+        return trace
+    return widen(trace, seed, [s.cap for s in resolve_slices(scenario)])[0]
