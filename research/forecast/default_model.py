@@ -15,14 +15,18 @@ time, joined with one tail shape fitted to the mixture
 traces alone (per scenario 16 x 7 days: :data:`FAST_CLOCKS_ONCE`), without yesterday's
 window and with a GRU over the recent points (:data:`FAST_RECURRENT_WINDOW`), its weights
 stored as fp16, in the checkpoint's ``fast/`` subdirectory
-(``ForecastConfig.fast_below_s``). Deterministic on the CPU for a given seed and thread
-count (one thread by default: the shipped checkpoint's); about 40 minutes for the six
-networks on 2 cores (each fast network 15-17).
+(``ForecastConfig.fast_below_s``). The ``fast/`` networks' variants can carry the generic
+traffic families of :mod:`research.forecast.families` (:data:`FAST_FAMILIES`), and
+``--fast-only`` retrains that ensemble alone, leaving the main one as it is. Deterministic
+on the CPU for a given seed and thread count (one thread by default: the shipped
+checkpoint's); about 40 minutes for the six networks on 2 cores (each fast network
+15-17).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -89,6 +93,12 @@ SEEDS = 2
 #: session lengths and noise; generated with seed ``VARIANT_SEED_BASE`` + the trace's).
 VARIANTS = True
 VARIANT_SEED_BASE = 100
+#: Lay the generic traffic families (:func:`research.forecast.families.widen`: heavy-tailed
+#: ON/OFF sources, Markov-modulated bursts, level steps, full-buffer stretches) over the
+#: main networks' variants...
+FAMILIES = False
+#: ... and over the ``fast/`` networks' variants.
+FAST_FAMILIES = False
 #: Networks in the shipped checkpoint.
 MEMBERS = SEEDS * (2 if VARIANTS else 1)
 #: Learning rate at the last epoch as a fraction of the first (cosine decay;
@@ -118,17 +128,20 @@ def training_data(
     seasonal_window: int = SEASONAL_WINDOW,
     variants: bool = False,
     fast: bool = False,
+    families: bool = False,
 ) -> tuple[ForecastConfig, list[Series], list[Series], list[str]]:
     """The config, training and validation series, and the trace labels; with
-    ``variants`` also those of a randomised variant of each training trace; with ``fast``
+    ``variants`` also those of a randomised variant of each training trace (with
+    ``families``: the generic traffic families laid over each variant); with ``fast``
     those of the ``fast/`` ensemble (no seasonal window, a GRU over the recent points)."""
     specs = training_specs(variants, fast)
     seasonal_window = 0 if fast else seasonal_window
     traces = [
-        generate_variant(n, s, d, i) if v else generate_scenario(n, s, d, i)
+        generate_variant(n, s, d, i, families) if v else generate_scenario(n, s, d, i)
         for n, s, d, i, v in specs
     ]
-    labels = [f"{n}{' variant' if v else ''}:{s}:{d:g} days at {i:g} s" for n, s, d, i, v in specs]
+    kind = " variant with families" if families else " variant"
+    labels = [f"{n}{kind if v else ''}:{s}:{d:g} days at {i:g} s" for n, s, d, i, v in specs]
     config = ForecastConfig(
         seasonal_window=seasonal_window,
         zero_inflated=True,
@@ -151,12 +164,15 @@ def build(
     final_lr: float = FINAL_LR_FRACTION,
     variants: bool = False,
     fast: bool = False,
+    families: bool = False,
 ) -> float:
     """Train one network of the default model into ``out`` (with ``variants``: on the
-    randomised variants too; with ``fast``: one of the ``fast/`` ensemble); returns its
-    best validation CRPS."""
+    randomised variants too, with ``families`` laid over them; with ``fast``: one of the
+    ``fast/`` ensemble); returns its best validation CRPS."""
     torch.set_num_threads(threads)
-    config, train_series, val_series, labels = training_data(seasonal_window, variants, fast)
+    config, train_series, val_series, labels = training_data(
+        seasonal_window, variants, fast, families
+    )
     result = train(
         train_series,
         val_series,
@@ -182,9 +198,9 @@ def build(
     return result.best_val_crps
 
 
-def _member(args: tuple[Path, int, int, int, int, float, bool, bool]) -> float:
-    out, epochs, seed, threads, window, final_lr, variants, fast = args
-    return build(out, epochs, seed, threads, window, False, final_lr, variants, fast)
+def _member(args: tuple[Path, int, int, int, int, float, bool, bool, bool]) -> float:
+    out, epochs, seed, threads, window, final_lr, variants, fast, families = args
+    return build(out, epochs, seed, threads, window, False, final_lr, variants, fast, families)
 
 
 def member_specs(seeds: int, variants: bool) -> list[tuple[int, bool]]:
@@ -205,33 +221,53 @@ def build_members(
     final_lr: float = FINAL_LR_FRACTION,
     variants: bool = VARIANTS,
     fast_seeds: int = FAST_SEEDS,
+    families: bool = FAMILIES,
+    fast_families: bool = FAST_FAMILIES,
+    fast_only: bool = False,
+    members_dir: Path | None = None,
 ) -> list[float]:
     """Train the networks of :func:`member_specs` (seeds ``seed + k``), and with
     ``fast_seeds`` those of the ``fast/`` ensemble, in ``jobs`` processes and join them
     into the checkpoint in ``out`` (one network and no fast ones: written as is, reading
-    yesterday at every clock); returns each network's best validation CRPS."""
-    specs = member_specs(seeds, variants)
+    yesterday at every clock); returns each network's best validation CRPS. With
+    ``fast_only`` only the ``fast/`` networks are trained and joined into ``out``'s
+    ``fast/``, the main ensemble there left as it is (:func:`join_fast`). The networks
+    are trained into ``members_dir`` (kept: ``member-K``, ``fast-K``) or a temporary
+    directory."""
+    specs = [] if fast_only else member_specs(seeds, variants)
     fast_specs = member_specs(fast_seeds, variants) if fast_seeds > 0 else []
-    if len(specs) == 1:
+    if fast_only:
+        if not fast_specs:
+            raise ValueError("--fast-only needs fast seeds")
+        routed_checkpoint(out)  # fail before training, not after
+    elif len(specs) == 1:
         if fast_specs:
             raise ValueError("a fast-clock ensemble goes with an ensemble: more seeds or variants")
         return [build(out, epochs, seed, threads, seasonal_window, True, final_lr)]
     with tempfile.TemporaryDirectory(prefix="sliceai-members-") as tmp:
-        dirs = [Path(tmp) / f"member-{k}" for k in range(len(specs))]
-        fast_dirs = [Path(tmp) / f"fast-{k}" for k in range(len(fast_specs))]
+        base = Path(tmp) if members_dir is None else members_dir
+        dirs = [base / f"member-{k}" for k in range(len(specs))]
+        fast_dirs = [base / f"fast-{k}" for k in range(len(fast_specs))]
         work = [
-            (d, epochs, seed + k, threads, seasonal_window, final_lr, v, fast)
-            for fast, ds, ss in ((False, dirs, specs), (True, fast_dirs, fast_specs))
+            (d, epochs, seed + k, threads, seasonal_window, final_lr, v, fast, fam)
+            for fast, fam, ds, ss in (
+                (False, families, dirs, specs),
+                (True, fast_families, fast_dirs, fast_specs),
+            )
             for d, (k, v) in zip(ds, ss, strict=True)
         ]
         # Fresh interpreters (spawn): each member alone, as a one-process build trains it.
         with ProcessPoolExecutor(max(1, jobs), mp_context=get_context("spawn")) as pool:
             scores = list(pool.map(_member, work))
-        for (_, _, k, *_, v, fast), score in zip(work, scores, strict=True):
+        for (_, _, k, *_, v, fast, fam), score in zip(work, scores, strict=True):
             data = "bundled scenarios and variants" if v else "bundled scenarios"
+            data += " with families" if v and fam else ""
             which = "fast-clock network" if fast else "network"
             print(f"{which} seed {k} on {data}: validation CRPS {score:.4f}", file=sys.stderr)
-        join(dirs, out, seed, seasonal_window, variants, fast_dirs)
+        if fast_only:
+            join_fast(fast_dirs, out, seed, variants, fast_families)
+        else:
+            join(dirs, out, seed, seasonal_window, variants, fast_dirs, families, fast_families)
     return scores
 
 
@@ -242,23 +278,59 @@ def join(
     seasonal_window: int = SEASONAL_WINDOW,
     variants: bool = VARIANTS,
     fast_dirs: list[Path] | None = None,
+    families: bool = FAMILIES,
+    fast_families: bool = FAST_FAMILIES,
 ) -> None:
     """Join member checkpoints, in the order of :func:`member_specs`, into the ensemble in
     ``out``, the tail shape fitted on the validation windows a ``seed`` build validates
     on (with ``variants``: the second half of ``member_dirs`` trained with the variants,
-    and the variants' windows validate too); ``fast_dirs``, likewise, into the ``fast/``
-    ensemble that forecasts below :data:`FAST_BELOW_S` (None: none)."""
+    and the variants' windows validate too, with ``families`` laid over them); ``fast_dirs``,
+    likewise (``fast_families``), into the ``fast/`` ensemble that forecasts below
+    :data:`FAST_BELOW_S` (None: none)."""
     for dirs in (member_dirs, fast_dirs or []):
-        if variants and len(dirs) % 2:
-            raise ValueError(f"{len(dirs)} networks: with variants, each seed trains two")
+        _check_pairs(dirs, variants)
     if fast_dirs:
-        _join_ensemble(fast_dirs, out / FAST_DIR, seed, 0, variants, fast=True)
+        _join_ensemble(fast_dirs, out / FAST_DIR, seed, 0, variants, True, fast_families)
     elif (out / FAST_DIR).is_dir():  # a stale fast-clock checkpoint of an earlier build
         shutil.rmtree(out / FAST_DIR)
     # Only now does the main checkpoint point to a fast one: that one exists.
     _join_ensemble(
-        member_dirs, out, seed, seasonal_window, variants, fast=False, routed=bool(fast_dirs)
+        member_dirs, out, seed, seasonal_window, variants, False, families, bool(fast_dirs)
     )
+
+
+def join_fast(
+    fast_dirs: list[Path],
+    out: Path,
+    seed: int = 0,
+    variants: bool = VARIANTS,
+    families: bool = FAST_FAMILIES,
+) -> None:
+    """Join ``fast_dirs`` (as :func:`join` does) into ``out``'s ``fast/`` ensemble alone:
+    ``out`` must hold a main ensemble that hands the clocks below :data:`FAST_BELOW_S` to
+    ``fast/``, and none of its own files change."""
+    _check_pairs(fast_dirs, variants)
+    routed_checkpoint(out)
+    _join_ensemble(fast_dirs, out / FAST_DIR, seed, 0, variants, True, families)
+
+
+def routed_checkpoint(out: Path) -> None:
+    """Raise ValueError unless ``out`` holds a checkpoint routing clocks below
+    :data:`FAST_BELOW_S` to its ``fast/`` one."""
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{out}: no checkpoint to join a fast ensemble to ({exc})") from None
+    if config.get("fast_below_s") != FAST_BELOW_S:
+        raise ValueError(
+            f"{out}: its checkpoint hands clocks below {config.get('fast_below_s')} s to fast/, "
+            f"not below {FAST_BELOW_S:g} s"
+        )
+
+
+def _check_pairs(dirs: list[Path], variants: bool) -> None:
+    if variants and len(dirs) % 2:
+        raise ValueError(f"{len(dirs)} networks: with variants, each seed trains two")
 
 
 def _join_ensemble(
@@ -268,10 +340,11 @@ def _join_ensemble(
     seasonal_window: int,
     variants: bool,
     fast: bool,
+    families: bool,
     routed: bool = False,
 ) -> None:
     specs = member_specs(len(member_dirs) // 2 if variants else len(member_dirs), variants)
-    config, _, val_series, labels = training_data(seasonal_window, variants=variants, fast=fast)
+    config, _, val_series, labels = training_data(seasonal_window, variants, fast, families)
     opts = TrainOptions(seed=seed)
     windows = sample_windows(
         val_series,
@@ -312,10 +385,35 @@ def main(argv: list[str] | None = None) -> int:
         help="a second network per seed trained on randomised scenario variants too",
     )
     parser.add_argument(
+        "--families",
+        action=argparse.BooleanOptionalAction,
+        default=FAMILIES,
+        help="lay the generic traffic families over the main networks' variants",
+    )
+    parser.add_argument(
+        "--fast-families",
+        action=argparse.BooleanOptionalAction,
+        default=FAST_FAMILIES,
+        help="lay the generic traffic families over the fast networks' variants",
+    )
+    parser.add_argument(
         "--fast-seeds",
         type=int,
         default=FAST_SEEDS,
         help=f"seeds of the ensemble for clocks below {FAST_BELOW_S:g} s (0: none)",
+    )
+    parser.add_argument(
+        "--fast-only",
+        action="store_true",
+        help="train only the fast ensemble's networks and join them into --out's fast/, "
+        "leaving the main ensemble there as it is",
+    )
+    parser.add_argument(
+        "--members-dir",
+        type=Path,
+        metavar="DIR",
+        help="train the networks into DIR (kept; --join / --join-fast take them later) "
+        "instead of a temporary directory",
     )
     parser.add_argument("--jobs", type=int, default=2, help="networks trained at once")
     parser.add_argument(
@@ -337,13 +435,28 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="+",
         metavar="DIR",
-        help="with --join: these networks, in the same order, forecast the fast clocks",
+        help="these networks, in the same order, forecast the fast clocks; without --join "
+        "they are joined into --out's fast/ alone, its main ensemble left as it is",
     )
-    args = parser.parse_args(argv)
+    return _run(parser.parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.join_fast and not args.join:
-        parser.error("--join-fast goes with --join")
+        join_fast(args.join_fast, args.out, args.seed, args.variants, args.fast_families)
+        print(f"{len(args.join_fast)} fast-clock networks joined into {args.out}", file=sys.stderr)
+        return 0
     if args.join:
-        join(args.join, args.out, args.seed, args.seasonal_window, args.variants, args.join_fast)
+        join(
+            args.join,
+            args.out,
+            args.seed,
+            args.seasonal_window,
+            args.variants,
+            args.join_fast,
+            args.families,
+            args.fast_families,
+        )
         fast = f" and {len(args.join_fast)} for the fast clocks" if args.join_fast else ""
         print(f"ensemble of {len(args.join)}{fast} written to {args.out}", file=sys.stderr)
         return 0
@@ -358,9 +471,14 @@ def main(argv: list[str] | None = None) -> int:
         args.final_lr,
         args.variants,
         args.fast_seeds,
+        args.families,
+        args.fast_families,
+        args.fast_only,
+        args.members_dir,
     )
     best = ", ".join(f"{c:.4f}" for c in scores)
-    print(f"default model written to {args.out} (validation CRPS {best})", file=sys.stderr)
+    what = "fast-clock ensemble" if args.fast_only else "default model"
+    print(f"{what} written to {args.out} (validation CRPS {best})", file=sys.stderr)
     return 0
 
 

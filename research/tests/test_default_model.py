@@ -3,12 +3,16 @@ bundled checkpoint is what the recipe builds."""
 
 from __future__ import annotations
 
+import json
+
 import torch
 from safetensors.torch import load_file
 
 from research.forecast.default_model import (
+    FAMILIES,
     FAST_BELOW_S,
     FAST_CLOCKS_ONCE,
+    FAST_FAMILIES,
     FAST_RECURRENT_WINDOW,
     FAST_SEEDS,
     FAST_WEIGHTS_FP16,
@@ -21,7 +25,7 @@ from research.forecast.default_model import (
 )
 from research.forecast.traces import DEV_SEED_BASE, HELD_OUT_SEED_BASE, TRAINING_SCENARIOS
 from sliceai.forecast import ForecastPipeline
-from sliceai.forecast.checkpoint import FAST_DIR, WEIGHTS_FILE, default_checkpoint
+from sliceai.forecast.checkpoint import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, default_checkpoint
 
 
 def test_every_training_trace_has_its_own_seed_below_the_evaluation_ones() -> None:
@@ -55,7 +59,11 @@ def test_the_bundled_checkpoint_is_the_recipes() -> None:
     assert pipe.fast.config.members == len(pipe.fast.members) == fast_members
     assert pipe.fast.config.recurrent_window == FAST_RECURRENT_WINDOW
     assert pipe.fast.config.max_log_std == MAX_LOG_STD
-    fast_weights = load_file(str(default_checkpoint() / FAST_DIR / WEIGHTS_FILE))
+    fast_dir = default_checkpoint() / FAST_DIR
+    fast_weights = load_file(str(fast_dir / WEIGHTS_FILE))
     fp16 = {v.dtype for v in fast_weights.values()} == {torch.float16}
     assert fp16 is FAST_WEIGHTS_FP16
     assert pipe.fast.half_weights is FAST_WEIGHTS_FP16
+    for directory, families in ((default_checkpoint(), FAMILIES), (fast_dir, FAST_FAMILIES)):
+        labels = json.loads((directory / CONFIG_FILE).read_text())["trained_on"]
+        assert any("variant with families" in label for label in labels) is families
