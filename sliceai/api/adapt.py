@@ -8,10 +8,13 @@ thread (:class:`ModelAdapter`) runs one round (:meth:`ModelAdapter.run_once`):
    (:func:`~sliceai.engine.recorder.stored_trace`); with fewer than ``min_history_s`` of
    measured intervals the round is skipped;
 2. hold back its most recent ``holdout_fraction`` (at least one hour of intervals) and
-   fine-tune a challenger from the running model (the champion) on the rest
+   fine-tune a challenger on the rest
    (:func:`~sliceai.forecast.training.finetune.finetune_pipeline`: the ensemble that
-   serves the engine's clock, within ``FinetuneOptions.minutes``);
-3. score both on the held-back part as ``sliceai evaluate`` scores
+   serves the engine's clock, within ``FinetuneOptions.minutes``), always from the model
+   the service started with (``base``), so that rounds do not compound and the
+   challenger's mixture (tuned networks beside the originals) does not grow;
+3. score it and the running model (the champion: the base, or the last challenger
+   swapped in) on the held-back part as ``sliceai evaluate`` scores
    (:func:`~sliceai.forecast.training.finetune.score_crps`: the network alone, each
    origin reading the history before it, the same random draws for both);
 4. swap the challenger in (``PooledForecaster.swap_member(0, ...)``: the pool keeps its
@@ -143,6 +146,8 @@ class ModelAdapter:
         self.settings = settings or AdaptSettings()
         self.on_decision = list(on_decision or [])
         self.tune = tune
+        #: The model challengers are fine-tuned from: the one the service started with.
+        self.base = self.champion
         self.last: AdaptDecision | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -192,7 +197,7 @@ class ModelAdapter:
             return AdaptDecision(SKIPPED, "history too short to hold a part back")
         champion = self.champion
         challenger, result = self.tune(
-            champion, [trace.window(0, cut)], self.settings.finetune, self._stop
+            self.base, [trace.window(0, cut)], self.settings.finetune, self._stop
         )
         if self._stop.is_set():
             return AdaptDecision(SKIPPED, "the service is stopping", history=cut, held_back=held)

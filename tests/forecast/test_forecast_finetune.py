@@ -15,6 +15,7 @@ from sliceai.cli import main
 from sliceai.forecast import ForecastPipeline
 from sliceai.forecast.checkpoint import CONFIG_FILE, FAST_DIR, WEIGHTS_FILE, save_model
 from sliceai.forecast.errors import ForecastError
+from sliceai.forecast.mixture import member_modules
 from sliceai.forecast.model import ForecastModel
 from sliceai.forecast.training.finetune import (
     FAST,
@@ -88,8 +89,24 @@ def test_a_member_that_does_not_improve_keeps_its_weights(
     (member,) = result.ensembles[MAIN].members
     assert member.best_epoch == 0
     assert member.best_val_crps == member.initial_val_crps
-    for a, b in zip(tuned.model.parameters(), tiny_pipeline.model.parameters(), strict=True):
-        assert torch.equal(a, b)
+    for net in member_modules(tuned.model):
+        for a, b in zip(net.parameters(), tiny_pipeline.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_tuned_networks_join_the_originals_unless_told_not_to(
+    tiny_pipeline: ForecastPipeline, keep: bool
+) -> None:
+    options = dataclasses.replace(QUICK, epochs=1, keep_original=keep)
+    tuned, _ = finetune_pipeline(tiny_pipeline, [site_trace()], options)
+    nets = member_modules(tuned.model)
+    assert len(nets) == (2 if keep else 1)
+    assert tuned.config.members == len(nets)
+    original = tiny_pipeline.model.state_dict()
+    assert not all(torch.equal(v, original[k]) for k, v in nets[0].state_dict().items())
+    if keep:
+        assert all(torch.equal(v, original[k]) for k, v in nets[1].state_dict().items())
 
 
 def test_the_written_checkpoint_loads_and_forecasts(tiny_checkpoint: Path, tmp_path: Path) -> None:
