@@ -32,6 +32,8 @@ from sliceai.usage import UsageError
 
 #: ``--init`` that names the bundled checkpoint.
 DEFAULT = "default"
+#: What ``FinetuneOptions.validation`` validates on, in words.
+WHERE = {"blocks": "one-hour blocks spread over it", "tail": "its end"}
 
 
 def train_or_finetune(args: argparse.Namespace) -> int:
@@ -71,7 +73,7 @@ def finetune_command(args: argparse.Namespace) -> int:
     except ForecastError as exc:
         print(f"sliceai train: {exc}", file=sys.stderr)
         return 1
-    print(summary(result, options.validation_fraction))
+    print(summary(result, options))
     print(f"checkpoint in {args.out} (sliceai serve --model {args.out})")
     return 0
 
@@ -83,7 +85,7 @@ def _read(path: Path) -> Trace:
         raise UsageError(f"{path}: {exc}") from None
 
 
-def summary(result: FinetuneResult, validation_fraction: float) -> str:
+def summary(result: FinetuneResult, options: FinetuneOptions) -> str:
     """A table of what a fine-tune did: per ensemble, its validation scores before and
     after, and per member its validation CRPS before and after and the epoch kept."""
     rows = []
@@ -99,7 +101,7 @@ def summary(result: FinetuneResult, validation_fraction: float) -> str:
     headers = ["ensemble", "CRPS before", "after", "change", "members' validation", "tail"]
     table = tabulate(rows, headers=headers, disable_numparse=True)
     return (
-        f"{table}\n\nCRPS / mean load on the last {100 * validation_fraction:g}% of each "
-        "trace (validation); "
+        f"{table}\n\nCRPS / mean load on the {100 * options.validation_fraction:g}% of each "
+        f"trace that validates ({WHERE[options.validation]}); "
         f"{result.seconds / 60:.1f} minutes"
     )
