@@ -16,6 +16,10 @@ way to import a module while the program runs instead, by name. It is used for:
   than a short replay or a forecast that draws no chart.
 - **The Ryu shim** (:mod:`sliceai.controller.ryu_manager`), which must patch
   ``eventlet.wsgi`` before Ryu is imported.
+- **The forecast model's adapter** (:data:`sliceai.planning.loading.MODEL_ADAPTER`), so
+  the pure planner imports torch only when a model is asked for, and **the model
+  adaptation loop** of ``sliceai serve --adapt`` (:mod:`sliceai.api.adapt`, which trains
+  with torch), loaded only when ``--adapt`` is given.
 
 A module missing because an optional extra is not installed (os-ken, cvxpy)
 raises :class:`MissingDependency`, which says what to install; the command
