@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=1.0)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--variants", action="store_true", help="randomised variants too")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="the variants to replay (default all)"
+    )
     args = parser.parse_args()
     traces = []
     for name, seed in DEV:
@@ -62,7 +65,8 @@ def main() -> None:
         make = generate_variant if variant else generate_scenario
         trace = make(name, seed, args.days, args.interval)
         policy = load_policy(bundled_policy_path(f"{name}.yaml"))
-        allocs: list[str | PlannerAllocator] = [*BASELINES, "oracle", *variants()]
+        chosen = [v for v in variants() if args.only is None or v.name in args.only]
+        allocs: list[str | PlannerAllocator] = [*BASELINES, "oracle", *chosen]
         result = replay(trace, policy, allocs, trace_name=label, progress=False)
         metrics = {n: r.metrics for n, r in result.allocators.items()}
         costs = {n: m["total"]["cost"] for n, m in metrics.items()}

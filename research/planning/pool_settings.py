@@ -60,13 +60,23 @@ def stepped(trace: Trace, factor: float = 1.4) -> Trace:
 
 
 SETTINGS: Sequence[tuple[str, float, tuple[float, float, float] | None, float]] = (
-    ("eta10 equal m50", 10.0, None, 50.0),
-    ("eta30 equal m50", 30.0, None, 50.0),
-    ("eta10 0.8 m50", 10.0, (0.8, 0.1, 0.1), 50.0),
-    ("eta30 0.8 m50", 30.0, (0.8, 0.1, 0.1), 50.0),
+    ("eta3 0.8 m200", 3.0, (0.8, 0.1, 0.1), 200.0),
+    ("eta10 0.8 m200", 10.0, (0.8, 0.1, 0.1), 200.0),
     ("eta30 0.8 m200", 30.0, (0.8, 0.1, 0.1), 200.0),
-    ("eta60 0.8 m100", 60.0, (0.8, 0.1, 0.1), 100.0),
+    ("eta10 equal m200", 10.0, None, 200.0),
 )
+
+
+def summary(report: dict[str, object]) -> tuple[float, float, float]:
+    """CRPS improvement, 95 % coverage, 0.999 pinball / the rolling quantile's."""
+    methods = report["methods"]
+    assert isinstance(methods, dict)
+    pin = methods["sliceai"]["pinball"]["0.999"] / methods["rolling-quantile"]["pinball"]["0.999"]
+    return (
+        float(report["crps_improvement"]),  # type: ignore[arg-type]
+        float(methods["sliceai"]["coverage"]["0.95"]),
+        float(pin),
+    )
 
 
 def main() -> None:
@@ -84,16 +94,22 @@ def main() -> None:
         for kind in ("bundled", "variant"):
             make = generate_variant if kind == "variant" else generate_scenario
             base = make(name, seed, args.days, args.interval)
-            for label, trace in ((f"{name}-{kind}", base), (f"{name}-{kind}-step", stepped(base))):
+            for label, trace in ((f"{name}-{kind}", base),):
                 compared = [Cached(b) for b in baselines()]
-                row = [evaluate(model, [trace], opts, compared)["crps_improvement"]]
+                results = [summary(evaluate(model, [trace], opts, compared))]
                 for _, eta, prior, memory in SETTINGS:
                     pool = PooledForecaster([model, ewma, rolling], prior, eta, memory)
-                    row.append(evaluate(pool, [trace], opts, compared)["crps_improvement"])
+                    results.append(summary(evaluate(pool, [trace], opts, compared)))
+                row = [r[0] for r in results]
                 table[label] = row
-                cells = " ".join(f"{100 * v:+6.1f}%" for v in row)
-                print(f"{label:28s} {cells}", flush=True)
-    print("\ncolumns: model alone, " + ", ".join(s[0] for s in SETTINGS))
+                cells = " ".join(
+                    f"{100 * c:+5.1f}% {100 * v:4.1f}% {p:4.2f} |" for c, v, p in results
+                )
+                print(f"{label:20s} {cells}", flush=True)
+    print(
+        "\ncolumns (CRPS gain, 95% coverage, 0.999 pinball / rolling): model alone, "
+        + ", ".join(s[0] for s in SETTINGS)
+    )
     means = np.mean(np.array(list(table.values())), axis=0)
     print("mean   " + " ".join(f"{100 * v:+6.1f}%" for v in means))
 
