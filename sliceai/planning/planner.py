@@ -13,7 +13,8 @@ and :meth:`Planner.step` turns one such forecast into rates:
 2. the interval that just ended runs through a fluid queue behind each meter (the
    rates that were in force serve its measured demand plus what was queued; at most
    twice the latency budget's worth waits); what is left queued is planned on top of
-   the next forecast, and an interval whose queue did not clear is a miss;
+   the next forecast, and an interval that violated the SLA (more than 1 % of its
+   demand unserved, a queue longer than the latency budget, loss) is a miss;
 3. online risk control (:mod:`sliceai.planning.risk`): each slice's quantile level
    moves so that its long-run share of misses keeps to its risk;
 4. :class:`sliceai.solver.SliceSolver` covers each slice to its demand quantile at
@@ -56,6 +57,9 @@ MODES = ("optimized", "model-fallback", "last-plan", "guarantees-only")
 BUFFER_BUDGETS = 2.0
 #: Bits under which a queue counts as clear (fluid rounding, not traffic).
 BIT_TOLERANCE = 1e-3
+#: Share of an interval's demand that may go unserved in it without an SLA violation
+#: (the replay's :data:`sliceai.replay.metrics.SHORTFALL_TOLERANCE`).
+SHORTFALL_TOLERANCE = 0.01
 
 
 class PlanSolver(Protocol):
@@ -281,18 +285,27 @@ class Planner:
 
     def _score(self, measured: FloatArray, interval_s: float) -> None:
         """Run the interval that just ended through the queue behind each meter and feed
-        its outcome to the risk control: a miss is an interval whose queue did not clear."""
+        its outcome to the risk control. A miss is an SLA violation as the replay counts
+        one (:mod:`sliceai.replay.metrics`): more than :data:`SHORTFALL_TOLERANCE` of the
+        interval's demand not served in it, a queue longer than the latency budget at
+        the rate, or demand lost beyond the queue."""
         if self._in_force is None:
             return
         rates, delivered = self._in_force
         seen = np.isfinite(measured)
-        arrived = np.where(seen, measured, 0.0) * interval_s + self._backlog  # bits
-        left = np.maximum(arrived - rates * interval_s, 0.0)
+        offered = np.where(seen, measured, 0.0) * interval_s  # bits
+        arrived = offered + self._backlog
+        served = np.minimum(arrived, rates * interval_s)
+        left = arrived - served
         buffer = BUFFER_BUDGETS * self._budget_s * rates
         self._backlog = np.where(seen, np.minimum(left, buffer), self._backlog)
         if self.risk is None:
             return
-        missed = left > BIT_TOLERANCE + 1e-9 * arrived
+        with np.errstate(divide="ignore", invalid="ignore"):
+            late = np.where(rates > 0, self._backlog / rates, np.inf) > self._budget_s
+        short = offered - served > SHORTFALL_TOLERANCE * offered + BIT_TOLERANCE
+        lost = left > buffer + BIT_TOLERANCE
+        missed = short | (late & (self._backlog > BIT_TOLERANCE)) | lost
         fits = arrived <= self._reach * interval_s * (1 + 1e-9)
         self.risk.update(missed, seen & delivered & fits)
 

@@ -11,8 +11,9 @@ the policy lets it have, its maximum or its tightest link), and after each inter
     a_{t+1} = min(a_max, a_t + gamma * (alpha - err_t)),   gamma = GAIN * alpha
 
 where ``err_t`` is 1 when the interval missed in either direction (the promise is the
-slice's): its demand, plus what was still queued from the interval before, did not
-all pass the rate in force (the planner's queue behind the meter did not clear). An
+slice's): it violated the SLA as the replay counts a violation (more than 1 % of its
+demand not served in it, a queue behind the meter longer than the latency budget, or
+demand lost), judged on the planner's own queue behind the meter. An
 interval counts (updates ``a``) only when the policy could have served it: the slice
 got the coverage it was planned to (no shortage on its links took it) and all that
 arrived was within all the policy lets it have, in at least one direction (a
