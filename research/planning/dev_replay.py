@@ -52,10 +52,15 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", default=None, help="the variants to replay (default all)"
     )
+    parser.add_argument(
+        "--scenarios", nargs="*", default=None, help="the scenarios to replay (default all)"
+    )
     args = parser.parse_args()
     traces = []
     for name, seed in DEV:
         if "/" in name:  # the stadium mix has no policy of its own
+            continue
+        if args.scenarios is not None and name not in args.scenarios:
             continue
         traces.append((f"{name}:{seed}", name, seed, False))
         if args.variants:
