@@ -12,6 +12,7 @@ levels run 1..127; a slice's priority defaults to its 5QI's level).
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import Enum
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -57,7 +58,36 @@ Rate = Annotated[float, BeforeValidator(_rate), PlainSerializer(format_rate), Fi
 DurationMs = Annotated[
     float, BeforeValidator(_duration_ms), PlainSerializer(format_duration_ms), Field(gt=0)
 ]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def suggest_name(text: str) -> str:
+    """``text`` made a valid name: lower case, other characters runs as '-', 63 at most."""
+    out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].rstrip("-")
+    return out or "slice"
+
+
+def _name_of(kind: str) -> Any:
+    """A before-validator: names match case-insensitively (stored in lower case); any
+    other invalid name is refused with a sentence and a suggestion."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            return value  # the str type reports it
+        lowered = value.lower()
+        if NAME_PATTERN.match(lowered):
+            return lowered
+        raise ValueError(
+            f"{kind} names are lower-case letters, digits and '-' (at most 63, starting and "
+            f"ending with a letter or digit): did you mean '{suggest_name(value)}'?"
+        )
+
+    return BeforeValidator(check)
+
+
+Name = Annotated[str, _name_of("policy")]
+SliceName = Annotated[str, _name_of("slice")]
+LinkName = Annotated[str, _name_of("link")]
 
 
 class _Frozen(BaseModel):
@@ -283,7 +313,7 @@ class MatchRule(_Frozen):
 class Slice(_Frozen):
     """One network slice and what it is promised."""
 
-    name: Name
+    name: SliceName
     description: str = ""
     snssai: Snssai
     five_qi: FiveQI
@@ -352,9 +382,9 @@ class Slice(_Frozen):
 class Link(_Frozen):
     """A link with its capacity per direction (full duplex) and the slices that cross it."""
 
-    name: Name
+    name: LinkName
     capacity: Rate = Field(gt=0)
-    slices: tuple[Name, ...]
+    slices: tuple[SliceName, ...]
 
     @field_validator("slices", mode="before")
     @classmethod

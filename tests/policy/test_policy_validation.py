@@ -262,3 +262,32 @@ def test_policy_is_frozen() -> None:
 def test_unknown_yaml_tag_is_a_policy_error() -> None:
     errors = errors_of(BASE.replace("risk: 0.001", "risk: !0 0.001"))
     assert any(e.startswith("p.yaml:8: slices[0].risk: cannot read value") for e in errors), errors
+
+
+def test_names_match_case_insensitively() -> None:
+    text = BASE.replace("name: embb", "name: eMBB").replace("[haptics, embb]", "[Haptics, EMBB]")
+    policy = loads_policy(text, "p.yaml")
+    assert policy.slice_names == ("haptics", "embb")
+    assert policy.links_of("embb") == ("uplink",)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "kind", "suggestion"),
+    [
+        ("  - name: embb\n", "slices[1].name", "slice", "'e-mbb'"),
+        ("    - name: uplink\n", "topology.links[0].name", "link", "'up-link'"),
+    ],
+)
+def test_an_invalid_name_is_refused_with_a_sentence(
+    bad: str, field: str, kind: str, suggestion: str
+) -> None:
+    replacement = bad.replace("embb", "e_mbb").replace("uplink", "Up Link")
+    text = BASE.replace(bad, replacement)
+    if kind == "slice":
+        text = text.replace("[haptics, embb]", "[haptics, e_mbb]")
+    errors = errors_of(text)
+    mine = [e for e in errors if field in e]
+    assert mine, errors
+    assert f"{kind} names are lower-case letters, digits and '-'" in mine[0]
+    assert f"did you mean {suggestion}?" in mine[0]
+    assert "pattern" not in " ".join(errors)
