@@ -101,6 +101,54 @@ def _to_python(
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CONSTRUCTOR = yaml.SafeLoader("")
 
+#: Largest policy text read (UTF-8 bytes): about 4,000 slices.
+MAX_POLICY_BYTES = 1 << 20
+#: Most YAML nodes (scalars, lists, mappings) in one policy: about 5,000 slices.
+MAX_POLICY_NODES = 250_000
+
+
+def _budget_issue(text: str, source: str) -> PolicyIssue | None:
+    """The first reason to refuse ``text`` before building it: over
+    :data:`MAX_POLICY_BYTES`, over :data:`MAX_POLICY_NODES`, or an alias (``*name``).
+
+    Aliases are refused outright: a few hundred bytes of nested aliases expand to
+    gigabytes (the "billion laughs"), and a policy never needs them. The check reads the
+    parser's events, which hold no document, so a hostile text costs its own size only.
+    Syntax errors are left to the composer, which reports them with their line.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_POLICY_BYTES:
+        return PolicyIssue(
+            source, None, "", f"policy is {size} bytes; at most {MAX_POLICY_BYTES} are read"
+        )
+    nodes = 0
+    try:
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                return PolicyIssue(
+                    source,
+                    _line(event.start_mark),
+                    "",
+                    f"YAML alias '*{event.anchor}' is not allowed in a policy "
+                    "(aliases can expand a small file into a huge one); write the value out",
+                )
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_POLICY_NODES:
+                    return PolicyIssue(
+                        source,
+                        _line(event.start_mark),
+                        "",
+                        f"policy has over {MAX_POLICY_NODES} YAML values; too large to read",
+                    )
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _line(mark: Any) -> int | None:
+    return None if mark is None else int(mark.line) + 1
+
 
 def _scalar(node: yaml.Node, path: FieldPath, issues: list[tuple[FieldPath, str]]) -> Any:
     if not isinstance(node, yaml.ScalarNode):
@@ -120,6 +168,11 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; raise :class:`PolicyError` on any problem."""
     name = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_POLICY_BYTES:
+            raise PolicyError(
+                [PolicyIssue(name, None, "", f"file is {size} bytes; at most {MAX_POLICY_BYTES}")]
+            )
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -128,7 +181,11 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def loads_policy(text: str, source: str = "<string>") -> Policy:
-    """Validate policy YAML given as text; ``source`` names it in messages."""
+    """Validate policy YAML given as text; ``source`` names it in messages. Texts over
+    :data:`MAX_POLICY_BYTES` or :data:`MAX_POLICY_NODES`, and YAML aliases, are refused."""
+    refused = _budget_issue(text, source)
+    if refused is not None:
+        raise PolicyError([refused])
     try:
         node = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable
 from typing import Any
 
@@ -92,3 +93,20 @@ def test_grant_shows_in_plans_and_release_removes_it(client: SliceaiClient) -> N
         client.request_bandwidth("app-9", "staff-embb", 450e6, "dl")
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "maximum" in info.value.details()
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(
+    client: SliceaiClient, policy_text: str
+) -> None:
+    """438 bytes of nested YAML aliases once took the service to 2.4 GB."""
+    levels = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    levels += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = "\n".join(levels) + "\n" + policy_text
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    for dry_run in (True, False):
+        with pytest.raises(grpc.RpcError) as info:
+            client.apply_policy(bomb, dry_run=dry_run)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "YAML alias '*a0' is not allowed" in info.value.details()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
+    assert client.get_policy().version == 1
