@@ -45,7 +45,7 @@ from sliceai.engine.telemetry import (
     check_time,
 )
 from sliceai.planning import Forecaster, Planner, PlannerSettings, RollingQuantileForecaster
-from sliceai.planning.forecasters import check_quantiles
+from sliceai.planning.forecasters import guarded_quantiles
 from sliceai.planning.planner import PlanSolver
 from sliceai.policy import Policy, PolicyError, loads_policy
 from sliceai.solver import SliceSolver
@@ -469,17 +469,19 @@ class Engine:
         interval = self.settings.interval_s
         now = self.clock.wall()
         start = now - interval * history.count
-        shape = (len(idx) * 2, horizon, len(lv))
-        fallback = False
-        try:
-            q = check_quantiles(
-                self.forecaster.quantiles(series, lv, start, interval, horizon), shape
-            )
-        except Exception:  # a broken or non-finite model: rolling quantiles, flagged
-            fallback = True
-            q = RollingQuantileForecaster().quantiles(series, lv, start, interval, horizon)
-        values = q.reshape(len(idx), 2, horizon, len(lv))
-        return ForecastResult(names, lv, values, now, interval, fallback)
+        # A broken model, or any non-finite value: rolling quantiles for those series, flagged.
+        q, _, notes = guarded_quantiles(
+            self.forecaster,
+            RollingQuantileForecaster(),
+            series,
+            np.array([series.shape[1]], dtype=np.int64),
+            lv,
+            start,
+            interval,
+            horizon,
+        )
+        values = q[0].reshape(len(idx), 2, horizon, len(lv))
+        return ForecastResult(names, lv, values, now, interval, bool(notes[0]))
 
 
 def _as_grant(req: BwRequest) -> Grant:

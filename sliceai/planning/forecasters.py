@@ -90,6 +90,58 @@ def check_quantiles(q: FloatArray, shape: tuple[int, ...]) -> FloatArray:
     return np.maximum.accumulate(np.maximum(out, 0.0), axis=-1)
 
 
+def guarded_quantiles(
+    forecaster: Forecaster,
+    fallback: Forecaster,
+    history: FloatArray,
+    origins: IntArray,
+    levels: FloatArray,
+    start_time: float,
+    interval_s: float,
+    horizon: int = 1,
+) -> tuple[FloatArray, npt.NDArray[np.bool_], list[str]]:
+    """``forecaster``'s quantiles at ``origins`` with ``fallback``'s standing in for every
+    origin and series where it raised, gave the wrong shape or any non-finite value (at
+    any step or level). Returns the quantiles ``(m, n_series, horizon, Q)`` (checked by
+    :func:`check_quantiles`), which ``(m, n_series)`` the fallback replaced, and a note
+    per origin: what went wrong there ("" where nothing did), including the failures the
+    forecaster recovered from itself (its ``last_notes``, e.g. a pool's failed member).
+
+    Every forecast sliceai serves or plans from passes through here (the planner and
+    the service's forecast query), so no non-finite value is ever served as normal."""
+    org = np.asarray(origins, dtype=np.int64)
+    shape = (len(org), history.shape[0], horizon, len(levels))
+    try:
+        q = np.array(
+            forecaster.quantiles_at(history, org, levels, start_time, interval_s, horizon),
+            dtype=np.float64,
+        )
+        if q.shape != shape:
+            raise ValueError(f"returned shape {q.shape}, expected {shape}")
+        bad = np.asarray(~np.isfinite(q).all(axis=(2, 3)))
+        why = "returned non-finite quantiles"
+    except Exception as exc:  # any failure of the model: the fallback stands in
+        q = np.zeros(shape)
+        bad = np.ones(shape[:2], dtype=bool)
+        why = f"failed ({type(exc).__name__}: {str(exc)[:200]})"
+    notes = [""] * len(org)
+    own = list(getattr(forecaster, "last_notes", []))
+    if len(own) == len(org):  # the forecaster recovered from its parts' failures itself
+        notes = [str(n) for n in own]
+    rows = bad.any(axis=1)
+    if rows.any():
+        q[rows] = np.where(
+            bad[rows][:, :, None, None],
+            fallback.quantiles_at(history, org[rows], levels, start_time, interval_s, horizon),
+            q[rows],
+        )
+        for k in np.flatnonzero(rows).tolist():
+            where = "" if bad[k].all() else f" for {int(bad[k].sum())} of {shape[1]} series"
+            note = f"{forecaster.name} {why}{where}; {fallback.name} used"
+            notes[k] = f"{notes[k]}; {note}" if notes[k] else note
+    return check_quantiles(q, shape), bad, notes
+
+
 def trailing_windows(history: FloatArray, origins: IntArray, window: int) -> FloatArray:
     """``(m, n_series, window)``: the ``window`` intervals before each origin, NaN where
     the history is missing or starts later."""

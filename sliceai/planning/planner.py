@@ -7,8 +7,9 @@ quantiles at :attr:`Planner.levels` (a base grid plus every slice's ``1 - risk``
 and :meth:`Planner.step` turns one such forecast into rates:
 
 1. the forecast: when the forecaster raises or returns non-finite values for an
-   origin, the rolling empirical quantile of the same history stands in
-   (mode ``model-fallback``, with the reason; a pooled forecaster,
+   origin, the rolling empirical quantile of the same history stands in for every
+   series it failed on (:func:`~sliceai.planning.forecasters.guarded_quantiles`;
+   mode ``model-fallback``, with the reason; a pooled forecaster,
    :mod:`sliceai.planning.pool`, first recovers from a failing member itself);
 2. the interval that just ended runs through a fluid queue behind each meter (the
    rates that were in force serve its measured demand plus what was queued; at most
@@ -42,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sliceai.planning.baselines import RollingQuantileForecaster
-from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray, check_quantiles
+from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray, guarded_quantiles
 from sliceai.planning.risk import GAIN, RiskControl
 from sliceai.policy import Policy
 from sliceai.solver import DemandForecast, Plan, SliceSolver
@@ -213,32 +214,11 @@ class Planner:
         :mod:`sliceai.planning.forecasters`); the fallback stands in where the forecaster fails."""
         org = np.asarray(origins, dtype=np.int64)
         n_slices = len(self.policy.slices)
-        shape = (len(org), 2 * n_slices, 1, len(self.levels))
-        notes = [""] * len(org)
-        try:
-            raw = self.forecaster.quantiles_at(history, org, self.levels, start_time, interval_s)
-            q = np.asarray(raw, dtype=np.float64)
-            if q.shape != shape:
-                raise ValueError(f"returned shape {q.shape}, expected {shape}")
-            bad = np.asarray(~np.isfinite(q).reshape(len(org), -1).all(axis=1))
-            why = "returned non-finite quantiles"
-        except Exception as exc:  # any failure of the model: the fallback stands in
-            q = np.zeros(shape)
-            bad = np.ones(len(org), dtype=bool)
-            why = f"failed ({type(exc).__name__}: {str(exc)[:200]})"
-        own = list(getattr(self.forecaster, "last_notes", []))
-        if len(own) == len(org):  # the forecaster recovered from its parts' failures itself
-            notes = own
-        if bad.any():
-            q[bad] = self.fallback.quantiles_at(
-                history, org[bad], self.levels, start_time, interval_s
-            )
-            note = f"{self.forecaster.name} {why}; {self.fallback.name} used"
-            notes = [note if b else n for b, n in zip(bad.tolist(), notes, strict=True)]
-        q = check_quantiles(q, shape)
+        q, bad, notes = guarded_quantiles(
+            self.forecaster, self.fallback, history, org, self.levels, start_time, interval_s
+        )
         per_slice = q[:, :, 0, :].reshape(len(org), n_slices, 2, -1)
-        used = bad.tolist()
-        names = [self.fallback.name if u else self.forecaster.name for u in used]
+        names = [self.fallback.name if b.all() else self.forecaster.name for b in bad]
         return [Forecast(per_slice[k], names[k], interval_s, n) for k, n in enumerate(notes)]
 
     # -- one interval ---------------------------------------------------------------
