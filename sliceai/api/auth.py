@@ -1,25 +1,32 @@
 """Who is calling, what they may do, and how often.
 
-Identity comes from the client certificate under mutual TLS. A certificate
-carries its role and identity in a URI subject alternative name::
+Identity comes from the client certificate under mutual TLS, and only from its
+URI subject alternative name (DNS names, e-mail names and the subject are never
+read). Like a SPIFFE X.509-SVID, the certificate carries exactly one URI SAN::
 
     spiffe://sliceai/<role>/<identity>
 
 with ``<role>`` one of ``controller``, ``mec-app``, ``admin`` and
 ``<identity>`` 1..128 characters of ``[A-Za-z0-9._:-]``. For a ``mec-app`` the
 identity is its MEC ``appInsId``: it may see and change only grants with that
-``app_ins_id``. A certificate without such a SAN gets the role ``anonymous``
+``app_ins_id``. A certificate without such an identity (no SAN, no URI SAN,
+several URI SANs, another trust domain, an unknown role, a malformed id) is
+refused with UNAUTHENTICATED, unless the server runs with ``allow_anonymous``
+(``sliceai serve --allow-anonymous``): then its caller is ``anonymous``
 (read-only: forecasts and plan watching).
 
 Without TLS the server listens on loopback only, and every caller is the local
 administrator (``admin``/``local``). With server-only TLS (no client CA) callers
-are ``anonymous``, unless the server listens on loopback.
+on loopback are that administrator too; off loopback they are ``anonymous``,
+which the server accepts only with ``allow_anonymous``.
 
-Method permissions are in :data:`METHOD_ROLES`.
+Permissions, role x RPC, are written once, in :data:`METHOD_ROLES`.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import threading
 import time
@@ -28,13 +35,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from sliceai.engine import LOCAL_ADMIN, Caller
 
+log = logging.getLogger(__name__)
+
 ROLES = ("controller", "mec-app", "admin")
+TRUST_DOMAIN = "spiffe://sliceai/"
 SAN_PATTERN = re.compile(r"^spiffe://sliceai/(controller|mec-app|admin)/([A-Za-z0-9._:-]{1,128})$")
 ANYONE = frozenset({"controller", "mec-app", "admin", "anonymous"})
 
+#: Role x RPC: the roles each RPC admits (``anonymous`` only with ``allow_anonymous``).
 METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "ControllerService.Connect": frozenset({"controller", "admin"}),
     "MecService.PushTelemetry": frozenset({"controller", "admin"}),
@@ -58,13 +70,62 @@ def spiffe_uri(role: str, identity: str) -> str:
     return uri
 
 
+class IdentityError(ValueError):
+    """A client certificate without a usable identity; ``str`` says why."""
+
+
+def identity_of_certificate(cert: x509.Certificate) -> Caller:
+    """Role and identity from the certificate's one URI SAN; :class:`IdentityError` otherwise."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise IdentityError("the certificate has no subject alternative name") from None
+    except ValueError as exc:  # a malformed extension
+        raise IdentityError(f"unreadable subject alternative name: {exc}") from None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    if not uris:
+        raise IdentityError("the certificate has no URI subject alternative name")
+    if len(uris) > 1:
+        raise IdentityError(
+            f"the certificate has {len(uris)} URI subject alternative names; "
+            "an identity certificate carries exactly one"
+        )
+    uri = uris[0]
+    m = SAN_PATTERN.match(uri)
+    if m:
+        return Caller(m.group(1), m.group(2))
+    shown = repr(uri[:160])
+    if not uri.startswith(TRUST_DOMAIN):
+        raise IdentityError(f"URI SAN {shown} is not in the trust domain {TRUST_DOMAIN}")
+    role = uri[len(TRUST_DOMAIN) :].split("/", 1)[0]
+    if role not in ROLES:
+        raise IdentityError(f"URI SAN {shown} names unknown role {role[:40]!r}")
+    raise IdentityError(f"URI SAN {shown} is not spiffe://sliceai/<role>/<id>")
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity_of_pem(pem: bytes) -> Caller | str:
+    """The caller of a peer certificate, or why it has none (cached: once per certificate)."""
+    try:
+        return identity_of_certificate(x509.load_pem_x509_certificate(pem))
+    except IdentityError as exc:
+        return str(exc)
+    except ValueError as exc:
+        return f"unreadable certificate: {exc}"
+
+
 def caller_from_auth_context(auth: Mapping[str, Any]) -> Caller:
-    """Role and identity from a gRPC auth context of a TLS peer."""
-    for value in auth.get("x509_subject_alternative_name", ()):
-        m = SAN_PATTERN.match(value.decode("utf-8", "replace"))
-        if m:
-            return Caller(m.group(1), m.group(2))
-    return Caller("anonymous", "")
+    """Role and identity of a mutual-TLS peer from its certificate (gRPC has verified it).
+
+    Raises :class:`IdentityError` when the certificate carries no valid identity.
+    """
+    pems = auth.get("x509_pem_cert", ())
+    if len(pems) != 1:
+        raise IdentityError("no client certificate")
+    found = _identity_of_pem(bytes(pems[0]))
+    if isinstance(found, str):
+        raise IdentityError(found)
+    return found
 
 
 @dataclass
@@ -110,17 +171,46 @@ class RateLimiter:
 
 
 class Authorizer:
-    """Resolves the caller of an RPC and enforces role and rate limits."""
+    """Resolves the caller of an RPC and enforces identity, role and rate limits."""
 
-    def __init__(self, mutual_tls: bool, loopback: bool, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        mutual_tls: bool,
+        loopback: bool,
+        limiter: RateLimiter,
+        allow_anonymous: bool = False,
+    ) -> None:
         self.mutual_tls = mutual_tls
         self.loopback = loopback
         self.limiter = limiter
+        self.allow_anonymous = allow_anonymous
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
+        """Who calls; raises :class:`IdentityError` for a caller the server does not accept."""
         if self.mutual_tls:
-            return caller_from_auth_context(context.auth_context())
-        return LOCAL_ADMIN if self.loopback else Caller("anonymous", "")
+            try:
+                return caller_from_auth_context(context.auth_context())
+            except IdentityError:
+                if self.allow_anonymous:
+                    return Caller("anonymous", "")
+                raise
+        if self.loopback:
+            return LOCAL_ADMIN
+        if self.allow_anonymous:
+            return Caller("anonymous", "")
+        raise IdentityError("no client certificate (server-only TLS)")
+
+    def authenticate(self, context: grpc.ServicerContext) -> Caller:
+        """The caller; aborts the RPC with UNAUTHENTICATED when it has no valid identity."""
+        try:
+            return self.caller(context)
+        except IdentityError as exc:
+            log.info("refused %s: %s", context.peer(), exc)
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"no valid identity in the client certificate: {exc}",
+            )
+            raise  # abort raises; this line only tells the type checker
 
     def rate_key(self, caller: Caller, context: grpc.ServicerContext) -> str:
         if caller.identity and caller.identity != "local":
@@ -128,8 +218,8 @@ class Authorizer:
         return context.peer()
 
     def check(self, context: grpc.ServicerContext, method: str) -> Caller:
-        """The caller, after the role and rate checks; aborts the RPC otherwise."""
-        caller = self.caller(context)
+        """The caller, after the identity, role and rate checks; aborts the RPC otherwise."""
+        caller = self.authenticate(context)
         allowed = METHOD_ROLES[method]
         if caller.role not in allowed:
             context.abort(

@@ -88,6 +88,13 @@ def register(subparsers: Any) -> None:
         "--client-ca", type=Path, help="CA for client certificates: turns on mutual TLS"
     )
     serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="accept callers without a valid identity (a client certificate without one "
+        "spiffe://sliceai/<role>/<id> URI SAN, or server-only TLS off loopback) as read-only "
+        "anonymous: forecasts and plan watching (default: refused, UNAUTHENTICATED)",
+    )
+    serve.add_argument(
         "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = any)"
     )
     serve.add_argument(

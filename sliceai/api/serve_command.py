@@ -150,7 +150,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = SliceaiServer(
             engine,
-            ServerSettings(args.listen, tls, rate_per_s=args.rate_limit, burst=2 * args.rate_limit),
+            ServerSettings(
+                args.listen,
+                tls,
+                rate_per_s=args.rate_limit,
+                burst=2 * args.rate_limit,
+                allow_anonymous=args.allow_anonymous,
+            ),
         )
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from None

@@ -5,19 +5,24 @@
 Health is NOT_SERVING until the engine has loaded its model and computed its
 first plan (solver warm), SERVING after, and NOT_SERVING again during shutdown.
 
-Plaintext is only allowed on loopback addresses; anything else needs TLS.
+Plaintext is only allowed on loopback addresses; anything else needs TLS, and
+server-only TLS off loopback (no caller identified) needs ``allow_anonymous``.
+A unary request that does not decode (corrupt protobuf, invalid UTF-8 in a
+string) is answered INVALID_ARGUMENT, after the caller's identity is checked.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -61,6 +66,7 @@ class ServerSettings:
     max_streams: int = 64  # long-lived streams; the rest of the workers stay free for unary calls
     rate_per_s: float = 2000.0  # per client: messages (RPCs or telemetry batches) per second
     burst: float = 4000.0
+    allow_anonymous: bool = False  # certificates without a valid identity: read-only anonymous
 
 
 def host_of(listen: str) -> str:
@@ -85,11 +91,48 @@ def _passthrough(message: Any) -> bytes:
     return out
 
 
+def _decode(
+    auth: Authorizer, message: type[Message], request: bytes, context: grpc.ServicerContext
+) -> Any:
+    """``request`` parsed as ``message``; an undecodable one aborts with INVALID_ARGUMENT."""
+    auth.authenticate(context)  # strangers learn nothing, not even how their bytes parse
+    try:
+        return message.FromString(request)
+    except DecodeError as exc:
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request is not a valid {message.DESCRIPTOR.full_name}: {exc}",
+        )
+
+
+def _unary_handler(
+    auth: Authorizer, behaviour: Callable[[Any, grpc.ServicerContext], Any], message: type[Message]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    def handle(request: bytes, context: grpc.ServicerContext) -> Any:
+        return behaviour(_decode(auth, message, request, context), context)
+
+    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_passthrough)
+
+
+def _unary_stream_handler(
+    auth: Authorizer,
+    behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+    message: type[Message],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    def handle(request: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from behaviour(_decode(auth, message, request, context), context)
+
+    return grpc.unary_stream_rpc_method_handler(handle, response_serializer=_passthrough)
+
+
 def _handlers(
-    controller: ControllerServicer, mec: MecServicer, admin: AdminServicer
+    auth: Authorizer, controller: ControllerServicer, mec: MecServicer, admin: AdminServicer
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     m, a = mec_pb2, admin_pb2
-    unary = grpc.unary_unary_rpc_method_handler
+
+    def unary(behaviour: Callable[..., Any], message: type[Message]) -> Any:
+        return _unary_handler(auth, behaviour, message)
+
     return [
         grpc.method_handlers_generic_handler(
             SERVICE_NAMES[0],
@@ -104,35 +147,23 @@ def _handlers(
         grpc.method_handlers_generic_handler(
             SERVICE_NAMES[1],
             {
-                "PushTelemetry": unary(mec.PushTelemetry, m.KpmReport.FromString, _passthrough),
-                "GetForecast": unary(mec.GetForecast, m.ForecastRequest.FromString, _passthrough),
-                "RequestBandwidth": unary(mec.RequestBandwidth, m.BwInfo.FromString, _passthrough),
-                "ModifyBandwidth": unary(
-                    mec.ModifyBandwidth, m.ModifyBandwidthRequest.FromString, _passthrough
-                ),
-                "ReleaseBandwidth": unary(
-                    mec.ReleaseBandwidth, m.ReleaseBandwidthRequest.FromString, _passthrough
-                ),
-                "ListBandwidth": unary(
-                    mec.ListBandwidth, m.ListBandwidthRequest.FromString, _passthrough
-                ),
-                "WatchAllocations": grpc.unary_stream_rpc_method_handler(
-                    mec.WatchAllocations,
-                    request_deserializer=m.WatchAllocationsRequest.FromString,
-                    response_serializer=_passthrough,
+                "PushTelemetry": unary(mec.PushTelemetry, m.KpmReport),
+                "GetForecast": unary(mec.GetForecast, m.ForecastRequest),
+                "RequestBandwidth": unary(mec.RequestBandwidth, m.BwInfo),
+                "ModifyBandwidth": unary(mec.ModifyBandwidth, m.ModifyBandwidthRequest),
+                "ReleaseBandwidth": unary(mec.ReleaseBandwidth, m.ReleaseBandwidthRequest),
+                "ListBandwidth": unary(mec.ListBandwidth, m.ListBandwidthRequest),
+                "WatchAllocations": _unary_stream_handler(
+                    auth, mec.WatchAllocations, m.WatchAllocationsRequest
                 ),
             },
         ),
         grpc.method_handlers_generic_handler(
             SERVICE_NAMES[2],
             {
-                "GetPolicy": unary(admin.GetPolicy, a.GetPolicyRequest.FromString, _passthrough),
-                "ApplyPolicy": unary(
-                    admin.ApplyPolicy, a.ApplyPolicyRequest.FromString, _passthrough
-                ),
-                "ListPolicyVersions": unary(
-                    admin.ListPolicyVersions, a.ListPolicyVersionsRequest.FromString, _passthrough
-                ),
+                "GetPolicy": unary(admin.GetPolicy, a.GetPolicyRequest),
+                "ApplyPolicy": unary(admin.ApplyPolicy, a.ApplyPolicyRequest),
+                "ListPolicyVersions": unary(admin.ListPolicyVersions, a.ListPolicyVersionsRequest),
             },
         ),
     ]
@@ -158,7 +189,23 @@ class SliceaiServer:
                 "give --tls-cert and --tls-key"
             )
         mutual = settings.tls is not None and settings.tls.client_ca is not None
-        self.auth = Authorizer(mutual, loopback, RateLimiter(settings.rate_per_s, settings.burst))
+        if (
+            settings.tls is not None
+            and not mutual
+            and not loopback
+            and not settings.allow_anonymous
+        ):
+            raise ServerConfigError(
+                f"refusing server-only TLS on {settings.listen}: no caller would have an "
+                "identity; give --client-ca for mutual TLS (or --allow-anonymous for "
+                "read-only anonymous access)"
+            )
+        self.auth = Authorizer(
+            mutual,
+            loopback,
+            RateLimiter(settings.rate_per_s, settings.burst),
+            allow_anonymous=settings.allow_anonymous,
+        )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc"),
             options=[
@@ -172,6 +219,7 @@ class SliceaiServer:
         cache = PlanCache()
         self.server.add_generic_rpc_handlers(
             _handlers(
+                self.auth,
                 ControllerServicer(engine, self.auth, streams, cache),
                 MecServicer(engine, self.auth, streams, cache),
                 AdminServicer(engine, self.auth),

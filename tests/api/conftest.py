@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +128,19 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_pki(directory: Path, clients: dict[str, str | None]) -> Pki:
+@dataclass(frozen=True)
+class CertSpec:
+    """A client certificate's subject alternative names and common name (default: its file name)."""
+
+    sans: Sequence[x509.GeneralName] = field(default_factory=tuple)
+    common_name: str | None = None
+
+
+def make_pki(directory: Path, clients: dict[str, str | CertSpec | None]) -> Pki:
     """A CA, a server certificate for localhost / 127.0.0.1, and client certificates.
 
-    ``clients``: file name -> SAN URI (None: a certificate without a role SAN).
-    A client named ``rogue`` is signed by a different CA.
+    ``clients``: file name -> SAN URI (None: a certificate without any SAN) or a
+    :class:`CertSpec`. A client named ``rogue`` is signed by a different CA.
     """
     ca_key = _key()
     ca = _cert("sliceai test CA", ca_key, None, ca_key, [], ca=True)
@@ -150,26 +158,59 @@ def make_pki(directory: Path, clients: dict[str, str | None]) -> Pki:
     )
     _write(directory / "server.crt", server.public_bytes(pem))
     _write(directory / "server.key", _pem_key(skey))
-    for name, uri in clients.items():
+    for name, spec in clients.items():
         k = _key()
-        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)] if uri else []
+        if not isinstance(spec, CertSpec):
+            spec = CertSpec([x509.UniformResourceIdentifier(spec)] if spec else [])
         issuer, issuer_key = (rogue_ca, rogue_key) if name == "rogue" else (ca, ca_key)
-        c = _cert(name, k, issuer, issuer_key, sans)
+        c = _cert(spec.common_name or name, k, issuer, issuer_key, list(spec.sans))
         _write(directory / f"{name}.crt", c.public_bytes(pem))
         _write(directory / f"{name}.key", _pem_key(k))
     return Pki(directory, directory / "ca.crt", directory / "server.crt", directory / "server.key")
 
 
-CLIENTS = {
+_URI, _DNS = x509.UniformResourceIdentifier, x509.DNSName
+_ADMIN = "spiffe://sliceai/admin/x"
+
+#: Certificates from the trusted CA that carry no valid identity, with (part of) the reason
+#: the server gives: refused unless the server allows anonymous callers.
+NO_IDENTITY: dict[str, tuple[CertSpec, str]] = {
+    "norole": (CertSpec(), "no subject alternative name"),
+    "dns-spoof": (CertSpec([_DNS(_ADMIN)]), "no URI subject alternative name"),
+    "email-spoof": (CertSpec([x509.RFC822Name(_ADMIN)]), "no URI subject alternative name"),
+    "cn-spoof": (CertSpec([_DNS("localhost")], common_name=_ADMIN), "no URI subject"),
+    "unknown-role": (CertSpec([_URI("spiffe://sliceai/root/x")]), "unknown role 'root'"),
+    "empty-id": (CertSpec([_URI("spiffe://sliceai/admin/")]), "is not spiffe://sliceai/"),
+    "nested-id": (CertSpec([_URI("spiffe://sliceai/admin/a/b")]), "is not spiffe://sliceai/"),
+    "query-id": (CertSpec([_URI("spiffe://sliceai/admin/x?role=admin")]), "is not spiffe"),
+    "upper-scheme": (CertSpec([_URI("SPIFFE://sliceai/admin/x")]), "not in the trust domain"),
+    "other-domain": (CertSpec([_URI("spiffe://evil/admin/x")]), "not in the trust domain"),
+    "https-uri": (CertSpec([_URI("https://sliceai/admin/x")]), "not in the trust domain"),
+    "two-identities": (
+        CertSpec([_URI("spiffe://sliceai/mec-app/app-1"), _URI(_ADMIN)]),
+        "2 URI subject alternative names",
+    ),
+    "same-id-twice": (CertSpec([_URI(_ADMIN), _URI(_ADMIN)]), "exactly one"),
+}
+
+CLIENTS: dict[str, str | CertSpec | None] = {
     "controller": "spiffe://sliceai/controller/osken-1",
     "app1": "spiffe://sliceai/mec-app/app-1",
     "app2": "spiffe://sliceai/mec-app/app-2",
     "admin": "spiffe://sliceai/admin/ops",
-    "norole": None,
+    # the URI SAN alone decides: an admin-looking DNS SAN beside it changes nothing
+    "app1-dns-admin": CertSpec([_DNS(_ADMIN), _URI("spiffe://sliceai/mec-app/app-1")]),
     "rogue": "spiffe://sliceai/admin/intruder",
+    **{name: spec for name, (spec, _) in NO_IDENTITY.items()},
 }
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"), CLIENTS)
+
+
+@pytest.fixture(scope="session")
+def no_identity() -> dict[str, tuple[CertSpec, str]]:
+    """:data:`NO_IDENTITY`: the ``pki`` client certificates without a valid identity, and why."""
+    return NO_IDENTITY

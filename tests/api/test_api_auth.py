@@ -1,4 +1,7 @@
-"""TLS, mutual TLS and the role matrix, with certificates the test generates."""
+"""TLS, mutual TLS, grant ownership and rate limits, with certificates the test generates.
+
+The role matrix itself, cell by cell: ``test_api_roles.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ from typing import Any
 import grpc
 import pytest
 
-from sliceai.api.auth import METHOD_ROLES, RateLimiter
+from sliceai.api.auth import RateLimiter
 from sliceai.api.client import SliceaiClient, bw_info
 from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
 from sliceai.engine import LOCAL_ADMIN
-from sliceai.v1 import admin_pb2, controller_pb2, mec_pb2
+from sliceai.v1 import admin_pb2, controller_pb2
 
 OK = grpc.StatusCode.OK
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -33,67 +36,6 @@ def _code(fn: Callable[[], object]) -> grpc.StatusCode:
     except grpc.RpcError as exc:
         return exc.code()  # type: ignore[no-any-return]
     return OK
-
-
-def _calls(c: SliceaiClient, policy_text: str) -> dict[str, Callable[[], object]]:
-    """One harmless call per method, keyed like METHOD_ROLES."""
-
-    def connect() -> object:
-        stream = c.connect("tls-ctl")
-        it = iter(stream)
-        msg = next(it)
-        stream.cancel()
-        return msg
-
-    def watch() -> object:
-        call = c.watch()
-        plan = next(iter(call))
-        call.cancel()
-        return plan
-
-    return {
-        "ControllerService.Connect": connect,
-        "MecService.PushTelemetry": lambda: c.push_kpm("e2", [("DRB.UEThpDl", "consults", 1.0)]),
-        "MecService.GetForecast": lambda: c.forecast(["consults"]),
-        "MecService.RequestBandwidth": lambda: c.mec.RequestBandwidth(
-            bw_info("app-1", "consults", 1e6), timeout=5
-        ),
-        "MecService.ModifyBandwidth": lambda: c.mec.ModifyBandwidth(
-            mec_pb2.ModifyBandwidthRequest(allocation_id="none"), timeout=5
-        ),
-        "MecService.ReleaseBandwidth": lambda: c.release_bandwidth("none"),
-        "MecService.ListBandwidth": lambda: c.list_bandwidth(),
-        "MecService.WatchAllocations": watch,
-        "AdminService.GetPolicy": lambda: c.get_policy(),
-        "AdminService.ApplyPolicy": lambda: c.apply_policy(policy_text, dry_run=True),
-        "AdminService.ListPolicyVersions": lambda: c.list_policies(),
-    }
-
-
-# Expected outcome per role when authorised; NOT_FOUND etc. are "allowed but the resource is absent".
-ALLOWED_RESULT = {
-    "MecService.ModifyBandwidth": grpc.StatusCode.NOT_FOUND,
-    "MecService.ReleaseBandwidth": grpc.StatusCode.NOT_FOUND,
-}
-ROLE_OF = {"controller": "controller", "app1": "mec-app", "admin": "admin", "norole": "anonymous"}
-
-
-@pytest.mark.parametrize("who", ["controller", "app1", "admin", "norole"])
-def test_role_matrix_under_mutual_tls(
-    start_server: Callable[..., Any], pki: Any, policy_text: str, who: str
-) -> None:
-    running = start_server(tls=TlsFiles(pki.server_cert, pki.server_key, pki.ca))
-    role = ROLE_OF[who]
-    with _client(running.target, pki, who) as c:
-        for method, call in _calls(c, policy_text).items():
-            code = _code(call)
-            if role in METHOD_ROLES[method]:
-                expected = ALLOWED_RESULT.get(method, OK)
-                if method == "MecService.RequestBandwidth" and role == "mec-app":
-                    expected = OK  # app1's identity is app-1
-                assert code == expected, (who, method, code)
-            else:
-                assert code == DENIED, (who, method, code)
 
 
 def test_mec_app_sees_and_changes_only_its_own_grants(
