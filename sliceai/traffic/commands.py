@@ -15,12 +15,22 @@ from tabulate import tabulate
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.policy.loader import PolicyError, load_policy
+from sliceai.policy.model import Policy
 from sliceai.policy.units import UnitError, parse_duration_s
+from sliceai.traffic.detect import describe, infer_interval, read_header
 from sliceai.traffic.generators import generate, load_scenario, resolve_slices
 from sliceai.traffic.longcsv import write_long_csv
-from sliceai.traffic.mapped import ColumnMapping, load_mapping
+from sliceai.traffic.mapped import (
+    ColumnMapping,
+    load_mapping,
+    mapped_files,
+    resolve_time_unit,
+    scan_slices,
+    slice_aliases,
+)
 from sliceai.traffic.pcap import PcapStats
-from sliceai.traffic.readers import open_trace
+from sliceai.traffic.presets import PRESETS, preset_fields
+from sliceai.traffic.readers import detect_format, open_trace
 from sliceai.traffic.trace import Trace, TraceError
 from sliceai.usage import UsageError
 
@@ -51,9 +61,23 @@ def register(subparsers: Any) -> None:
         "trace", help="convert and inspect traces (CSV, KPM exports, pcap)"
     )
     sub = trace.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
-    convert = sub.add_parser("convert", help="read any supported trace and write long CSV")
+    convert = sub.add_parser(
+        "convert",
+        help="read any supported trace and write long CSV",
+        description="Read a long CSV, a pcap or a column-mapped export (a file or a directory "
+        "of them, e.g. one CSV per UE) and write long CSV. For an export, --preset kpm-ue "
+        "reads the common per-UE KPM layout without a mapping file; the interval is the "
+        "median spacing of the report times unless --interval is given; --dry-run prints "
+        "what was detected and writes nothing.",
+    )
     _input_options(convert)
-    convert.add_argument("-o", "--output", type=Path, required=True, help="output long CSV")
+    convert.add_argument("-o", "--output", type=Path, help="output long CSV")
+    convert.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="mapped CSV: print the files, columns, time unit, interval, slices, directions "
+        "and rows detected; write nothing",
+    )
     convert.set_defaults(handler="sliceai.traffic.commands:convert")
     info = sub.add_parser("info", help="summarise a trace: slices, span, load per slice")
     _input_options(info)
@@ -64,7 +88,11 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, metavar="TRACE", help="file or directory (mapped CSV)")
     p.add_argument("--format", choices=("auto", "long", "mapped", "pcap"), default="auto")
     p.add_argument("--policy", type=Path, help="slice policy (needed for pcap; fixes slice order)")
-    p.add_argument("--interval", help="interval, e.g. 1s (pcap default 1s; long CSV inferred)")
+    p.add_argument(
+        "--interval",
+        help="interval, e.g. 250ms (pcap default 1s; long and mapped CSV: inferred from the "
+        "timestamps)",
+    )
     p.add_argument(
         "--ue-prefix",
         action="append",
@@ -75,8 +103,23 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--include-unmatched", action="store_true", help="pcap: add an 'unmatched' slice"
     )
-    g = p.add_argument_group("column mapping (mapped CSV; flags override --mapping)")
+    g = p.add_argument_group(
+        "column mapping (mapped CSV; flags override --mapping, which overrides --preset)"
+    )
     g.add_argument("--mapping", type=Path, help="YAML column mapping file")
+    g.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        help="columns of a common export: kpm-ue = one CSV per UE, epoch-ms time, numeric "
+        "slice ids (0 embb, 1 mmtc, 2 urllc), Mbit/s rates, IMSI",
+    )
+    g.add_argument(
+        "--slice-name",
+        action="append",
+        default=[],
+        metavar="VALUE=NAME",
+        help="name the slice column's VALUE as slice NAME (repeatable)",
+    )
     for name in (
         "time-column",
         "slice-column",
@@ -87,7 +130,7 @@ def _input_options(p: argparse.ArgumentParser) -> None:
         "direction-column",
     ):
         g.add_argument(f"--{name}", metavar="COLUMN")
-    g.add_argument("--time-unit", choices=("s", "ms", "iso"))
+    g.add_argument("--time-unit", choices=("auto", "s", "ms", "iso"))
     g.add_argument("--value-unit", choices=("bps", "kbps", "Mbps", "Gbps", "bytes"))
     g.add_argument("--direction", choices=("dl", "ul"), help="constant direction of value-column")
     g.add_argument("--delimiter", help="field separator (default ,)")
@@ -156,44 +199,94 @@ def sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(args: argparse.Namespace, stats: Any = None) -> Iterator[Trace]:
-    policy = None
-    if args.policy is not None:
-        try:
-            policy = load_policy(args.policy)
-        except PolicyError as exc:
-            raise UsageError(str(exc)) from None
-    fields = {
-        key: getattr(args, key)
-        for key in (
-            "time_column",
-            "slice_column",
-            "ue_column",
-            "value_column",
-            "dl_column",
-            "ul_column",
-            "direction_column",
-            "time_unit",
-            "value_unit",
-            "direction",
-            "delimiter",
-            "pattern",
-            "merge",
-        )
-        if getattr(args, key) is not None
-    }
-    mapping = None
+def _policy(args: argparse.Namespace) -> Policy | None:
+    if args.policy is None:
+        return None
     try:
-        if args.mapping is not None or fields:
-            base = load_mapping(args.mapping).model_dump() if args.mapping else {}
-            mapping = ColumnMapping.model_validate({**base, **fields})
+        return load_policy(args.policy)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+
+
+MAPPING_FLAGS = (
+    "time_column",
+    "slice_column",
+    "ue_column",
+    "value_column",
+    "dl_column",
+    "ul_column",
+    "direction_column",
+    "time_unit",
+    "value_unit",
+    "direction",
+    "delimiter",
+    "pattern",
+    "merge",
+)
+
+
+def _mapping(args: argparse.Namespace) -> ColumnMapping | None:
+    """The column mapping: ``--preset`` fields, then ``--mapping``'s, then the flags."""
+    fields = {k: getattr(args, k) for k in MAPPING_FLAGS if getattr(args, k) is not None}
+    names = {}
+    for item in args.slice_name:
+        value, sep, name = item.partition("=")
+        if not sep or not value or not name:
+            raise UsageError(f"--slice-name {item!r}: write VALUE=NAME, e.g. 0=embb")
+        names[value] = name
+    if args.preset is None and args.mapping is None and not fields and not names:
+        return None
+    base: dict[str, Any] = {}
+    if args.preset is not None:
+        first, header = read_header(args.input, fields.get("pattern", "*.csv"))
+        base = preset_fields(args.preset, header, first, fields)
+    if args.mapping is not None:
+        base = {**base, **load_mapping(args.mapping).model_dump(exclude_unset=True)}
+    merged = {**base, **fields}
+    if names:
+        merged["slice_names"] = {**merged.get("slice_names", {}), **names}
+    return ColumnMapping.model_validate(merged)
+
+
+def _mapped_settings(
+    args: argparse.Namespace, mapping: ColumnMapping, policy: Policy | None, *, quiet: bool = False
+) -> tuple[ColumnMapping, float, tuple[str, ...] | None]:
+    """The mapping with its report grid, the interval (given, else inferred and said on
+    stderr) and, for a preset without a policy, the slices found in the files."""
+    files = mapped_files(args.input, mapping)
+    interval = _duration(args.interval, "--interval")
+    inferred = infer_interval(files, mapping)
+    if mapping.report_period_s is None:
+        mapping = mapping.model_copy(update={"report_period_s": inferred.period_s})
+    if interval is None:
+        if not quiet:
+            print(inferred.sentence(), file=sys.stderr)
+        interval = inferred.interval_s
+    slices = None
+    if args.preset is not None and policy is None:
+        resolved = resolve_time_unit(files, mapping)
+        slices = scan_slices(
+            files, resolved, slice_aliases(resolved, None), include_mapped=False
+        ).names
+    return mapping, interval, slices
+
+
+def _open(args: argparse.Namespace, stats: Any = None) -> Iterator[Trace]:
+    policy = _policy(args)
+    try:
+        mapping = _mapping(args)
         interval = _duration(args.interval, "--interval")
-        if args.format == "mapped" or (args.format == "auto" and mapping is not None):
-            interval = interval or 1.0
+        slices = None
+        kind = args.format
+        if kind == "auto":
+            kind = detect_format(args.input, mapping)
+        if kind == "mapped" and mapping is not None:
+            mapping, interval, slices = _mapped_settings(args, mapping, policy)
         return open_trace(
             args.input,
             format=args.format,
             policy=policy,
+            slices=slices,
             interval_s=interval,
             mapping=mapping,
             ue_prefixes=args.ue_prefix,
@@ -204,8 +297,29 @@ def _open(args: argparse.Namespace, stats: Any = None) -> Iterator[Trace]:
         raise UsageError(str(exc)) from None
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    try:
+        mapping = _mapping(args)
+        if mapping is None or detect_format(args.input, mapping) != "mapped":
+            raise UsageError(
+                "--dry-run describes column-mapped exports: give --preset, --mapping or "
+                "column flags"
+            )
+        given = _duration(args.interval, "--interval")
+        mapping, _, _ = _mapped_settings(args, mapping, policy, quiet=True)
+        print(describe(args.input, mapping, policy=policy, interval_s=given, preset=args.preset))
+    except (TraceError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
 def convert(args: argparse.Namespace) -> int:
     """``sliceai trace convert``: any supported trace -> long CSV."""
+    if args.dry_run:
+        return _dry_run(args)
+    if args.output is None:
+        raise UsageError("give the output file: -o FILE (or --dry-run)")
     chunks = tqdm(_open(args), desc=f"convert {args.input}", unit="chunk", file=sys.stderr)
     try:
         n = write_long_csv(chunks, args.output)

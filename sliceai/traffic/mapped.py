@@ -3,7 +3,7 @@
 The user says which column holds what (by flags or a small YAML file)::
 
     time_column: timestamp        # time of the report
-    time_unit: ms                 # s | ms (epoch) | iso (ISO 8601; no offset = UTC)
+    time_unit: ms                 # auto | s | ms (epoch) | iso (ISO 8601; no offset = UTC)
     slice_column: snssai          # slice name, or a value mapped by slice_names / the policy
     slice_names: {"1-0000B1": consults}
     ue_column: imsi               # optional: rows of all UEs of a slice are summed
@@ -11,6 +11,16 @@ The user says which column holds what (by flags or a small YAML file)::
     ul_column: DRB.UEThpUl
     # value_column: bytes         # ... or one value column with direction_column or direction
     value_unit: kbps              # bps | kbps | Mbps | Gbps | bytes (volume per report)
+
+``time_unit: auto`` (the default) reads the first time: not a number is ISO 8601,
+a number above 1e11 epoch milliseconds, otherwise epoch seconds. The trace's
+slices are the policy's when one is given, else the mapping's ``slice_names``
+targets and every other value found in the slice column of any file (all files
+are scanned first). Names are matched to the policy's case-insensitively.
+
+``report_period_s`` (``trace convert`` sets it to the median spacing of the report
+times): report times are rounded to that grid, so the reports of UEs or cells a few
+milliseconds apart count as one report round.
 
 Rows are binned into intervals of ``interval_s`` (aligned to multiples of it
 in epoch time). Rates of the rows of one slice and report time are summed
@@ -36,7 +46,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sliceai.policy.model import Policy
 from sliceai.traffic.binning import (
@@ -59,7 +69,7 @@ class ColumnMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     time_column: str
-    time_unit: Literal["s", "ms", "iso"] = "s"
+    time_unit: Literal["auto", "s", "ms", "iso"] = "auto"
     slice_column: str
     slice_names: dict[str, str] = {}
     ue_column: str | None = None
@@ -72,6 +82,7 @@ class ColumnMapping(BaseModel):
     delimiter: str = ","
     pattern: str = "*.csv"
     merge: bool = False  # files cover the same period (one per cell): read side by side
+    report_period_s: float | None = Field(default=None, gt=0)  # times rounded to this grid
 
     @model_validator(mode="after")
     def _one_value_source(self) -> ColumnMapping:
@@ -104,6 +115,79 @@ def load_mapping(path: str | Path) -> ColumnMapping:
         raise TraceError(f"{path}: {issues}") from None
 
 
+def slice_aliases(mapping: ColumnMapping, policy: Policy | None) -> dict[str, str]:
+    """Slice column value -> slice name: the mapping's ``slice_names`` (targets in lower
+    case, as policy names are), and with a policy its S-NSSAIs and its names in any case."""
+    aliases = {k: v.lower() for k, v in mapping.slice_names.items()}
+    if policy is not None:
+        for s in policy.slices:
+            aliases.setdefault(str(s.snssai), s.name)
+            aliases.setdefault(str(s.snssai).lower(), s.name)
+        for name in policy.slice_names:
+            aliases.setdefault(name.upper(), name)
+    return aliases
+
+
+def detect_time_unit(text: str) -> Literal["s", "ms", "iso"]:
+    """``"iso"`` for a time that is not a number, ``"ms"`` above 1e11 (epoch
+    milliseconds: 1e11 s is the year 5138), else ``"s"``."""
+    try:
+        value = float(text)
+    except ValueError:
+        return "iso"
+    return "ms" if abs(value) > 1e11 else "s"
+
+
+def resolve_time_unit(files: list[Path], mapping: ColumnMapping) -> ColumnMapping:
+    """``mapping`` with ``time_unit: auto`` replaced by the unit of the first time found."""
+    if mapping.time_unit != "auto":
+        return mapping
+    for file in files:
+        reader = CsvBlockReader(file, delimiter=mapping.delimiter, block_bytes=64 << 10)
+        for block in reader:
+            values = block.columns[reader.column(mapping.time_column)]
+            if values:
+                return mapping.model_copy(update={"time_unit": detect_time_unit(values[0])})
+    return mapping.model_copy(update={"time_unit": "s"})
+
+
+class SliceScan:
+    """What :func:`scan_slices` found: slice names in order, rows per raw value, files."""
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.rows: dict[str, int] = {}  # raw slice value -> rows
+        self.ues: set[int] = set()  # hashes of UE ids (counted, never kept)
+        self.n_rows = 0
+
+
+def scan_slices(
+    files: list[Path],
+    mapping: ColumnMapping,
+    aliases: dict[str, str],
+    *,
+    include_mapped: bool = True,
+) -> SliceScan:
+    """Read the slice column of every file: the slices there are, in order: the
+    mapping's targets first (``include_mapped``: even those never seen), then the
+    other names in order of appearance."""
+    scan = SliceScan()
+    for file in files:
+        reader = CsvBlockReader(file, delimiter=mapping.delimiter)
+        for block in reader:
+            col = reader.column(mapping.slice_column)
+            if mapping.ue_column is not None:
+                scan.ues.update(map(hash, block.columns[reader.column(mapping.ue_column)]))
+            for value in block.columns[col]:
+                scan.rows[value] = scan.rows.get(value, 0) + 1
+            scan.n_rows += block.n_rows
+    seen = dict.fromkeys(aliases.get(v, v) for v in scan.rows)
+    targets = dict.fromkeys(aliases[k] for k in mapping.slice_names if k in aliases)
+    first = targets if include_mapped else {t: None for t in targets if t in seen}
+    scan.names = tuple({**first, **seen})
+    return scan
+
+
 def mapped_files(path: Path, mapping: ColumnMapping) -> list[Path]:
     """The file itself, or the files under a directory matching ``mapping.pattern``, sorted."""
     if path.is_dir():
@@ -126,19 +210,18 @@ def read_mapped_csv(
 ) -> Iterator[Trace]:
     """Stream a mapped CSV file or directory tree as trace chunks (bit/s per slice and direction).
 
-    The trace's slices are ``slices``, else the policy's, else those seen in the
-    first block of the first file. With a policy, slice values may also be the
-    slices' S-NSSAI (``"1-0000B1"``). Raises :class:`TraceReadError` with the
-    file and line.
+    The trace's slices are ``slices``, else the policy's, else the mapping's and
+    those found in any file (:func:`scan_slices`). With a policy, slice values may
+    also be the slices' S-NSSAI (``"1-0000B1"``) or their names in any case.
+    Raises :class:`TraceReadError` with the file and line.
     """
-    known = tuple(slices) if slices is not None else (policy.slice_names if policy else None)
-    aliases = dict(mapping.slice_names)
-    if policy is not None:
-        for s in policy.slices:
-            aliases.setdefault(str(s.snssai), s.name)
-            aliases.setdefault(str(s.snssai).lower(), s.name)
-    state = _State(mapping, interval_s, known, aliases, start, chunk_intervals)
     files = mapped_files(Path(path), mapping)
+    mapping = resolve_time_unit(files, mapping)
+    aliases = slice_aliases(mapping, policy)
+    known = tuple(slices) if slices is not None else (policy.slice_names if policy else None)
+    if known is None:
+        known = scan_slices(files, mapping, aliases).names
+    state = _State(mapping, interval_s, known, aliases, start, chunk_intervals)
     if mapping.merge and len(files) > 1:
         yield from _merged(files, state)
     else:
@@ -180,7 +263,7 @@ def _merged(files: list[Path], state: _State) -> Iterator[Trace]:
             block = next(streams[i], None)
             if block is None:
                 return
-            heads[i] = (block, _times(reader, block, reader.column(m.time_column), m.time_unit))
+            heads[i] = (block, report_times(reader, block, m))
 
     for i in range(len(readers)):
         pull(i)
@@ -226,7 +309,7 @@ class _State:
         """Bin one block; ``horizon_time`` (epoch s): no later row is earlier than this."""
         m = self.mapping
         if times is None:
-            times = _times(reader, block, reader.column(m.time_column), m.time_unit)
+            times = report_times(reader, block, m)
         raw_slices = block.columns[reader.column(m.slice_column)]
         if m.ue_column is not None:
             reader.column(m.ue_column)  # must exist; its values are never kept
@@ -237,9 +320,17 @@ class _State:
             binner.horizon = int(binner.interval_index(np.array([horizon_time]))[0])
         else:
             binner.horizon = None
-        if (index < 0).any():
-            k = int(np.argmax(index < 0))
-            raise RowProblem(block.line(k), "row is before the trace start")
+        early = index < binner.emitted_intervals
+        if early.any():
+            k = int(np.argmax(early))
+            what = "before the trace start" if index[k] < 0 else "out of time order"
+            hint = (
+                ": its interval was already complete"
+                if m.merge
+                else ": the files overlap in time (one per UE or cell?): read them side by "
+                "side with --merge (merge: true in the mapping)"
+            )
+            raise RowProblem(block.line(k), f"row is {what}{hint}")
         scale = 8.0 if m.value_unit == "bytes" else RATE_SCALE[m.value_unit]
         sources: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = []
         n = block.n_rows
@@ -275,8 +366,7 @@ class _State:
     def _start(self, times: npt.NDArray[np.float64], raw_slices: list[str]) -> IntervalBinner:
         m = self.mapping
         if self.slices is None:
-            seen = dict.fromkeys(self.aliases.get(v, v) for v in raw_slices)
-            self.slices = tuple(seen)
+            self.slices = tuple(dict.fromkeys(self.aliases.get(v, v) for v in raw_slices))
         self.codes = {name: i for i, name in enumerate(self.slices)}
         origin = self.start
         if origin is None:
@@ -311,8 +401,8 @@ class _State:
                 if value not in lookup:
                     raise reader.error(
                         block.line(k),
-                        f"unknown slice {value!r}: map it with slice_names or list the slices "
-                        f"(known: {', '.join(self.codes)})",
+                        f"unknown slice {value!r}: map it to one of {', '.join(self.codes)} "
+                        f"(slice_names in the mapping, or --slice-name {value}=NAME)",
                     ) from None
             raise
 
@@ -330,6 +420,21 @@ def _directions(reader: CsvBlockReader, block: CsvBlock, col: int) -> npt.NDArra
                     block.line(k), f"unknown direction {v!r} (use dl or ul)"
                 ) from None
         raise
+
+
+def report_times(
+    reader: CsvBlockReader, block: CsvBlock, mapping: ColumnMapping
+) -> npt.NDArray[np.float64]:
+    """A block's report times, epoch s ``(n_rows,)``, rounded to ``report_period_s`` when
+    set: reports of many UEs or cells, each a few ms off the common grid, then share
+    their report time (rates are summed over the rows of one report time, averaged over
+    the report times of an interval) and land in the interval of their grid slot."""
+    times = _times(reader, block, reader.column(mapping.time_column), mapping.time_unit)
+    p = mapping.report_period_s
+    if p is None:
+        return times
+    out: npt.NDArray[np.float64] = np.round(times / p) * p
+    return out
 
 
 def _times(reader: CsvBlockReader, block: CsvBlock, col: int, unit: str) -> npt.NDArray[np.float64]:

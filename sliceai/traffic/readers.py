@@ -15,8 +15,9 @@ from typing import Literal
 
 from sliceai.policy.model import Policy
 from sliceai.traffic.binning import DEFAULT_CHUNK_INTERVALS
+from sliceai.traffic.detect import infer_interval
 from sliceai.traffic.longcsv import read_long_csv
-from sliceai.traffic.mapped import ColumnMapping, read_mapped_csv
+from sliceai.traffic.mapped import ColumnMapping, mapped_files, read_mapped_csv
 from sliceai.traffic.pcap import PcapStats, read_pcap
 from sliceai.traffic.trace import Trace, TraceError
 
@@ -50,7 +51,8 @@ def open_trace(
 
     ``policy`` is needed for pcap (its match rules classify packets) and gives
     the slice order otherwise unless ``slices`` does. ``interval_s`` is
-    inferred for long CSV, 1 s by default for pcap, required for mapped CSV.
+    inferred for long CSV and mapped CSV (:func:`sliceai.traffic.detect.infer_interval`),
+    1 s by default for pcap.
     Raises :class:`~sliceai.traffic.trace.TraceError` (a
     :class:`~sliceai.traffic.trace.TraceReadError` with file and position for
     bad input).
@@ -74,7 +76,10 @@ def open_trace(
         if mapping is None:
             raise TraceError(f"{source}: a mapped CSV needs a column mapping")
         if interval_s is None:
-            raise TraceError(f"{source}: a mapped CSV needs the interval to bin reports into")
+            inferred = infer_interval(mapped_files(source, mapping), mapping)
+            interval_s = inferred.interval_s
+            if mapping.report_period_s is None:
+                mapping = mapping.model_copy(update={"report_period_s": inferred.period_s})
         return read_mapped_csv(
             source,
             mapping,

@@ -92,8 +92,10 @@ def test_constant_direction_yaml_mapping_and_directory_tree(tmp_path: Path) -> N
     (tree / "day1" / "a.csv").write_text("ts,s,mbit\n0,x,1.5\n1,x,2.5\n")
     (tree / "day2" / "b.csv").write_text("ts,s,mbit\n2,x,4\n3,y,1\n")
     (tree / "day2" / "notes.txt").write_text("ignored")
-    with pytest.raises(TraceReadError, match="unknown slice 'y'") as info:
-        _read(tree, mapping, interval_s=1.0)  # slices found in the first block: only x
+    # slices are found in every file, not only the first: y appears in the second
+    assert _read(tree, mapping, interval_s=1.0).slices == ("x", "y")
+    with pytest.raises(TraceReadError, match="unknown slice 'y': map it to one of x") as info:
+        _read(tree, mapping, interval_s=1.0, slices=["x"])
     assert info.value.path.endswith("b.csv")
     trace = _read(tree, mapping, interval_s=2.0, slices=["x", "y"])
     # rates average over the report times of an interval; a slice silent at one counts 0 there
