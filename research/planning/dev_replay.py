@@ -29,18 +29,19 @@ BASELINES = ("ewma", "rolling-quantile", "static", "proportional")
 
 
 def variants() -> list[PlannerAllocator]:
-    """The shipped planner (pool, backlog drained, risk control raising levels only) and
-    the alternatives it was chosen over."""
+    """The shipped planner (pool, backlog drained, risk control both ways: ``pool+drain+risk2``)
+    and the alternatives it was chosen over (``pool+drain+risk``: the control raises levels
+    only)."""
     model = model_forecaster(None, "cpu")
     plain = PlannerSettings(risk_control=False, drain_backlog=False)
     return [
         PlannerAllocator("model", model, plain),
         PlannerAllocator("pool", lambda: pooled(model), plain),
         PlannerAllocator("pool+drain", lambda: pooled(model), PlannerSettings(risk_control=False)),
-        PlannerAllocator("pool+drain+risk", lambda: pooled(model)),
         PlannerAllocator(
-            "pool+drain+risk2", lambda: pooled(model), PlannerSettings(risk_lowers=True)
+            "pool+drain+risk", lambda: pooled(model), PlannerSettings(risk_lowers=False)
         ),
+        PlannerAllocator("pool+drain+risk2", lambda: pooled(model), PlannerSettings()),
     ]
 
 

@@ -88,15 +88,15 @@ class PlannerSettings:
     plan the demand left queued from the interval before on top of the forecast (off,
     every interval is planned for its own demand only). ``risk_control``:
     adapt each slice's level online (:mod:`sliceai.planning.risk`), ``risk_lowers`` also
-    below ``1 - risk``; off, every slice is covered to its ``1 - risk`` quantile as
-    forecast."""
+    below ``1 - risk`` (on by default; off, never below it); ``risk_control`` off, every
+    slice is covered to its ``1 - risk`` quantile as forecast."""
 
     levels: tuple[float, ...] = LEVELS
     reconfiguration_price: bool = True
     drain_backlog: bool = True
     risk_control: bool = True
     risk_gain: float = GAIN
-    risk_lowers: bool = False
+    risk_lowers: bool = True
     solve_deadline_s: float | None = None
     last_plan_limit: int = 3
 

@@ -32,10 +32,12 @@ lowers ``a``. Summing the updates, ``gamma * sum_t (err_t - alpha) <= a_1 - a_{T
 ``< alpha + gamma``. With ``GAIN = 0.5`` the long-run miss rate is at most
 ``alpha + 3 / T``: within 3 % of a 1e-3 risk after 10^5 counted intervals.
 
-``a_max`` is the risk itself (the level never goes below ``1 - risk``: a forecast that
-covers more than it must is left alone) unless ``lowers``, then :data:`A_MAX` (the
-level also comes down where the forecast over-covers, and the slice spends the risk
-it accepts). A miss raises the level at once (by ``GAIN`` of the risk, in
+``a_max`` is :data:`A_MAX` by default (``lowers``): the level also comes down where the
+forecast over-covers, and the slice spends the risk it accepts; on the dev traces
+(research/planning/NOTES.md) this was cheaper than the one-sided control on all three
+scenarios with no slice over its risk. With ``lowers=False`` it is the risk itself (the
+level never goes below ``1 - risk``: a forecast that covers more than it must is left
+alone). A miss raises the level at once (by ``GAIN`` of the risk, in
 miscoverage); quiet intervals lower it slowly (``gamma * alpha`` each), so the level
 settles where misses come at the rate
 the slice accepts, whatever the forecaster's own calibration.
@@ -70,7 +72,7 @@ class RiskControl:
         slice_names: Sequence[str],
         risks: Sequence[float],
         gain: float = GAIN,
-        lowers: bool = False,
+        lowers: bool = True,
     ) -> None:
         if not gain > 0:
             raise ValueError(f"gain must be > 0, got {gain}")
@@ -94,8 +96,8 @@ class RiskControl:
 
     def update(self, missed: BoolArray, counts: BoolArray) -> None:
         """One interval's outcome per slice and direction, ``(n_slices, 2)``: ``missed``
-        (its queue did not clear) and ``counts`` (the policy could have served it; module
-        docstring). A slice's interval counts when a direction counts, and misses when a
+        (it violated the SLA) and ``counts`` (the policy could have served it; both as the
+        module docstring says). A slice's interval counts when a direction counts, and misses when a
         counted direction missed."""
         counting = np.asarray(counts, dtype=bool)
         err = (np.asarray(missed, dtype=bool) & counting).any(axis=1)

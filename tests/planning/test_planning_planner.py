@@ -91,8 +91,11 @@ def test_bad_settings_are_refused(kw, message) -> None:
 
 
 def test_the_risk_settings_reach_the_control() -> None:
-    both = Planner(POLICY, Fixed(), PlannerSettings(risk_lowers=True, risk_gain=0.25))
+    both = Planner(POLICY, Fixed(), PlannerSettings(risk_gain=0.25))
     assert both.risk is not None
     np.testing.assert_allclose(both.risk.gamma, 0.25 * both.risk.alpha)
     assert (both.risk.a_max > both.risk.alpha).all()
+    up = Planner(POLICY, Fixed(), PlannerSettings(risk_lowers=False))
+    assert up.risk is not None
+    np.testing.assert_allclose(up.risk.a_max, up.risk.alpha)
     assert Planner(POLICY, Fixed(), PlannerSettings(risk_control=False)).risk is None

@@ -29,13 +29,16 @@ def _bound(alpha: np.ndarray, counted: np.ndarray) -> np.ndarray:
     threshold=st.floats(0.5, 1.0),
     spite=st.floats(0.0, 1.0),
     n=st.integers(1, 3000),
+    lowers=st.booleans(),
 )
-def test_no_adversary_pushes_the_miss_rate_past_the_bound(seed, threshold, spite, n) -> None:
+def test_no_adversary_pushes_the_miss_rate_past_the_bound(
+    seed, threshold, spite, n, lowers
+) -> None:
     # The adversary sees the level and makes the interval a miss whenever the level is
     # below its threshold (and, at random, some of the time anyway) - but it cannot make an
     # interval planned at level 1 (all the policy allows) a miss.
     rng = np.random.default_rng(seed)
-    control = RiskControl(POLICY.slice_names, RISKS)
+    control = RiskControl(POLICY.slice_names, RISKS, lowers=lowers)
     for _ in range(n):
         level = control.levels()
         miss = (level < threshold) | (rng.random(level.shape) < spite)
@@ -48,13 +51,13 @@ def test_no_adversary_pushes_the_miss_rate_past_the_bound(seed, threshold, spite
 
 
 def test_quiet_intervals_bring_the_level_back_to_the_risk_and_no_lower() -> None:
-    control = RiskControl(["a"], [0.01])
+    control = RiskControl(["a"], [0.01], lowers=False)
     control.update(np.array([[True, False]]), np.array([[True, True]]))
     assert (control.levels() > 0.99).all()  # a miss in one direction raises both
     for _ in range(5000):
         control.update(np.zeros((1, 2), bool), np.ones((1, 2), bool))
     np.testing.assert_allclose(control.levels(), 0.99)
-    both = RiskControl(["a"], [0.01], lowers=True)
+    both = RiskControl(["a"], [0.01])  # the default: lowers
     for _ in range(5000):
         both.update(np.zeros((1, 2), bool), np.ones((1, 2), bool))
     assert (both.levels() < 0.9).all()  # allowed to go below 1 - risk, to the median at most
