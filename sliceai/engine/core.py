@@ -35,10 +35,10 @@ from sliceai.engine.grants import (
     resolve_slice,
     validate_request,
 )
+from sliceai.engine.limits import LimitHits, Limits
 from sliceai.engine.loop import ControlLoop, LoopSettings, PlanHub, PlanRecord, PolicyState
 from sliceai.engine.store import PolicyRecord, StateStore
 from sliceai.engine.telemetry import (
-    MAX_BATCH_SLICES,
     CollectedTelemetry,
     TelemetryBuffer,
     check_rates,
@@ -62,7 +62,6 @@ KPM_NAMES = {
     "RRU.PrbUsedDl": (0, "prb"),
     "RRU.PrbUsedUl": (1, "prb"),
 }
-MAX_FORECAST_HORIZON = 64
 MAX_FORECAST_LEVELS = 32
 #: Plans between two saves of the risk control's state (and one more when the engine stops).
 RISK_SAVE_EVERY = 10
@@ -89,6 +88,7 @@ class EngineSettings:
     interval_s: float = 1.0
     stale_after_intervals: float = 3.0
     loop: LoopSettings = field(default_factory=LoopSettings)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,11 @@ class Engine:
     ) -> None:
         self.settings = settings or EngineSettings()
         self.settings.loop.interval_s = self.settings.interval_s
+        self.limits = self.settings.limits
+        self.settings.loop.replan_min_gap_s = self.limits.replan_min_gap_s
+        #: Refusals by limit name (the API's stream limits count here too).
+        self.limit_hits = LimitHits()
+        self._forecasts = threading.BoundedSemaphore(self.limits.forecast_concurrency)
         self.store = store
         self.solver_factory = solver_factory
         self.clock = clock
@@ -159,6 +164,8 @@ class Engine:
             self._state.policy.slice_names,
             self.settings.stale_after_intervals * self.settings.interval_s,
             clock,
+            self.limits,
+            self.limit_hits,
         )
         self.loop = ControlLoop(
             lambda: self._state,
@@ -309,8 +316,7 @@ class Engine:
 
         ``slices``: names, or with ``table`` (the stream's slice table) indices into it.
         """
-        if len(slices) > MAX_BATCH_SLICES:
-            raise Exhausted(f"batch of {len(slices)} slices; at most {MAX_BATCH_SLICES}")
+        self.buffer.check_rows(len(slices))
         check_time(timestamp_unix_s, period_s, self.clock.wall())
         return self.buffer.ingest(source_id, slices, dl_bps, ul_bps, end_of_period, table)
 
@@ -320,11 +326,15 @@ class Engine:
         timestamp_unix_s: float,
         period_s: float,
         records: Sequence[tuple[str, str, float]],
+        owner: str | None = None,
     ) -> int:
-        """One E2SM-KPM report of ``(name, slice label, value)`` records; returns samples stored."""
+        """One E2SM-KPM report of ``(name, slice label, value)`` records; returns samples stored.
+
+        ``owner``: the caller's identity; a new ``source_id`` counts against its
+        ``sources_per_identity``.
+        """
         check_time(timestamp_unix_s, period_s, self.clock.wall())
-        if len(records) > MAX_BATCH_SLICES:
-            raise Exhausted(f"{len(records)} records; at most {MAX_BATCH_SLICES}")
+        self.buffer.check_rows(len(records))
         policy = self.policy
         thp: dict[tuple[str, int], float] = {}
         vol: dict[tuple[str, int], float] = {}
@@ -352,7 +362,7 @@ class Engine:
         names = sorted({k[0] for k in rates})
         dl = np.array([rates.get((n, 0), np.nan) for n in names])
         ul = np.array([rates.get((n, 1), np.nan) for n in names])
-        return self._ingest_partial(source_id, names, dl, ul)
+        return self._ingest_partial(source_id, names, dl, ul, owner)
 
     def _ingest_partial(
         self,
@@ -360,12 +370,15 @@ class Engine:
         names: list[str],
         dl: npt.NDArray[np.float64],
         ul: npt.NDArray[np.float64],
+        owner: str | None,
     ) -> int:
         # A KPM report may carry one direction only: keep the other from the source's last report.
         known = self.buffer.latest(source_id, names)
         dl = np.where(np.isnan(dl), known[:, 0], dl)
         ul = np.where(np.isnan(ul), known[:, 1], ul)
-        return self.buffer.ingest(source_id, names, np.nan_to_num(dl), np.nan_to_num(ul), True)
+        return self.buffer.ingest(
+            source_id, names, np.nan_to_num(dl), np.nan_to_num(ul), True, owner=owner
+        )
 
     # -- grants ------------------------------------------------------------------
     def grants(self, caller: Caller, app_ins_id: str = "", slice_label: str = "") -> list[Grant]:
@@ -426,6 +439,11 @@ class Engine:
                 raise InvalidInput("app_ins_id of a grant cannot change")
             policy = self.policy
             req = validate_request(policy, request)
+            if any(
+                g.allocation_id != allocation_id and g.request.same_target(req)
+                for g in self._grants.values()
+            ):
+                raise Conflict("another grant has the same app, slice, type, direction and filters")
             grant = Grant(allocation_id, req, old.created_unix_s, self.clock.wall())
             check_admission(policy, tuple(self._grants.values()), grant, self._risk_quantile())
             self.store.put_grant(grant)
@@ -447,10 +465,36 @@ class Engine:
     def forecast(
         self, slices: Sequence[str], horizon: int, levels: Sequence[float]
     ) -> ForecastResult:
-        """Quantiles of the coming ``horizon`` intervals from the last loop step's history."""
+        """Quantiles of the coming ``horizon`` intervals from the last loop step's history.
+
+        At most ``Limits.forecast_slices`` slices (repeats count), ``forecast_horizon``
+        intervals and ``forecast_concurrency`` calls at once (LimitExceeded otherwise).
+        """
+        limits = self.limits
         horizon = horizon or 1
-        if not 1 <= horizon <= MAX_FORECAST_HORIZON:
-            raise InvalidInput(f"horizon {horizon} outside 1..{MAX_FORECAST_HORIZON}")
+        if horizon < 1:
+            raise InvalidInput(f"horizon {horizon} below 1")
+        if horizon > limits.forecast_horizon:
+            raise self.limit_hits.hit(
+                "forecast_horizon", f"horizon {horizon}; at most {limits.forecast_horizon}"
+            )
+        if len(slices) > limits.forecast_slices:
+            raise self.limit_hits.hit(
+                "forecast_slices", f"{len(slices)} slices; at most {limits.forecast_slices}"
+            )
+        if not self._forecasts.acquire(blocking=False):
+            raise self.limit_hits.hit(
+                "forecast_concurrency",
+                f"{limits.forecast_concurrency} forecasts already running; retry shortly",
+            )
+        try:
+            return self._forecast(slices, horizon, levels)
+        finally:
+            self._forecasts.release()
+
+    def _forecast(
+        self, slices: Sequence[str], horizon: int, levels: Sequence[float]
+    ) -> ForecastResult:
         lv = np.asarray(list(levels) or [0.1, 0.5, 0.9], dtype=np.float64)
         if len(lv) > MAX_FORECAST_LEVELS or not ((lv > 0) & (lv < 1)).all():
             raise InvalidInput(

@@ -7,6 +7,9 @@ planner the replay runs), then publishes a :class:`PlanRecord` to the
 :class:`PlanHub` (which controller streams and watchers read). An interval ends
 when every live source has sent its end-of-period batch (so decisions follow
 telemetry at once), or when the interval timer runs out, whichever is first.
+Grant and policy changes ask for a plan at once too (:meth:`ControlLoop.wake`),
+but such plans are coalesced: at most one per ``replan_min_gap_s`` however fast
+grants change (:func:`next_plan_due`).
 The loop keeps only threading, telemetry and publishing; the fall-backs (the
 plan's ``mode``) are the planner's. A silent source: its slices are marked stale
 and planned from the forecast. Time is read from the injected
@@ -25,7 +28,7 @@ import numpy.typing as npt
 
 from sliceai.engine.clock import SYSTEM_CLOCK, Clock
 from sliceai.engine.grants import Grant, reserved_bps
-from sliceai.engine.telemetry import CollectedTelemetry, TelemetryBuffer
+from sliceai.engine.telemetry import MAX_LISTED_STALE, CollectedTelemetry, TelemetryBuffer
 from sliceai.planning import Forecast, Planner, PlanStep
 from sliceai.policy import Policy
 
@@ -64,7 +67,7 @@ class PlanRecord:
     measured_bps: npt.NDArray[np.float64]
     granted_bps: npt.NDArray[np.float64]
     stale_slices: npt.NDArray[np.bool_]  # (n_slices,)
-    stale_sources: tuple[str, ...]
+    stale_sources: tuple[str, ...]  # sorted, at most MAX_LISTED_STALE (the note counts the rest)
     explanations: tuple[str, ...]  # one per slice
     explanation: str
     compute_ms: float
@@ -147,10 +150,32 @@ class LoopSettings:
     solve_deadline_s: float | None = None  # None = half the interval
     last_plan_limit: int = 3  # intervals the last plan is repeated before guarantees-only
     min_gap_fraction: float = 0.25  # an early (telemetry-triggered) plan waits this x interval
+    replan_min_gap_s: float = 0.5  # a plan a grant or policy change asked for waits this long
 
     @property
     def deadline_s(self) -> float:
         return self.solve_deadline_s or self.interval_s / 2
+
+
+#: Longest the loop thread waits before looking at the clock again (a ManualClock moves
+#: without waking anyone).
+POLL_S = 0.05
+
+
+def next_plan_due(settings: LoopSettings, last: float, woken: bool, period_complete: bool) -> float:
+    """When the plan after the one made at ``last`` (monotonic s) is due.
+
+    The interval timer, at the latest; earlier when every live source has ended
+    its period (``min_gap_fraction`` x interval after the last plan) or when a
+    grant or policy change asked for one (``replan_min_gap_s`` after the last plan,
+    so changes faster than that share one plan).
+    """
+    due = last + settings.interval_s
+    if period_complete:
+        due = min(due, last + settings.min_gap_fraction * settings.interval_s)
+    if woken:
+        due = min(due, last + settings.replan_min_gap_s)
+    return due
 
 
 class ControlLoop:
@@ -199,22 +224,23 @@ class ControlLoop:
             self._thread.join(timeout)
 
     def wake(self) -> None:
-        """Plan at once (after a policy change or a new grant)."""
+        """Ask for a plan now (a policy change or a grant); coalesced per ``replan_min_gap_s``."""
         self._wake.set()
         self.buffer.period_complete.set()
 
     def _run(self) -> None:
-        interval = self.settings.interval_s
         now = self.clock.monotonic
         last = now()
         while not self._stop.is_set():
-            deadline = last + interval
-            self.buffer.period_complete.wait(max(0.0, deadline - now()))
-            if self._stop.is_set():
-                break
-            gap = self.settings.min_gap_fraction * interval
-            if now() < deadline and not self._wake.is_set() and now() - last < gap:
-                self._stop.wait(last + gap - now())
+            woken = self._wake.is_set()
+            complete = self.buffer.telemetry_complete
+            wait = next_plan_due(self.settings, last, woken, complete) - now()
+            if wait > 0:
+                # sleep until due; until then telemetry or a wake may bring the plan forward
+                # (both ring period_complete; once it rang, only the clock matters)
+                bell = self.buffer.period_complete
+                (self._stop if bell.is_set() else bell).wait(min(wait, POLL_S))
+                continue
             self._wake.clear()
             last = now()
             try:
@@ -279,8 +305,12 @@ class ControlLoop:
         started: float,
     ) -> PlanRecord:
         notes = list(step.notes)
-        if tel.stale_sources:
-            notes.append(f"stale sources: {', '.join(sorted(tel.stale_sources))}")
+        stale = tuple(sorted(tel.stale_sources)[:MAX_LISTED_STALE])
+        if stale:
+            more = len(tel.stale_sources) - len(stale)
+            notes.append(
+                f"stale sources: {', '.join(stale)}" + (f" and {more} more" if more else "")
+            )
         self._version += 1
         done = self.clock.monotonic()
         return PlanRecord(
@@ -297,7 +327,7 @@ class ControlLoop:
             measured_bps=tel.measured_bps,
             granted_bps=reserved,
             stale_slices=tel.stale_slices,
-            stale_sources=tel.stale_sources,
+            stale_sources=stale,
             explanations=step.explanations,
             explanation="; ".join(notes),
             compute_ms=(done - started) * 1000.0,

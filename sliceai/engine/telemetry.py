@@ -8,7 +8,15 @@ slice seen by two switches is not counted twice).
 
 A source is *stale* when it has been silent for ``stale_after_s``; a slice is
 stale when every source that ever reported it is stale. Stale rates are not
-merged; such slices are planned from the forecast alone.
+merged; such slices are planned from the forecast alone. A source silent for
+:attr:`~sliceai.engine.limits.Limits.source_expiry_s` is forgotten, and at most
+``Limits.sources`` are kept (``Limits.sources_per_identity`` per feeding identity):
+a new source past either is refused, so plans stay small whatever ids callers invent.
+
+Every telemetry path (controller batches by name or by slice-table id, KPM
+reports) validates the same thing, in :meth:`TelemetryBuffer.ingest`: each
+slice's rate as stored (after summing a slice named twice, after unit
+conversion) is finite, >= 0 and <= 1e13 bit/s.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import numpy as np
 import numpy.typing as npt
 
 from sliceai.engine.clock import SYSTEM_CLOCK, Clock
-from sliceai.engine.errors import Exhausted, InvalidInput, NotFound
+from sliceai.engine.errors import InvalidInput, NotFound
+from sliceai.engine.limits import LimitHits, Limits
 
-MAX_BATCH_SLICES = 4096
+MAX_BATCH_SLICES = Limits.batch_rows  # the default; the running limit is Limits.batch_rows
+MAX_LISTED_STALE = 64  # stale source ids a plan names (the rest are counted)
 MAX_RATE_BPS = 1e13
 MAX_CLOCK_SKEW_S = 300.0
 MAX_PERIOD_S = 900.0
@@ -160,6 +170,7 @@ class _Source:
     rates: npt.NDArray[np.float64]  # (n_slices, 2) latest bit/s, NaN = never reported
     last_seen: float  # monotonic s
     ended: bool = False  # sent end_of_period since the last collect
+    owner: str | None = None  # the identity that feeds it (counted against its limit)
 
 
 @dataclass(frozen=True)
@@ -181,23 +192,45 @@ class CollectedTelemetry:
 
 
 class TelemetryBuffer:
-    """Latest per-source slice rates; thread-safe."""
+    """Latest per-source slice rates; thread-safe.
+
+    ``limits``: batch rows, how many sources and for how long (the defaults of
+    :class:`~sliceai.engine.limits.Limits` when None); refusals are counted in ``hits``.
+    """
 
     def __init__(
-        self, slice_names: Sequence[str], stale_after_s: float, clock: Clock = SYSTEM_CLOCK
+        self,
+        slice_names: Sequence[str],
+        stale_after_s: float,
+        clock: Clock = SYSTEM_CLOCK,
+        limits: Limits | None = None,
+        hits: LimitHits | None = None,
     ) -> None:
         self.stale_after_s = stale_after_s
         self.clock = clock
+        self.limits = limits or Limits()
+        self.hits = hits or LimitHits()
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
+        self._owned: dict[str, int] = {}  # identity -> sources it feeds
         self._indexer = SliceIndexer(slice_names)
         self.period_complete = threading.Event()
         self._trigger_time: float | None = None
         self._samples = 0
 
     @property
+    def expiry_s(self) -> float:
+        """Silence after which a source is forgotten (never before it is stale)."""
+        return max(self.limits.source_expiry_s, self.stale_after_s)
+
+    @property
     def slice_names(self) -> tuple[str, ...]:
         return self._indexer.slice_names
+
+    @property
+    def telemetry_complete(self) -> bool:
+        """Every live source has ended its period since the last :meth:`collect`."""
+        return self._trigger_time is not None
 
     def rebind(self, slice_names: Sequence[str]) -> None:
         """Switch to a new policy's slices, keeping the rates of slices that stay."""
@@ -212,6 +245,13 @@ class TelemetryBuffer:
                 src.rates = rates
             self._indexer = new
 
+    def check_rows(self, n: int) -> None:
+        """Refuse (``batch_rows``) a batch of more than ``Limits.batch_rows`` rows."""
+        if n > self.limits.batch_rows:
+            raise self.hits.hit(
+                "batch_rows", f"batch of {n} slices; at most {self.limits.batch_rows}"
+            )
+
     def ingest(
         self,
         source_id: str,
@@ -220,16 +260,18 @@ class TelemetryBuffer:
         ul_bps: npt.NDArray[np.float64],
         end_of_period: bool = True,
         table: tuple[str, ...] | None = None,
+        owner: str | None = None,
     ) -> int:
         """Validate and store one batch; returns the number of slice samples.
 
         ``slices`` are slice names, or (with ``table``) integer indices into
-        ``table``, a stream's slice table of names. Raises InvalidInput /
-        NotFound / Exhausted and then stores nothing.
+        ``table``, a stream's slice table of names. A slice named more than once
+        gets the sum. ``owner``: the identity feeding a new source (counted
+        against ``sources_per_identity``). Raises InvalidInput / NotFound /
+        LimitExceeded and then stores nothing.
         """
         n = len(slices)
-        if n > MAX_BATCH_SLICES:
-            raise Exhausted(f"batch of {n} slices; at most {MAX_BATCH_SLICES}")
+        self.check_rows(n)
         if len(dl_bps) != n or len(ul_bps) != n:
             raise InvalidInput(
                 f"columns differ in length: {n} slices, {len(dl_bps)} dl_bps, {len(ul_bps)} ul_bps"
@@ -243,40 +285,77 @@ class TelemetryBuffer:
                 idx, dups = indexer.indices(cast(Sequence[str], slices))
             else:
                 idx, dups = indexer.from_table(table, np.asarray(slices))
+            dl, ul = dl_bps, ul_bps
+            if dups:  # (never a slice: a run of consecutive slices has no duplicates)
+                assert not isinstance(idx, slice)
+                idx, where = np.unique(idx, return_inverse=True)
+                dl = np.bincount(where, weights=dl_bps, minlength=len(idx)).astype(np.float64)
+                ul = np.bincount(where, weights=ul_bps, minlength=len(idx)).astype(np.float64)
+                check_rates("dl_bps (a slice's sum)", dl)  # the value stored is a rate too
+                check_rates("ul_bps (a slice's sum)", ul)
             with self._lock:
                 if indexer is not self._indexer:
                     continue
-                self._store(source_id, indexer, idx, n, dups, dl_bps, ul_bps, end_of_period)
+                self._store(source_id, owner, indexer, idx, n, dl, ul, end_of_period)
                 return n
         raise InvalidInput("policy changed during ingestion; resend the batch")
+
+    def _admit_source(self, source_id: str, owner: str | None, now: float) -> _Source:
+        """A new source's row, or LimitExceeded (caller holds the lock)."""
+        if len(self._sources) >= self.limits.sources:
+            self._expire(now)
+        if len(self._sources) >= self.limits.sources:
+            raise self.hits.hit(
+                "sources",
+                f"{len(self._sources)} telemetry sources live, at most {self.limits.sources}; "
+                f"{source_id[:64]!r} refused",
+            )
+        if owner is not None and self._owned.get(owner, 0) >= self.limits.sources_per_identity:
+            self._expire(now)
+            if self._owned.get(owner, 0) >= self.limits.sources_per_identity:
+                raise self.hits.hit(
+                    "sources_per_identity",
+                    f"{owner[:64]!r} feeds {self.limits.sources_per_identity} sources already; "
+                    f"{source_id[:64]!r} refused",
+                )
+        if owner is not None:
+            self._owned[owner] = self._owned.get(owner, 0) + 1
+        src = self._sources[source_id] = _Source(
+            np.full((len(self._indexer.slice_names), 2), np.nan), now, owner=owner
+        )
+        return src
+
+    def _expire(self, now: float) -> None:
+        """Forget sources silent for longer than :attr:`expiry_s` (caller holds the lock)."""
+        expiry = self.expiry_s
+        gone = [k for k, s in self._sources.items() if now - s.last_seen > expiry]
+        for k in gone:
+            src = self._sources.pop(k)
+            if src.owner is not None:
+                left = self._owned[src.owner] - 1
+                if left:
+                    self._owned[src.owner] = left
+                else:
+                    del self._owned[src.owner]
 
     def _store(
         self,
         source_id: str,
+        owner: str | None,
         indexer: SliceIndexer,
         idx: npt.NDArray[np.intp] | slice,
         n: int,
-        dups: bool,
         dl_bps: npt.NDArray[np.float64],
         ul_bps: npt.NDArray[np.float64],
         end_of_period: bool,
     ) -> None:
-        """Write one validated batch (caller holds the lock)."""
+        """Write one validated batch, ``idx`` without repeats (caller holds the lock)."""
+        now = self.clock.monotonic()
         src = self._sources.get(source_id)
         if src is None:
-            src = self._sources[source_id] = _Source(
-                np.full((len(indexer.slice_names), 2), np.nan), 0.0
-            )
-        if dups:  # (never a slice: a run of consecutive slices has no duplicates)
-            assert not isinstance(idx, slice)
-            summed = np.zeros((len(indexer.slice_names), 2))
-            np.add.at(summed[:, 0], idx, dl_bps)
-            np.add.at(summed[:, 1], idx, ul_bps)
-            src.rates[idx] = summed[idx]
-        else:
-            src.rates[idx, 0] = dl_bps
-            src.rates[idx, 1] = ul_bps
-        now = self.clock.monotonic()
+            src = self._admit_source(source_id, owner, now)
+        src.rates[idx, 0] = dl_bps
+        src.rates[idx, 1] = ul_bps
         src.last_seen = now
         self._samples += n
         if end_of_period:
@@ -291,6 +370,7 @@ class TelemetryBuffer:
         """Merge live sources' latest rates and start a new period."""
         with self._lock:
             now = self.clock.monotonic()
+            self._expire(now)
             names = self._indexer.slice_names
             n_slices = len(names)
             live = [s for s in self._sources.values() if now - s.last_seen <= self.stale_after_s]
