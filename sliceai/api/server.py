@@ -252,11 +252,18 @@ class SliceaiServer:
             self.health.set(name, status)
 
     def start(self) -> None:
-        """Serve; health turns SERVING once the engine is warm (model loaded, first plan solved)."""
+        """Serve; health turns SERVING once the engine is warm (model loaded, first plan
+        solved), and is NOT_SERVING while the state database cannot be read or written."""
         self.server.start()
         if not self.engine.ready.is_set():
             self.engine.start()
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.engine.store.on_fault.append(self._store_fault)
+        self._store_fault(self.engine.store.fault)
+
+    def _store_fault(self, fault: str | None) -> None:
+        """The store's fault changed (None: it can write again)."""
+        status = health_pb2.HealthCheckResponse
+        self._set_health(status.NOT_SERVING if fault else status.SERVING)
 
     def stop(self, grace_s: float = 2.0) -> None:
         """NOT_SERVING, stop the loop (ends streams), let in-flight calls finish for ``grace_s``."""

@@ -37,7 +37,7 @@ from sliceai.engine.grants import (
 )
 from sliceai.engine.limits import LimitHits, Limits
 from sliceai.engine.loop import ControlLoop, LoopSettings, PlanHub, PlanRecord, PolicyState
-from sliceai.engine.store import PolicyRecord, StateStore
+from sliceai.engine.store import PolicyRecord, StateStore, StoreError
 from sliceai.engine.telemetry import (
     CollectedTelemetry,
     TelemetryBuffer,
@@ -203,7 +203,10 @@ class Engine:
         """Persist the risk control's levels (they must survive a restart)."""
         risk = self._state.planner.risk
         if risk is not None:
-            self.store.save_state(RISK_STATE_KEY, risk.state())
+            try:
+                self.store.save_state(RISK_STATE_KEY, risk.state())
+            except StoreError as exc:  # the store reports the fault (health); retried later
+                log.warning("risk-control state not saved: %s", exc)
         self._plans_unsaved = 0
 
     @staticmethod
