@@ -111,6 +111,15 @@ def register(subparsers: Any) -> None:
         "--rate-limit", type=float, default=2000.0, help="messages per second per client"
     )
     serve.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one per-caller limit (repeatable), e.g. streams_per_identity=4, "
+        "forecast_slices=16, source_expiry_s=30; the names and defaults are "
+        "sliceai.engine.limits.Limits (docs/contracts.md)",
+    )
+    serve.add_argument(
         "--adapt",
         action="store_true",
         help="record the telemetry planned from (in --db, 14 days) and every --adapt-every "

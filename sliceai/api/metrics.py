@@ -8,7 +8,8 @@ allocation that was in force). Per service: ``sliceai_plan_compute_seconds``
 (forecast + solve), ``sliceai_loop_latency_seconds`` (from the telemetry that
 closed an interval to the plan being published), ``sliceai_plans_total{mode}``,
 ``sliceai_telemetry_samples_total``, ``sliceai_stale_sources``,
-``sliceai_policy_version``, ``sliceai_grants``. With ``serve --adapt``
+``sliceai_policy_version``, ``sliceai_grants``, ``sliceai_limit_hits_total{limit}``
+(requests refused by a limit, by the limit's name). With ``serve --adapt``
 (:mod:`sliceai.api.adapt`): ``sliceai_model_adaptations_total{outcome}`` (rounds:
 swapped, kept, skipped, failed), ``sliceai_model_champion_crps`` and
 ``sliceai_model_challenger_crps`` (the last scored round's CRPS of the running model and
@@ -85,6 +86,12 @@ class ServiceMetrics:
         self.stale = Gauge("sliceai_stale_sources", "Telemetry sources currently stale", registry=r)
         self.policy_version = Gauge("sliceai_policy_version", "Running policy version", registry=r)
         self.grants = Gauge("sliceai_grants", "Standing MEC bandwidth grants", registry=r)
+        self.limit_hits = Counter(
+            "sliceai_limit_hits",
+            "Requests refused by a limit (sliceai.engine.limits.Limits), by limit name",
+            ("limit",),
+            registry=r,
+        )
         self.adaptations = Counter(
             "sliceai_model_adaptations",
             "Model adaptation rounds, by outcome",
@@ -113,6 +120,7 @@ class ServiceMetrics:
 
     def attach(self, engine: Engine) -> None:
         engine.on_plan_callbacks.append(self.observe)
+        engine.limit_hits.listeners.append(lambda name: self.limit_hits.labels(name).inc())
 
     def observe(self, plan: PlanRecord, tel: CollectedTelemetry) -> None:
         names = plan.policy.slice_names

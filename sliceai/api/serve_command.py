@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sliceai.api.limits import limits_from_flags
 from sliceai.api.metrics import ServiceMetrics
 from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--client-ca needs --tls-cert and --tls-key")
     if args.torch_threads < 1:
         raise UsageError(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    limits = limits_from_flags(args.limit)
     if args.adapt and args.model == "empirical":
         raise UsageError("--adapt needs the generative model (--model default or DIR)")
     if args.adapt and not args.adapt_minutes > 0:
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             store,
             text,
             forecaster,
-            settings=EngineSettings(interval_s=interval),
+            settings=EngineSettings(interval_s=interval, limits=limits),
             policy_source=str(args.policy),
         )
     except EngineError as exc:

@@ -27,12 +27,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sliceai.api.auth import Authorizer, RateLimiter
+from sliceai.api.limits import StreamGate
 from sliceai.api.servicers import (
     AdminServicer,
     ControllerServicer,
     MecServicer,
     PlanCache,
-    StreamLimiter,
 )
 from sliceai.engine import Engine
 from sliceai.v1 import admin_pb2, controller_pb2, mec_pb2
@@ -62,8 +62,6 @@ class TlsFiles:
 class ServerSettings:
     listen: str = "127.0.0.1:50051"
     tls: TlsFiles | None = None
-    max_workers: int = 96
-    max_streams: int = 64  # long-lived streams; the rest of the workers stay free for unary calls
     rate_per_s: float = 2000.0  # per client: messages (RPCs or telemetry batches) per second
     burst: float = 4000.0
     allow_anonymous: bool = False  # certificates without a valid identity: read-only anonymous
@@ -207,15 +205,18 @@ class SliceaiServer:
             allow_anonymous=settings.allow_anonymous,
         )
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc"),
+            # every stream's thread and Limits.unary_workers more: streams cannot starve unary calls
+            futures.ThreadPoolExecutor(
+                max_workers=engine.limits.workers, thread_name_prefix="grpc"
+            ),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", 16 << 20),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=settings.max_workers,
+            maximum_concurrent_rpcs=engine.limits.workers,
         )
-        streams = StreamLimiter(settings.max_streams)
+        streams = StreamGate(engine.limits, engine.limit_hits)
         cache = PlanCache()
         self.server.add_generic_rpc_handlers(
             _handlers(

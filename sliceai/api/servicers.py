@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from sliceai.api import convert, wire
 from sliceai.api.auth import Authorizer
+from sliceai.api.limits import CONTROLLER, WATCH, StreamGate
 from sliceai.engine import (
     Conflict,
     Engine,
@@ -77,27 +78,6 @@ def guarded(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         abort(context, exc)  # INTERNAL, logged; never an unexplained UNKNOWN
 
 
-class StreamLimiter:
-    """Caps concurrent long-lived streams so unary calls always find a worker thread."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self._lock = threading.Lock()
-
-    def enter(self, context: grpc.ServicerContext) -> None:
-        with self._lock:
-            if self.active >= self.limit:
-                context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.limit} concurrent streams"
-                )
-            self.active += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self.active -= 1
-
-
 class PlanCache:
     """Serialised plan messages, built once per (plan, view) and shared by every stream."""
 
@@ -123,7 +103,7 @@ class ControllerServicer:
     """sliceai.v1.ControllerService."""
 
     def __init__(
-        self, engine: Engine, auth: Authorizer, streams: StreamLimiter, cache: PlanCache
+        self, engine: Engine, auth: Authorizer, streams: StreamGate, cache: PlanCache
     ) -> None:
         self.engine = engine
         self.auth = auth
@@ -135,8 +115,20 @@ class ControllerServicer:
         request_iterator: Iterator[bytes],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
+        """Admitted (stream limits) before the Hello, which must come within
+        ``Limits.hello_timeout_s``; then a reader thread ingests while this one sends plans."""
         caller = self.auth.check(context, "ControllerService.Connect")
-        raw = next(request_iterator, None)
+        key = self.auth.rate_key(caller, context)
+        guarded(context, lambda: self.streams.enter(CONTROLLER, caller, key))
+        try:
+            yield from self._serve(key, request_iterator, context)
+        finally:
+            self.streams.leave(CONTROLLER, caller, key)
+
+    def _hello(
+        self, raw: bytes | None, context: grpc.ServicerContext
+    ) -> tuple[str, SliceTable | None]:
+        """The stream's source id and slice table from its first message; aborts otherwise."""
         first = None if raw is None else _parse_or_none(raw)
         if first is None or first.WhichOneof("kind") != "hello":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
@@ -147,29 +139,19 @@ class ControllerServicer:
                 "hello.source_id: 1..128 characters of [A-Za-z0-9._:-]",
             )
         names = tuple(first.hello.slice_table)
-        if len(names) > MAX_BATCH_SLICES:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"slice_table over {MAX_BATCH_SLICES} names"
-            )
-        table = SliceTable(names) if names else None
-        self.streams.enter(context)
-        try:
-            yield from self._serve(source, caller, table, request_iterator, context)
-        finally:
-            self.streams.leave()
+        guarded(context, lambda: self.engine.buffer.check_rows(len(names)))
+        return source, SliceTable(names) if names else None
 
     def _serve(
-        self,
-        source: str,
-        caller: Any,
-        table: SliceTable | None,
-        requests: Iterator[bytes],
-        context: grpc.ServicerContext,
+        self, key: str, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[bytes]:
         failure: list[BaseException] = []
+        first: list[bytes | None] = []
+        hello = threading.Event()  # the first message (or the end) arrived
+        go = threading.Event()  # the Hello was checked: ingest (if ``stream`` is set)
+        stream: list[tuple[str, SliceTable | None]] = []
         done = threading.Event()
         limiter = self.auth.limiter
-        key = self.auth.rate_key(caller, context)
         engine = self.engine
 
         def admit() -> None:
@@ -178,6 +160,12 @@ class ControllerServicer:
 
         def read() -> None:
             try:
+                first.append(next(requests, None))
+                hello.set()
+                go.wait()
+                if not stream:
+                    return
+                source, table = stream[0]
                 for raw in requests:
                     ingest_message(engine, source, table, raw, admit)
             except grpc.RpcError:
@@ -185,10 +173,23 @@ class ControllerServicer:
             except BaseException as exc:
                 failure.append(exc)
             finally:
+                hello.set()
                 done.set()
 
-        reader = threading.Thread(target=read, name=f"ingest-{source}", daemon=True)
+        reader = threading.Thread(target=read, name="ingest", daemon=True)
         reader.start()
+        try:
+            if not hello.wait(engine.limits.hello_timeout_s):
+                abort(
+                    context,
+                    engine.limit_hits.hit(
+                        "hello_timeout_s",
+                        f"no Hello within {engine.limits.hello_timeout_s:g} s of connecting",
+                    ),
+                )
+            stream.append(self._hello(first[0] if first else None, context))
+        finally:
+            go.set()
         sent_policy = engine.policy_record
         yield convert.policy_update(sent_policy).SerializeToString()
         seen = 0
@@ -334,7 +335,7 @@ class MecServicer:
     """sliceai.v1.MecService."""
 
     def __init__(
-        self, engine: Engine, auth: Authorizer, streams: StreamLimiter, cache: PlanCache
+        self, engine: Engine, auth: Authorizer, streams: StreamGate, cache: PlanCache
     ) -> None:
         self.engine = engine
         self.auth = auth
@@ -344,7 +345,8 @@ class MecServicer:
     def PushTelemetry(
         self, request: mec_pb2.KpmReport, context: grpc.ServicerContext
     ) -> mec_pb2.PushTelemetryResponse:
-        self.auth.check(context, "MecService.PushTelemetry")
+        caller = self.auth.check(context, "MecService.PushTelemetry")
+        owner = self.auth.rate_key(caller, context)
         if not IDENTIFIER.match(request.source_id):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "source_id: 1..128 characters of [A-Za-z0-9._:-]"
@@ -353,7 +355,11 @@ class MecServicer:
         n = guarded(
             context,
             lambda: self.engine.ingest_kpm(
-                request.source_id, request.timestamp_unix_s, request.granularity_period_s, records
+                request.source_id,
+                request.timestamp_unix_s,
+                request.granularity_period_s,
+                records,
+                owner,
             ),
         )
         return mec_pb2.PushTelemetryResponse(accepted=n)
@@ -417,21 +423,22 @@ class MecServicer:
         if unknown:
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown slice {unknown[0][:64]!r}")
         own = None if caller.role in ("admin", "controller") else caller.identity
-        self.streams.enter(context)
+        key = self.auth.rate_key(caller, context)
+        guarded(context, lambda: self.streams.enter(WATCH, caller, key))
         try:
             seen = 0
             hub = self.engine.hub
+            view = ("watch", wanted, own)
             while context.is_active() and not hub.closed:
                 plan = hub.wait_newer(seen, POLL_S)
                 if plan is None:
                     continue
                 seen = plan.version
-                key = ("watch", wanted, own)
                 yield self.cache.get(
-                    plan, key, functools.partial(_watch_message, plan, wanted, own)
+                    plan, view, functools.partial(_watch_message, plan, wanted, own)
                 )
         finally:
-            self.streams.leave()
+            self.streams.leave(WATCH, caller, key)
 
 
 class AdminServicer:
