@@ -98,7 +98,10 @@ def register(subparsers: Any) -> None:
         "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = any)"
     )
     serve.add_argument(
-        "--metrics-addr", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)"
+        "--metrics-addr",
+        default="127.0.0.1",
+        help="address for /metrics (default 127.0.0.1; any other address needs "
+        "--tls-cert/--tls-key, and with --client-ca the scraper's certificate)",
     )
     serve.add_argument(
         "--simulate",

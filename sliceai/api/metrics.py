@@ -19,11 +19,12 @@ before one) and ``sliceai_model_adaptation_seconds`` (the last round's duration)
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sliceai.api.metrics_http import MetricsServer, MetricsTls
 from sliceai.engine import Engine, PlanRecord
 from sliceai.engine.telemetry import CollectedTelemetry
 
@@ -116,7 +117,7 @@ class ServiceMetrics:
         for gauge in (self.champion_crps, self.challenger_crps):
             gauge.set(float("nan"))
         self._previous: PlanRecord | None = None
-        self._http: Any = None
+        self._http: MetricsServer | None = None
 
     def attach(self, engine: Engine) -> None:
         engine.on_plan_callbacks.append(self.observe)
@@ -155,14 +156,22 @@ class ServiceMetrics:
             self.champion_crps.set(decision.champion_crps)
             self.challenger_crps.set(decision.challenger_crps)
 
-    def serve_http(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Expose /metrics on ``addr:port`` (0 = any free port); returns the port."""
-        server, _thread = start_http_server(port, addr, registry=self.registry)
-        self._http = server
-        return int(server.server_address[1])
+    def serve_http(
+        self,
+        port: int,
+        addr: str = "127.0.0.1",
+        tls: MetricsTls | None = None,
+        allow_anonymous: bool = False,
+    ) -> int:
+        """Expose /metrics on ``addr:port`` (0 = any free port); returns the port.
+
+        Plaintext on loopback only; :class:`sliceai.api.metrics_http.MetricsServer` has
+        the rules. Raises :class:`sliceai.api.metrics_http.MetricsConfigError`.
+        """
+        self._http = MetricsServer(self.registry, addr, port, tls, allow_anonymous)
+        return self._http.port
 
     def close(self) -> None:
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
             self._http = None

@@ -17,6 +17,7 @@ from typing import Any
 
 from sliceai.api.limits import limits_from_flags
 from sliceai.api.metrics import ServiceMetrics
+from sliceai.api.metrics_http import MetricsConfigError, MetricsTls
 from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
 from sliceai.engine.recorder import TelemetryRecorder
@@ -164,6 +165,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     metrics = ServiceMetrics()
     metrics.attach(engine)
+    metrics_port = None
+    if args.metrics_port is not None:  # bound before anything starts: a clash is a usage error
+        metrics_tls = MetricsTls(tls.cert, tls.key, tls.client_ca) if tls else None
+        try:
+            metrics_port = metrics.serve_http(
+                args.metrics_port, args.metrics_addr, metrics_tls, args.allow_anonymous
+            )
+        except MetricsConfigError as exc:
+            raise UsageError(str(exc)) from None
     adaptation = _adaptation(args, engine, store, metrics) if args.adapt else None
     simulator = None
     if args.simulate:
@@ -187,10 +197,10 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if args.metrics_port is not None:
-        port = metrics.serve_http(args.metrics_port, args.metrics_addr)
+    if metrics_port is not None:
+        scheme = "https" if tls else "http"
         print(
-            f"sliceai serve: metrics on http://{args.metrics_addr}:{port}/metrics",
+            f"sliceai serve: metrics on {scheme}://{args.metrics_addr}:{metrics_port}/metrics",
             file=sys.stderr,
             flush=True,
         )
