@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 
-.PHONY: assess all venv test test-slow lint typecheck unit demo bench protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
+.PHONY: assess all venv test test-slow lint typecheck unit demo bench soak protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
 
 all: test
 
@@ -38,6 +38,12 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/sliceai bench --markdown BENCHMARKS.md
+
+# Hostile load on `sliceai serve` (issue #29's cases at 10x) for SOAK_MINUTES (default 10):
+# prints the honest controller's plans/s, decision p99 at 64 slices and the server's RSS growth.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) -m sims.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # gRPC / protobuf code generated from proto/sliceai/v1/*.proto into sliceai/v1/.
 PROTOS := $(wildcard proto/sliceai/v1/*.proto)

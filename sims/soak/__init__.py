@@ -1,0 +1,1 @@
+"""Hostile-load soak of the live service (issue #29): ``python -m sims.soak`` / ``make soak``."""
