@@ -19,8 +19,8 @@ from pathlib import Path
 from sliceai.policy.bundled import bundled_policy_path
 from sliceai.policy.units import parse_duration_s
 from sliceai.replay import ReplayError, replay
-from sliceai.replay.replay_command import load_policy_for_cli, resolve_allocators
-from sliceai.replay.report import comparison_table, write_json, write_plots
+from sliceai.replay.replay_command import load_policy_for_cli, print_summary, resolve_allocators
+from sliceai.replay.report import write_json, write_plots
 from sliceai.traffic import TraceError
 from sliceai.traffic.generators import generate, load_scenario
 from sliceai.traffic.longcsv import write_long_csv
@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     except ReplayError as exc:
         print(f"sliceai demo: {exc}", file=sys.stderr)
         return 1
-    print(comparison_table(result, per_slice=True))
+    print_summary(result, policy, verbose=args.verbose)
     write_json(result, out / "report.json")
-    plots = write_plots(result, out)
+    plots = write_plots(result, out, policy)
     print(
         f"\nwrote {out / 'report.json'} and {', '.join(p.name for p in plots)} "
         f"({time.perf_counter() - t0:.0f} s in all)",

@@ -33,7 +33,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--report", type=Path, metavar="DIR", help="write report.json and PNG plots here"
     )
-    p.add_argument("--per-slice", action="store_true", help="also print one row per slice")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        "--per-slice",
+        dest="verbose",
+        action="store_true",
+        help="also print the full table, one row per allocator and slice",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler="sliceai.replay.replay_command:run")
 
@@ -82,6 +89,12 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument(
         "--allocator", default="all", metavar="NAME|all", help="allocators (default all)"
+    )
+    demo.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the full table, one row per allocator and slice",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler="sliceai.demo:run")

@@ -6,7 +6,10 @@ carry over between chunks) and into its
 :class:`~sliceai.replay.metrics.MetricsAccumulator`. Memory is bounded: the
 trace may stream from a reader; only downsampled series are kept for plots.
 Trace slices must be policy slices; policy slices missing from the trace are
-replayed with no traffic (listed in ``ReplayResult.missing_slices``).
+replayed with no traffic (listed in ``ReplayResult.missing_slices``). A direction
+without demand anywhere in the trace (a downlink-only export) is absent: no
+allocator reserves capacity in it, so none is charged for it
+(``ReplayResult.absent_directions``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sliceai.replay.errors import ReplayError
 from sliceai.replay.linkmodel import DEFAULT_BUFFER_BUDGETS, LinkModel
 from sliceai.replay.metrics import SHORTFALL_TOLERANCE, MetricsAccumulator
 from sliceai.replay.registry import make_allocator
-from sliceai.traffic import Trace
+from sliceai.traffic import DIRECTION_NAMES, Trace
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -126,6 +129,7 @@ class ReplayResult:
     demand_bps: FloatArray  # (m, S, 2) mean demand per block
     missing_slices: tuple[str, ...] = field(default=())
     skipped_allocators: tuple[str, ...] = field(default=())
+    absent_directions: tuple[str, ...] = field(default=())  # "dl" / "ul": no demand at all
 
     def to_json(self) -> dict[str, Any]:
         """The JSON report (shape documented in the README)."""
@@ -136,6 +140,7 @@ class ReplayResult:
             "interval_s": self.interval_s,
             "start": self.start,
             "missing_slices": list(self.missing_slices),
+            "absent_directions": list(self.absent_directions),
             "skipped_allocators": list(self.skipped_allocators),
             "allocators": {name: out.metrics for name, out in self.allocators.items()},
         }
@@ -187,6 +192,7 @@ class _Lane:
     link: LinkModel
     metrics: MetricsAccumulator
     series: SeriesRecorder
+    absent: tuple[int, ...] = ()  # directions with no demand: nothing reserved
 
     def step(self, load: FloatArray) -> None:
         """Allocate, queue and measure ``n`` intervals of ``load`` ``(n, S, 2)`` bit/s."""
@@ -198,6 +204,9 @@ class _Lane:
             )
         if not np.all(np.isfinite(rates)):
             raise ReplayError(f"allocator {a.name} returned non-finite rates")
+        if self.absent:
+            rates = rates.copy()
+            rates[:, :, list(self.absent)] = 0.0
         queue, effective = self.link.step(load, rates)
         self.metrics.update(load, effective, queue, self.link.link_served(queue.served))
         self.series.add(effective)
@@ -208,7 +217,12 @@ class _Lane:
 
 
 def _lanes(
-    instances: list[Allocator], policy: Policy, first: Trace, opts: ReplayOptions, skip: bool
+    instances: list[Allocator],
+    policy: Policy,
+    first: Trace,
+    opts: ReplayOptions,
+    skip: bool,
+    absent: tuple[int, ...] = (),
 ) -> list[_Lane]:
     started = _started(instances, policy, first.interval_s, first.start, skip)
     if not started:
@@ -220,6 +234,7 @@ def _lanes(
             LinkModel(policy, first.interval_s, opts.buffer_budgets, opts.reference_queue),
             MetricsAccumulator(policy, first.interval_s, opts.shortfall_tolerance),
             SeriesRecorder(shape, opts.plot_points),
+            absent,
         )
         for a in started
     ]
@@ -235,6 +250,7 @@ def replay(
     total_intervals: int | None = None,
     progress: bool = False,
     skip_failing: bool = False,
+    demand_directions: tuple[bool, bool] | None = None,
 ) -> ReplayResult:
     """Replay ``source`` (a trace or its consecutive chunks) through ``allocators``.
 
@@ -244,7 +260,9 @@ def replay(
     load) is left out with a warning on stderr instead of stopping the replay.
     Raises :class:`ReplayError` for a trace that does not fit the policy (or whose chunks
     are not consecutive) and for an allocator that returns the wrong shape or non-finite
-    rates.
+    rates. ``demand_directions``: whether the trace has demand in DL and in UL
+    (:func:`directions_with_demand`); found here when ``source`` is one trace, else all
+    directions count as present.
     """
     opts = options or ReplayOptions()
     if not allocators:
@@ -255,7 +273,10 @@ def replay(
         raise ReplayError(f"allocator names must be unique, got {names}")
     if isinstance(source, Trace):
         total_intervals = source.n_intervals
+        if demand_directions is None:
+            demand_directions = directions_with_demand([source])
         source = [source]
+    absent = tuple(d for d, has in enumerate(demand_directions or (True, True)) if not has)
     n_slices = len(policy.slices)
     bar = tqdm(
         total=None if total_intervals is None else total_intervals * len(instances),
@@ -276,7 +297,7 @@ def replay(
             if first is None:
                 first = chunk
                 columns, missing = _column_map(policy, chunk.slices)
-                lanes = _lanes(instances, policy, chunk, opts, skip_failing)
+                lanes = _lanes(instances, policy, chunk, opts, skip_failing, absent)
                 if total_intervals is not None:
                     bar.total = total_intervals * len(lanes)
             else:
@@ -306,7 +327,16 @@ def replay(
         d_means,
         missing,
         tuple(n for n in names if n not in kept),
+        tuple(DIRECTION_NAMES[d] for d in absent),
     )
+
+
+def directions_with_demand(chunks: Iterable[Trace]) -> tuple[bool, bool]:
+    """Whether any slice has demand (above 0, measured) in DL and in UL over ``chunks``."""
+    found = np.zeros(2, dtype=bool)
+    for chunk in chunks:
+        found |= (np.nan_to_num(chunk.load_bps) > 0).any(axis=(0, 1))
+    return bool(found[0]), bool(found[1])
 
 
 def _check_continues(first: Trace, chunk: Trace, seen: int) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from sliceai.policy import Policy, PolicyError, load_policy
 from sliceai.replay import ReplayError, allocator_names, make_allocator, replay
+from sliceai.replay.engine import ReplayResult, directions_with_demand
 from sliceai.replay.report import comparison_table, write_json, write_plots
+from sliceai.replay.summary import summary_table
 from sliceai.traffic import TraceError
 from sliceai.traffic.longcsv import read_long_csv
 from sliceai.usage import UsageError
@@ -44,6 +46,13 @@ def resolve_allocators(spec: str) -> list[str]:
     return names
 
 
+def print_summary(result: ReplayResult, policy: Policy, *, verbose: bool) -> None:
+    """The short table and its sentences; with ``verbose`` the full table first."""
+    if verbose:
+        print(comparison_table(result, per_slice=True) + "\n")
+    print(summary_table(result, policy))
+
+
 def run(args: argparse.Namespace) -> int:
     """``sliceai replay TRACE --policy P ...``; the exit code."""
     if not args.trace.is_file():
@@ -53,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return policy
     names = resolve_allocators(args.allocator)
     try:
+        present = directions_with_demand(read_long_csv(args.trace, slices=policy.slice_names))
         chunks = read_long_csv(args.trace, slices=policy.slice_names)
         result = replay(
             chunks,
@@ -61,18 +71,19 @@ def run(args: argparse.Namespace) -> int:
             trace_name=args.trace.name,
             progress=not args.no_progress,
             skip_failing=args.allocator == "all",
+            demand_directions=present,
         )
     except TraceError as exc:
         raise UsageError(str(exc)) from None
     except ReplayError as exc:
         print(f"sliceai replay: {exc}", file=sys.stderr)
         return 1
-    print(comparison_table(result, per_slice=args.per_slice))
+    print_summary(result, policy, verbose=args.verbose)
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.report:
         write_json(result, args.report / "report.json")
-        for path in write_plots(result, args.report):
+        for path in write_plots(result, args.report, policy):
             print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -9,10 +9,9 @@ JSON shape (``ReplayResult.to_json``)::
          "unserved_bits", "p50_delay_ms", "p99_delay_ms", "overprovisioning",
          "reconfigurations", "cost", ...}}}}}
 
-Non-finite numbers are written as ``null``. Plots (matplotlib, Agg backend):
-``allocation_dl.png`` / ``allocation_ul.png`` (allocation of every allocator vs
-demand over time, one small panel per slice) and ``violation_vs_overprovisioning.png``
-(one point per allocator).
+Non-finite numbers are written as ``null``; ``absent_directions`` lists the directions
+without demand in the trace (nothing reserved or charged there). The plots are
+:mod:`sliceai.replay.plots`.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from sliceai.plugins import load
+from sliceai.policy import Policy
+from sliceai.replay import plots
 from sliceai.replay.engine import ReplayResult
 
 
@@ -163,68 +163,6 @@ def _unservable_line(result: ReplayResult) -> str:
     )
 
 
-def write_plots(result: ReplayResult, directory: Path) -> list[Path]:
-    """Write the PNG plots into ``directory``; returns their paths.
-
-    matplotlib is loaded here, not with the module (see :mod:`sliceai.plugins`).
-    """
-    load("matplotlib").use("Agg")
-    plt = load("matplotlib.pyplot")
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    n_slices = len(result.slices)
-    cols = 2 if n_slices > 1 else 1
-    rows = math.ceil(n_slices / cols)
-    hours_d = result.demand_first * result.interval_s / 3600.0
-    for d, dname in enumerate(("dl", "ul")):
-        fig, axes = plt.subplots(
-            rows, cols, figsize=(6 * cols, 2.2 * rows), squeeze=False, sharex=True
-        )
-        for s, sname in enumerate(result.slices):
-            ax = axes[s // cols][s % cols]
-            ax.plot(
-                hours_d, result.demand_bps[:, s, d] / 1e6, color="black", lw=1.2, label="demand"
-            )
-            for name, out in result.allocators.items():
-                hours = out.series_first * result.interval_s / 3600.0
-                ax.plot(hours, out.allocation_bps[:, s, d] / 1e6, lw=0.8, label=name)
-            ax.set_title(sname, fontsize=9)
-            ax.set_ylabel("Mbit/s", fontsize=8)
-            ax.tick_params(labelsize=7)
-        for s in range(n_slices, rows * cols):
-            axes[s // cols][s % cols].set_visible(False)
-        for ax in axes[-1]:
-            ax.set_xlabel("hours since start", fontsize=8)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8)
-        fig.suptitle(
-            f"{dname.upper()} allocation vs demand ({result.trace}, block means)", fontsize=10
-        )
-        fig.tight_layout(rect=(0, 0.04, 1, 0.98))
-        path = directory / f"allocation_{dname}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, out in result.allocators.items():
-        t = out.metrics["total"]
-        if t["overprovisioning"] is None:
-            continue
-        ax.scatter(t["overprovisioning"], 100 * t["violation_rate"], s=40)
-        ax.annotate(
-            name,
-            (t["overprovisioning"], 100 * t["violation_rate"]),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    ax.set_xlabel("overprovisioning (allocated / used)")
-    ax.set_ylabel("SLA violations (% of slice-intervals)")
-    ax.set_title(f"violations vs overprovisioning ({result.trace})", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = directory / "violation_vs_overprovisioning.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
-    return written
+def write_plots(result: ReplayResult, directory: Path, policy: Policy | None = None) -> list[Path]:
+    """Write the PNG plots into ``directory`` (:mod:`sliceai.replay.plots`); their paths."""
+    return plots.write_plots(result, directory, policy)

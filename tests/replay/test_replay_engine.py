@@ -64,7 +64,8 @@ def test_metrics_by_hand():
     rates = np.zeros((4, 1, 2))
     rates[:, 0, 0] = 10e6
     rates[2:, 0, 1] = 1e6  # UL changes once (interval 2)
-    result = replay(trace, policy, [Fixed(rates)])
+    # UL has no demand; counted as present, so the UL meter is charged as idle
+    result = replay(trace, policy, [Fixed(rates)], demand_directions=(True, True))
     m = result.allocators["fixed"].metrics["slices"]["s"]
     # Interval 2: 2 Mbit queue; buffer = 2 x 100 ms x 10 Mbit/s = 2 Mbit: no loss, delay
     # 2 Mbit / 10 Mbit/s = 200 ms > 100 ms budget, and 2/12 unserved > 1 %: one violation.
