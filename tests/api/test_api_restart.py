@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -47,24 +48,21 @@ def _start(db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise AssertionError(f"server did not start: {log.read_text()}")
 
 
-@pytest.mark.slow
-def test_kill_9_in_the_middle_of_requests_loses_no_acknowledged_grant(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
-    proc, target = _start(db, tmp_path / "serve1.log")
-    acked: list[str] = []
+def _grant_traffic(target: str, round_no: int, acked: list[str], stop: threading.Event) -> None:
+    """Four clients requesting grants back to back until ``stop`` or the server dies;
+    each grant is added to ``acked`` once its answer arrived."""
     lock = threading.Lock()
-    stop = threading.Event()
 
     def worker(i: int) -> None:
         with SliceaiClient(target, timeout_s=5) as c:
-            k = 0
-            while not stop.is_set():
-                k += 1
+            for k in itertools.count(1):
+                if stop.is_set():
+                    return
+                # 1 kbit/s each in staff-embb (admission never runs out); one session each
+                flt = mec_pb2.SessionFilter(
+                    source_ip=f"10.{round_no}.{i}.1", source_port=[k], protocol="UDP"
+                )
                 try:
-                    # 1 kbit/s each in staff-embb (admission never runs out); one session per request
-                    flt = mec_pb2.SessionFilter(
-                        source_ip="10.0.0.1", source_port=[i * 10_000 + k], protocol="UDP"
-                    )
                     g = c.request_bandwidth(
                         "app-1", "staff-embb", 1000, "dl", session_filters=[flt]
                     )
@@ -76,22 +74,57 @@ def test_kill_9_in_the_middle_of_requests_loses_no_acknowledged_grant(tmp_path: 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(acked) < 40:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    stop.set()
+    stop.wait()
     for t in threads:
         t.join(10)
-    assert len(acked) >= 40
-    proc2, target2 = _start(db, tmp_path / "serve2.log")
-    try:
-        with SliceaiClient(target2, timeout_s=5) as c:
+
+
+def _kill_rounds(tmp_path: Path, rounds: int, per_round: int) -> int:
+    """``rounds`` times: start ``sliceai serve`` on one database, check every grant ever
+    acknowledged is listed, send grant requests until ``per_round`` more are
+    acknowledged, then ``kill -9`` it mid-traffic. Returns the grants acknowledged."""
+    db = tmp_path / "state.db"
+    acked: list[str] = []
+    for r in range(rounds):
+        proc, target = _start(db, tmp_path / f"serve{r}.log")
+        with SliceaiClient(target, timeout_s=5) as c:
             stored = {g.allocation_id for g in c.list_bandwidth()}
-            assert set(acked) <= stored
             assert c.get_policy().version == 1  # same policy text: no new version on restart
+        lost = set(acked) - stored
+        assert not lost, f"round {r}: {len(lost)} acknowledged grants lost"
+        stop = threading.Event()
+        traffic = threading.Thread(target=_grant_traffic, args=(target, r, acked, stop))
+        traffic.start()
+        goal = len(acked) + per_round
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(acked) < goal:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)  # in the middle of the requests
+        proc.wait(10)
+        stop.set()
+        traffic.join(20)
+        assert len(acked) >= goal, f"round {r}: only {len(acked)} grants acknowledged"
+    proc, target = _start(db, tmp_path / "serve-last.log")
+    try:
+        with SliceaiClient(target, timeout_s=5) as c:
+            stored = {g.allocation_id for g in c.list_bandwidth()}
     finally:
-        proc2.send_signal(signal.SIGTERM)
-        assert proc2.wait(20) == 0
-    assert "shutting down" in (tmp_path / "serve2.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    assert set(acked) <= stored, f"{len(set(acked) - stored)} acknowledged grants lost"
+    assert "shutting down" in (tmp_path / "serve-last.log").read_text()
+    return len(acked)
+
+
+def test_kill_9_in_the_middle_of_requests_loses_no_acknowledged_grant(tmp_path: Path) -> None:
+    assert _kill_rounds(tmp_path, rounds=1, per_round=20) >= 20
+
+
+@pytest.mark.slow
+def test_twenty_kill_9_rounds_lose_no_acknowledged_grant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acked = _kill_rounds(tmp_path, rounds=20, per_round=25)
+    with capsys.disabled():
+        print(f"\nkill -9: 20 rounds, {acked} grants acknowledged, 0 lost")
+    assert acked >= 500
