@@ -31,6 +31,15 @@ def register(subparsers: Any) -> None:
     train.add_argument("--device", default="auto", help=DEVICE_HELP)
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR")
     train.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N local processes with DistributedDataParallel (gloo on the CPU, "
+        "nccl with one GPU each): the model one process trains, within float tolerance; "
+        "under torchrun the group it launched is joined instead",
+    )
+    train.add_argument(
         "--init",
         metavar="default|DIR",
         help="fine-tune this checkpoint ('default': the bundled one) on a site's history "

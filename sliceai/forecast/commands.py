@@ -20,7 +20,15 @@ from sliceai.forecast.pipeline import ForecastPipeline
 from sliceai.forecast.plot import fan_chart
 from sliceai.forecast.scenarios import generate_scenario
 from sliceai.forecast.training.data import series_from_traces
-from sliceai.forecast.training.train import TrainOptions, train
+from sliceai.forecast.training.distributed import from_environment, launch
+from sliceai.forecast.training.train import (
+    STATE_DIR,
+    STATE_FILE,
+    Counters,
+    TrainOptions,
+    train,
+    train_shard,
+)
 from sliceai.planning.loading import load_forecaster
 from sliceai.traffic import DIRECTION_NAMES, Trace, TraceError
 from sliceai.traffic.longcsv import read_long_csv, write_long_csv
@@ -67,6 +75,15 @@ def _sources(args: argparse.Namespace) -> list[Trace]:
 
 def train_command(args: argparse.Namespace) -> int:
     """``sliceai train``."""
+    batch_size = TrainOptions().batch_size
+    nproc = getattr(args, "nproc", 1)
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {nproc}")
+    if batch_size % nproc:
+        raise UsageError(
+            f"--nproc {nproc} must divide the batch size ({batch_size}): "
+            "every process takes an equal block of each batch"
+        )
     traces = _sources(args)
     history = ForecastConfig().history_length
     pairs = [s.split(0.85, history=history(s.interval_s)) for s in series_from_traces(traces)]
@@ -74,22 +91,25 @@ def train_command(args: argparse.Namespace) -> int:
         epochs=args.epochs, steps_per_epoch=args.steps, seed=args.seed, device=args.device
     )
     meta = {"trained_on": [str(p) for p in args.traces] + list(args.scenario)}
+    data = ([a for a, _ in pairs], [b for _, b in pairs], args.out)
+    kwargs = {"options": opts, "resume": args.resume, "metadata": meta}
     try:
-        result = train(
-            [a for a, _ in pairs],
-            [b for _, b in pairs],
-            args.out,
-            options=opts,
-            resume=args.resume,
-            metadata=meta,
-        )
+        if nproc > 1:
+            launch(nproc, train_shard, *data, device=args.device, **kwargs)
+            counters = Counters.read(args.out / STATE_DIR / STATE_FILE)
+            best, best_epoch, run = counters.best_val, counters.best_epoch, counters.epoch
+            early = run < opts.epochs
+        else:
+            result = train(*data, shard=from_environment(), **kwargs)
+            best, best_epoch, run = result.best_val_crps, result.best_epoch, result.epochs_run
+            early = result.stopped_early
     except ForecastError as exc:
         print(f"sliceai train: {exc}", file=sys.stderr)
         return 1
     print(
-        f"best validation CRPS {result.best_val_crps:.4f} (epoch {result.best_epoch}); "
-        f"{result.epochs_run} epochs{' (stopped early)' if result.stopped_early else ''}; "
-        f"checkpoint in {args.out}"
+        f"best validation CRPS {best:.4f} (epoch {best_epoch}); "
+        f"{run} epochs{' (stopped early)' if early else ''}"
+        f"{f' on {nproc} processes' if nproc > 1 else ''}; checkpoint in {args.out}"
     )
     return 0
 

@@ -104,6 +104,29 @@ def _low_rank_log_prob(
     return out
 
 
+class RowDropout(nn.Module):
+    """Dropout whose mask is drawn for the whole batch and then cut to ``rows``.
+
+    Training on several processes (:mod:`sliceai.forecast.training.distributed`) gives
+    each one a block of rows of the same batch; with ``rows = (start, stop, total)`` set,
+    every process draws the mask for all ``total`` rows from the same seeded generator
+    and keeps its own, so the units dropped are those one process would drop.
+    ``rows`` None: the whole batch is this process's.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.rows: tuple[int, int, int] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        start, stop, total = self.rows or (0, x.shape[0], x.shape[0])
+        keep = torch.rand((total, *x.shape[1:]), device=x.device, dtype=x.dtype) >= self.p
+        return x * keep[start:stop] / (1.0 - self.p)
+
+
 class ForecastModel(nn.Module):
     """Context ``(batch, context_length)`` in, :class:`HorizonDistribution` out."""
 
@@ -117,7 +140,7 @@ class ForecastModel(nn.Module):
         n_recurrent = config.recurrent_size if r else 0
         self.encoder_in = nn.Linear(3 * (c + w) + N_SERIES_FEATURES + N_SUMMARY + n_recurrent, h)
         self.encoder_hidden = nn.Linear(h, h)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = RowDropout(config.dropout)
         self.to_step = nn.Linear(h, config.step_embed_size)
         self.position = nn.Embedding(config.max_horizon, POSITION_EMBED_SIZE)
         step_lag = N_STEP_SEASONAL if w else 0

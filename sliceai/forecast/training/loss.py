@@ -47,14 +47,21 @@ def marginal_crps(dist: HorizonDistribution, target: torch.Tensor) -> torch.Tens
     return to_y - 0.5 * pair
 
 
-def training_loss(dist: HorizonDistribution, target: torch.Tensor) -> torch.Tensor:
+def training_loss(
+    dist: HorizonDistribution, target: torch.Tensor, batch_target: torch.Tensor | None = None
+) -> torch.Tensor:
     """Winsorised joint negative log-likelihood per step plus the marginal CRPS.
 
     ``target``: ``(batch, horizon)`` in log space. The CRPS term trains every step's
     marginal robustly (and the idle probability, when there is one); the likelihood
     term also trains the correlation factors. With an idle probability, windows with
     an idle (exactly 0) step leave the likelihood out: the point mass explains those.
+
+    ``batch_target``: when ``target`` is one block of rows of a batch split over
+    processes, the whole batch's targets; the sums are then divided by the whole batch's
+    counts, so the blocks' losses add up to the batch's loss.
     """
+    whole = target if batch_target is None else batch_target
     horizon = target.shape[1]
     std = dist.marginal_std()
     bound = WINSOR_SD * std.detach()
@@ -63,9 +70,11 @@ def training_loss(dist: HorizonDistribution, target: torch.Tensor) -> torch.Tens
     )
     nll_each = -dist.log_prob(near) / horizon
     if dist.zero_prob is None:
-        nll = nll_each.mean()
+        nll = nll_each.sum() / whole.shape[0]
     else:
         busy = (target != 0).all(dim=1).to(nll_each.dtype)
-        nll = (nll_each * busy).sum() / busy.sum().clamp(min=1.0)
-    loss: torch.Tensor = nll + CRPS_WEIGHT * marginal_crps(dist, target).mean()
+        n_busy = (whole != 0).all(dim=1).sum().to(nll_each.dtype)
+        nll = (nll_each * busy).sum() / n_busy.clamp(min=1.0)
+    crps = marginal_crps(dist, target).sum() / whole.numel()
+    loss: torch.Tensor = nll + CRPS_WEIGHT * crps
     return loss

@@ -13,6 +13,10 @@ checkpoint so far (``config.json`` + ``model.safetensors``) and a ``train_state/
 folder with the last weights, the optimizer state and the progress (:class:`Counters`).
 Every epoch draws its windows and dropout masks from generators seeded with ``(seed, epoch)``,
 so a resumed run continues exactly as an uninterrupted one would (on the CPU).
+
+With ``shard`` the run is one of several processes of a DistributedDataParallel group
+(:mod:`sliceai.forecast.training.distributed`): each takes its block of every batch, and
+the model is the one a single process would train, within float tolerance.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ from sliceai.forecast.training.calibration import (
     windows_to_tensors,
 )
 from sliceai.forecast.training.data import Series, Windows, config_windows
+from sliceai.forecast.training.distributed import (
+    Shard,
+    barrier,
+    broadcast_float,
+    dropout_rows,
+)
 from sliceai.forecast.training.loss import training_loss
 
 STATE_DIR = "train_state"
@@ -144,9 +154,15 @@ def train(
     options: TrainOptions | None = None,
     resume: bool = False,
     metadata: dict[str, Any] | None = None,
+    shard: Shard | None = None,
 ) -> TrainResult:
-    """Train a model and write the best checkpoint (by validation CRPS) to ``out_dir``."""
+    """Train a model and write the best checkpoint (by validation CRPS) to ``out_dir``;
+    ``shard``: this process's place in a process group that is already initialised (only
+    its rank 0 writes and prints)."""
     opts = options or TrainOptions()
+    if shard is not None:
+        shard.rows(opts.batch_size)  # refuse a batch that does not split evenly
+    leader = shard is None or shard.leader
     out = Path(out_dir)
     state_dir = out / STATE_DIR
     device = resolve_device(opts.device)
@@ -163,6 +179,9 @@ def train(
         config = config or ForecastConfig()
         model = ForecastModel(config)
     model.to(device)
+    trained: torch.nn.Module = model
+    if shard is not None and shard.world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay
     )
@@ -191,36 +210,41 @@ def train(
             range(opts.steps_per_epoch),
             desc=f"epoch {epoch + 1}/{opts.epochs}",
             file=sys.stderr,
-            disable=not opts.progress,
+            disable=not (opts.progress and leader),
             leave=False,
         )
         for _ in bar:
             batch = config_windows(train_series, opts.batch_size, config, rng)
             diverged = f"training diverged at epoch {epoch + 1}"
-            losses.append(training_step(model, optimizer, batch, device, diverged))
+            losses.append(training_step(trained, optimizer, batch, device, diverged, shard))
             bar.set_postfix(nll=f"{np.mean(losses[-20:]):.3f}")
-        val = validation_crps(model, val_windows, device, seed=opts.seed)
+        val = validation_crps(model, val_windows, device, seed=opts.seed) if leader else 0.0
+        val = broadcast_float(val, shard)
         counters.history.append(
             {"epoch": epoch + 1, "train_nll": float(np.mean(losses)), "val_crps": val}
         )
         improved = val < counters.best_val - 1e-5
         if improved:
             counters.best_val, counters.best_epoch, counters.bad_epochs = val, epoch + 1, 0
-            save_model(model, out, val_crps=val, epoch=epoch + 1, **meta)
+            if leader:
+                save_model(model, out, val_crps=val, epoch=epoch + 1, **meta)
         else:
             counters.bad_epochs += 1
         counters.epoch = epoch + 1
-        if opts.progress:
+        if opts.progress and leader:
             mark = " *" if improved else ""
             nll = np.mean(losses)
             print(
                 f"epoch {epoch + 1}: train nll {nll:.4f}, validation CRPS {val:.4f}{mark}",
                 file=sys.stderr,
             )
-        _save_state(model, optimizer, counters, state_dir)
+        if leader:
+            _save_state(model, optimizer, counters, state_dir)
     else:
         stopped_early = counters.bad_epochs >= opts.patience and counters.epoch < opts.epochs
-    calibrate_checkpoint(out, val_windows, device)
+    if leader:
+        calibrate_checkpoint(out, val_windows, device)
+    barrier(shard)
     return TrainResult(
         best_val_crps=counters.best_val,
         best_epoch=counters.best_epoch,
@@ -230,24 +254,42 @@ def train(
     )
 
 
+def train_shard(shard: Shard, *args: Any, **kwargs: Any) -> None:
+    """:func:`train` as one process of a group (the target :func:`~sliceai.forecast.
+    training.distributed.launch` runs); its result is in ``train_state/`` (:class:`Counters`)."""
+    train(*args, **{**kwargs, "shard": shard})
+
+
 def training_step(
-    model: ForecastModel,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: Windows,
     device: torch.device,
     diverged: str = "training diverged",
+    shard: Shard | None = None,
 ) -> float:
-    """One optimizer step on ``batch`` (gradients clipped to norm 1); returns the loss.
-    A loss that is not finite raises ForecastError (``diverged``) before any update."""
-    tensors, target = windows_to_tensors(batch, model.config, device)
-    loss = training_loss(model(*tensors), target)
+    """One optimizer step on ``batch`` (gradients clipped to norm 1); returns the loss
+    (this process's part of it with ``shard``). ``model``: a :class:`ForecastModel`, or
+    one wrapped in DistributedDataParallel. A loss that is not finite raises
+    ForecastError (``diverged``) before any update."""
+    ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    net: ForecastModel = model.module if ddp else model  # type: ignore[assignment]
+    tensors, target = windows_to_tensors(batch, net.config, device)
+    if shard is None or shard.world == 1:
+        loss = training_loss(model(*tensors), target)
+    else:
+        start, stop = shard.rows(target.shape[0])
+        mine = [t[start:stop] if t is not None else None for t in tensors]
+        with dropout_rows(net, (start, stop, target.shape[0])):
+            # DDP averages the gradients: world x each block's share sums to the batch's.
+            loss = shard.world * training_loss(model(*mine), target[start:stop], target)
     if not torch.isfinite(loss):
         raise ForecastError(f"{diverged} (loss {loss.item()})")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    return float(loss.item())
+    return float(loss.item()) / (1 if shard is None else shard.world)
 
 
 def _save_state(
