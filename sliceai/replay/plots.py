@@ -225,10 +225,11 @@ def _summary_figure(plt: Any, result: ReplayResult, policy: Policy | None) -> An
             ax.axhline(risk, color="#333333", ls="--", lw=0.9, zorder=1)
             ax.annotate(
                 f"risk {risk:g}%",
-                xy=(0, risk),
+                xy=(1, risk),
                 xycoords=("axes fraction", "data"),
-                xytext=(3, 2),
+                xytext=(-3, 2),
                 textcoords="offset points",
+                ha="right",
                 fontsize=7,
                 color="#333333",
             )
