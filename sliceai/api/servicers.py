@@ -370,8 +370,8 @@ class MecServicer:
         self.auth.check(context, "MecService.GetForecast")
         result = guarded(
             context,
-            lambda: self.engine.forecast(
-                list(request.slices), request.horizon, list(request.levels)
+            lambda: self.engine.forecast(  # not list(): an oversized request is refused first
+                request.slices, request.horizon, list(request.levels)
             ),
         )
         return convert.forecast_response(result)
