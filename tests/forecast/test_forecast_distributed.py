@@ -14,6 +14,7 @@ import torch
 from forecast_configs import SMALL, train_options
 
 from sliceai.forecast.checkpoint import load_model
+from sliceai.forecast.commands import train_command
 from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.model import ForecastModel, RowDropout
 from sliceai.forecast.training.calibration import windows_to_tensors
@@ -121,8 +122,6 @@ def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("nproc", "message"), [(0, "at least 1"), (3, "must divide")])
 def test_the_command_refuses_a_bad_process_count(tmp_path: Path, nproc, message) -> None:
-    from sliceai.forecast.commands import train_command
-
     args = argparse.Namespace(
         traces=[],
         scenario=["campus:1:0.5"],

@@ -14,7 +14,8 @@ import pytest
 from kpm_export import POLICY, START_MS, UES, write_kpm_export
 
 from sliceai.cli import main
-from sliceai.policy import loads_policy
+from sliceai.policy import load_policy, loads_policy
+from sliceai.policy.bundled import bundled_policy_path
 from sliceai.traffic import ColumnMapping, TraceReadError, load_trace
 from sliceai.traffic.detect import infer_interval, snap_interval
 from sliceai.traffic.presets import preset_fields
@@ -155,3 +156,20 @@ def test_infer_interval_uses_the_median_spacing(tmp_path: Path) -> None:
     assert got.interval_s == 10.0
     assert got.median_s == 10.0
     assert "median spacing" in got.sentence()
+
+
+def test_the_shipped_ran_policy_names_the_preset_slices_and_replays_the_export(
+    export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = bundled_policy_path("ran-3slice.yaml")
+    out = tmp_path / "t.csv"
+    argv = ["trace", "convert", str(export), "--preset", "kpm-ue", "--policy", str(policy)]
+    assert main([*argv, "-o", str(out)]) == 0
+    assert load_trace(out).slices == load_policy(policy).slice_names == ("embb", "mmtc", "urllc")
+    report = tmp_path / "report"
+    replay = ["replay", str(out), "--policy", str(policy), "--allocator", "static,oracle"]
+    assert main([*replay, "--report", str(report)]) == 0
+    summary = capsys.readouterr().out
+    assert "UL: no demand anywhere in the trace" in summary
+    assert (report / "allocation_dl.png").is_file()
+    assert not (report / "allocation_ul.png").exists()
