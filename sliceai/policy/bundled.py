@@ -1,4 +1,5 @@
-"""The example policies that ship with sliceai (``hospital``, ``factory``, ``campus``).
+"""The example policies that ship with sliceai (``hospital``, ``factory``, ``campus``,
+``ran-3slice``).
 
 They live in ``policies/`` of a checkout and, as identical copies, in the
 package's ``sliceai/data/policies/`` (a test keeps the two alike).
