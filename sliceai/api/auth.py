@@ -187,9 +187,14 @@ class Authorizer:
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         """Who calls; raises :class:`IdentityError` for a caller the server does not accept."""
+        return self.caller_of(context.auth_context() if self.mutual_tls else {})
+
+    def caller_of(self, auth: Mapping[str, Any]) -> Caller:
+        """Who calls, from the peer's auth context (``x509_pem_cert``: its verified PEM
+        certificate, as gRPC gives it; the MEC 015 REST server builds the same from TLS)."""
         if self.mutual_tls:
             try:
-                return caller_from_auth_context(context.auth_context())
+                return caller_from_auth_context(auth)
             except IdentityError:
                 if self.allow_anonymous:
                     return Caller("anonymous", "")
