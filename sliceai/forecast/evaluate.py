@@ -227,7 +227,7 @@ def evaluate(
                 f"{label} has {trace.n_intervals} intervals; scoring {forecaster.name} at "
                 f"{trace.interval_s:g} s needs at least {need} ({need - opts.horizon} of "
                 f"history and the horizon of {opts.horizon}: "
-                f"{need * trace.interval_s / 3600:.3g} h)"
+                f"{readable_span(need * trace.interval_s)})"
             )
         plan.append(origins)
     scores = {name: _Scores() for name in names}
@@ -363,3 +363,11 @@ def render(report: dict[str, Any]) -> str:
     if report.get("per_slice"):
         text += f"\n\n{MODEL} per slice:\n" + slice_table(report["per_slice"])
     return text
+
+
+def readable_span(seconds: float) -> str:
+    """A duration in the unit that reads best: ``48 s``, ``4.3 min``, ``2.5 h``, ``3 days``."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sliceai.cli import main
+from sliceai.forecast.evaluate import readable_span
 from sliceai.traffic import Trace
 from sliceai.traffic.longcsv import read_long_csv, write_long_csv
 
@@ -176,3 +177,11 @@ def test_train_cli_then_resume(trace_csv: Path, tmp_path: Path) -> None:
     assert state["epoch"] == 1
     assert main([*args[:-4], "--epochs", "2", "--steps", "3", "--device", "cpu", "--resume"]) == 0
     assert json.loads((out / "train_state" / "state.json").read_text())["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(76.0, "1.27 min"), (30.0, "30 s"), (18240.0, "5.07 h"), (3 * 86400.0, "3 days")],
+)
+def test_the_minimum_length_reads_in_a_unit_that_fits(seconds: float, text: str) -> None:
+    assert readable_span(seconds) == text
