@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 
-.PHONY: assess all venv test test-slow lint typecheck unit demo bench soak protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
+.PHONY: assess all venv extras test-extras test test-slow lint typecheck unit demo bench soak protos protos-check model evaluate oracle research-test e2e ryu-check clean constraints
 
 all: test
 
@@ -17,6 +17,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# The optional extras (sliceai[scale]: Ray, pyarrow; sliceai[federated]: flwr[simulation]) on
+# top of the base venv, at the pins in constraints.txt. make test runs without them.
+EXTRAS_STAMP := $(VENV)/.installed-extras
+$(EXTRAS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,controller,scale,federated]'
+	touch $(EXTRAS_STAMP)
+
+extras: $(EXTRAS_STAMP)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -26,7 +35,13 @@ typecheck: $(STAMP)
 
 # Tests marked slow (more than about 5 s each) run in `make test-slow`, not here.
 unit: $(STAMP)
-	$(VENV)/bin/pytest -n $(JOBS) -m "not ovs and not slow"
+	$(VENV)/bin/pytest -n $(JOBS) -m "not ovs and not slow and not scale and not federated"
+
+# The extras' tests (markers scale, federated), after installing the extras; fails rather than
+# skips if they are missing.
+test-extras: $(EXTRAS_STAMP)
+	$(PY) -c "import ray, pyarrow, flwr"
+	$(VENV)/bin/pytest -n $(JOBS) -m "(scale or federated) and not ovs and not slow"
 
 test: lint typecheck protos-check unit
 
@@ -103,7 +118,8 @@ e2e: $(STAMP)
 ryu-check: $(STAMP)
 	bash sims/ovs/ryu-check.sh
 
-constraints: $(STAMP)
+# Freezes the venv with the extras installed, so their pins stay in constraints.txt.
+constraints: $(EXTRAS_STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
 
 clean:

@@ -20,8 +20,13 @@ way to import a module while the program runs instead, by name. It is used for:
   the pure planner imports torch only when a model is asked for, and **the model
   adaptation loop** of ``sliceai serve --adapt`` (:mod:`sliceai.api.adapt`, which trains
   with torch), loaded only when ``--adapt`` is given.
+- **The MEC 015 REST server** (:mod:`sliceai.api.rest.serve`, FastAPI and uvicorn from
+  the extra ``rest``), loaded only by ``sliceai serve --rest``.
 
-A module missing because an optional extra is not installed (os-ken, cvxpy)
+- **The optional extras' adapters**: the Parquet trace reader (:mod:`sliceai.traffic.parquet`,
+  pyarrow) from :func:`sliceai.traffic.readers.read_trace`, and Ray in ``sliceai sweep``.
+
+A module missing because an optional extra is not installed (os-ken, cvxpy, ray, pyarrow, flwr)
 raises :class:`MissingDependency`, which says what to install; the command
 line prints it and exits with 2.
 
@@ -38,6 +43,11 @@ from typing import Any
 EXTRAS: dict[str, tuple[str, str]] = {
     "os_ken": ("os-ken", "controller"),
     "cvxpy": ("cvxpy", "dev"),
+    "fastapi": ("FastAPI", "rest"),
+    "uvicorn": ("uvicorn", "rest"),
+    "ray": ("Ray", "scale"),
+    "pyarrow": ("pyarrow", "scale"),
+    "flwr": ("Flower (flwr)", "federated"),
 }
 
 
