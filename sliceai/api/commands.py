@@ -95,6 +95,12 @@ def register(subparsers: Any) -> None:
         "anonymous: forecasts and plan watching (default: refused, UNAUTHENTICATED)",
     )
     serve.add_argument(
+        "--rest",
+        metavar="HOST:PORT",
+        help="also serve the ETSI MEC 015 Bandwidth Management API (REST, /bwm/v1) here, on "
+        "the same engine, TLS files and roles (needs the extra: pip install 'sliceai[rest]')",
+    )
+    serve.add_argument(
         "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = any)"
     )
     serve.add_argument(

@@ -18,7 +18,13 @@ from typing import Any
 from sliceai.api.limits import limits_from_flags
 from sliceai.api.metrics import ServiceMetrics
 from sliceai.api.metrics_http import MetricsConfigError, MetricsTls
-from sliceai.api.server import ServerConfigError, ServerSettings, SliceaiServer, TlsFiles
+from sliceai.api.server import (
+    ServerConfigError,
+    ServerSettings,
+    SliceaiServer,
+    TlsFiles,
+    host_of,
+)
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
 from sliceai.engine.recorder import TelemetryRecorder
 from sliceai.engine.simulate import SimulationError, Simulator
@@ -63,6 +69,8 @@ def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
         return UnavailableForecaster("model", str(exc))
 
 
+#: The MEC 015 REST server of ``--rest``; loaded only then (FastAPI, uvicorn: extra ``rest``).
+REST_SERVER = "sliceai.api.rest.serve:RestServer"
 #: Builds the ``--adapt`` loop; loaded only then (it imports the training code).
 ADAPTER = "sliceai.api.adapt:build_adapter"
 
@@ -163,6 +171,14 @@ def run(args: argparse.Namespace) -> int:
         )
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from None
+    rest = None
+    if args.rest is not None:  # bound before anything starts: a clash is a usage error
+        try:
+            rest = load(REST_SERVER)(
+                engine, args.rest, tls, server.auth.limiter, args.allow_anonymous
+            )
+        except ServerConfigError as exc:
+            raise UsageError(str(exc)) from None
     metrics = ServiceMetrics()
     metrics.attach(engine)
     metrics_port = None
@@ -197,6 +213,14 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if rest is not None:
+        rest.start()
+        print(
+            f"sliceai serve: MEC 015 REST on {rest.scheme}://{host_of(args.rest)}:{rest.port}"
+            "/bwm/v1/bw_allocations",
+            file=sys.stderr,
+            flush=True,
+        )
     if metrics_port is not None:
         scheme = "https" if tls else "http"
         print(
@@ -227,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
         adaptation[1].stop()
     if simulator is not None:
         simulator.stop()
+    if rest is not None:
+        rest.stop(grace_s=2.0)
     server.stop(grace_s=2.0)
     if adaptation is not None:
         adaptation[0].stop()
