@@ -22,8 +22,6 @@ way to import a module while the program runs instead, by name. It is used for:
   with torch), loaded only when ``--adapt`` is given.
 - **The MEC 015 REST server** (:mod:`sliceai.api.rest.serve`, FastAPI and uvicorn from
   the extra ``rest``), loaded only by ``sliceai serve --rest``.
-- **The MEC 015 REST server** (:mod:`sliceai.api.rest.serve`, FastAPI and uvicorn from
-  the extra ``rest``), loaded only by ``sliceai serve --rest``.
 
 - **The optional extras' adapters**: the Parquet trace reader (:mod:`sliceai.traffic.parquet`,
   pyarrow) from :func:`sliceai.traffic.readers.read_trace`, and Ray in ``sliceai sweep``.
@@ -45,8 +43,6 @@ from typing import Any
 EXTRAS: dict[str, tuple[str, str]] = {
     "os_ken": ("os-ken", "controller"),
     "cvxpy": ("cvxpy", "dev"),
-    "fastapi": ("FastAPI", "rest"),
-    "uvicorn": ("uvicorn", "rest"),
     "fastapi": ("FastAPI", "rest"),
     "uvicorn": ("uvicorn", "rest"),
     "ray": ("Ray", "scale"),
