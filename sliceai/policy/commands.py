@@ -1,4 +1,4 @@
-"""``sliceai check-policy`` and ``sliceai policy show``."""
+"""``sliceai check-policy`` and ``sliceai policy show|import-a1|export-a1``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from sliceai.policy.loader import PolicyError, load_policy
 from sliceai.policy.model import DIRECTIONS, Policy
 from sliceai.policy.units import format_rate
 from sliceai.usage import UsageError
+
+A1_POLICY_TYPE = "ORAN_SliceSLATarget_1.0.0"  # sliceai.policy.a1's (not imported for --help)
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +36,39 @@ def register(subparsers: Any) -> None:
     )
     show.add_argument("file", type=Path, metavar="FILE")
     show.set_defaults(handler="sliceai.policy.commands:show")
+    imp = sub.add_parser(
+        "import-a1",
+        help=f"O-RAN A1 {A1_POLICY_TYPE} policies -> a slice policy (YAML)",
+        description=f"Read O-RAN A1 {A1_POLICY_TYPE} policies (JSON: one object or a list "
+        "per file), validate them against the type's JSON schema and write one slice policy. "
+        "Slices match by S-NSSAI; A1 throughputs (kbit/s) become guaranteed / maximum DL and "
+        "UL. The topology comes from --base (whose slices keep their 5QI, risk and match "
+        "rules) or --capacity (one link). Every A1 field with no counterpart is listed. "
+        "Exit 0 written, 1 invalid A1 or policy, 2 unreadable file.",
+    )
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE.json")
+    topo = imp.add_mutually_exclusive_group(required=True)
+    topo.add_argument("--base", type=Path, metavar="POLICY.yaml", help="policy giving the topology")
+    topo.add_argument("--capacity", metavar="RATE", help="one link of this capacity, e.g. '1 Gbps'")
+    imp.add_argument("--name", help="policy name (default: the base's, else a1-import)")
+    imp.add_argument(
+        "--vlan-start",
+        type=int,
+        default=100,
+        help="first VLAN for slices new to the policy (A1 has no classification; default 100)",
+    )
+    imp.add_argument("-o", "--output", type=Path, help="policy YAML (default: stdout)")
+    imp.set_defaults(handler="sliceai.policy.a1_commands:import_a1_command")
+    exp = sub.add_parser(
+        "export-a1",
+        help=f"a slice policy -> O-RAN A1 {A1_POLICY_TYPE} policies (JSON list)",
+        description=f"Write one A1 {A1_POLICY_TYPE} policy per slice (a JSON list), "
+        "throughputs in kbit/s; every policy field A1 cannot carry is listed.",
+    )
+    exp.add_argument("file", type=Path, metavar="POLICY.yaml")
+    exp.add_argument("--plmn", default="001-01", help="MCC-MNC of the scope (default 001-01)")
+    exp.add_argument("-o", "--output", type=Path, help="JSON file (default: stdout)")
+    exp.set_defaults(handler="sliceai.policy.a1_commands:export_a1_command")
 
 
 def check(args: argparse.Namespace) -> int:
