@@ -12,7 +12,7 @@ all: test
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,controller]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,controller,rest]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -21,7 +21,7 @@ venv: $(STAMP)
 # top of the base venv, at the pins in constraints.txt. make test runs without them.
 EXTRAS_STAMP := $(VENV)/.installed-extras
 $(EXTRAS_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,controller,scale,federated]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,controller,rest,scale,federated]'
 	touch $(EXTRAS_STAMP)
 
 extras: $(EXTRAS_STAMP)
