@@ -19,7 +19,6 @@ from sliceai.policy.model import Policy
 from sliceai.policy.units import UnitError, parse_duration_s
 from sliceai.traffic.detect import describe, infer_interval, read_header
 from sliceai.traffic.generators import generate, load_scenario, resolve_slices
-from sliceai.traffic.longcsv import write_long_csv
 from sliceai.traffic.mapped import (
     ColumnMapping,
     load_mapping,
@@ -30,7 +29,7 @@ from sliceai.traffic.mapped import (
 )
 from sliceai.traffic.pcap import PcapStats
 from sliceai.traffic.presets import PRESETS, preset_fields
-from sliceai.traffic.readers import detect_format, open_trace
+from sliceai.traffic.readers import detect_format, open_trace, write_trace
 from sliceai.traffic.trace import Trace, TraceError
 from sliceai.usage import UsageError
 
@@ -54,7 +53,12 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_START,
         help=f"start, ISO date/time, UTC if no offset ({DEFAULT_START})",
     )
-    sim.add_argument("-o", "--output", type=Path, help="output CSV (default SCENARIO.csv)")
+    sim.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="output long CSV, or Parquet if it ends in .parquet (default SCENARIO.csv)",
+    )
     sim.set_defaults(handler="sliceai.traffic.commands:sim")
 
     trace = subparsers.add_parser(
@@ -71,7 +75,9 @@ def register(subparsers: Any) -> None:
         "what was detected and writes nothing.",
     )
     _input_options(convert)
-    convert.add_argument("-o", "--output", type=Path, help="output long CSV")
+    convert.add_argument(
+        "-o", "--output", type=Path, help="output long CSV, or Parquet if it ends in .parquet"
+    )
     convert.add_argument(
         "--dry-run",
         action="store_true",
@@ -191,7 +197,7 @@ def sim(args: argparse.Namespace) -> int:
             unit="chunk",
             file=sys.stderr,
         )
-        write_long_csv(chunks, output)
+        write_trace(chunks, output)
     except TraceError as exc:
         raise UsageError(str(exc)) from None
     rows = n * len(trace.slices) * 2
@@ -322,7 +328,7 @@ def convert(args: argparse.Namespace) -> int:
         raise UsageError("give the output file: -o FILE (or --dry-run)")
     chunks = tqdm(_open(args), desc=f"convert {args.input}", unit="chunk", file=sys.stderr)
     try:
-        n = write_long_csv(chunks, args.output)
+        n = write_trace(chunks, args.output)
     except TraceError as exc:
         print(f"sliceai trace convert: {exc}", file=sys.stderr)
         return 1

@@ -2,9 +2,11 @@
 
 Formats: ``"long"`` (long CSV, :mod:`sliceai.traffic.longcsv`), ``"mapped"``
 (column-mapped CSV file or directory, :mod:`sliceai.traffic.mapped`),
-``"pcap"`` (pcap or pcapng, :mod:`sliceai.traffic.pcap`). ``"auto"`` picks
-pcap for ``.pcap``/``.pcapng``/``.cap`` files, mapped when a mapping is given
-or the path is a directory, long CSV otherwise.
+``"pcap"`` (pcap or pcapng, :mod:`sliceai.traffic.pcap`), ``"parquet"`` (the long
+CSV's columns in Parquet, :mod:`sliceai.traffic.parquet`; needs ``sliceai[scale]``,
+loaded only for such files). ``"auto"`` picks pcap for ``.pcap``/``.pcapng``/``.cap``
+files, Parquet for ``.parquet``/``.pq``, mapped when a mapping is given or the path is a
+directory, long CSV otherwise. :func:`write_trace` writes Parquet or long CSV by suffix.
 """
 
 from __future__ import annotations
@@ -13,22 +15,26 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
+from sliceai.plugins import load
 from sliceai.policy.model import Policy
 from sliceai.traffic.binning import DEFAULT_CHUNK_INTERVALS
 from sliceai.traffic.detect import infer_interval
-from sliceai.traffic.longcsv import read_long_csv
+from sliceai.traffic.longcsv import read_long_csv, write_long_csv
 from sliceai.traffic.mapped import ColumnMapping, mapped_files, read_mapped_csv
 from sliceai.traffic.pcap import PcapStats, read_pcap
 from sliceai.traffic.trace import Trace, TraceError
 
-TraceFormat = Literal["auto", "long", "mapped", "pcap"]
+TraceFormat = Literal["auto", "long", "mapped", "pcap", "parquet"]
 PCAP_SUFFIXES = (".pcap", ".pcapng", ".cap")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def detect_format(path: Path, mapping: ColumnMapping | None = None) -> TraceFormat:
     """The format ``"auto"`` resolves to for ``path``."""
     if path.suffix.lower() in PCAP_SUFFIXES:
         return "pcap"
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return "parquet"
     if mapping is not None or path.is_dir():
         return "mapped"
     return "long"
@@ -88,6 +94,12 @@ def open_trace(
             slices=names,
             chunk_intervals=chunk_intervals,
         )
+    if kind == "parquet":
+        read_parquet = load("sliceai.traffic.parquet:read_parquet_trace")
+        chunks: Iterator[Trace] = read_parquet(
+            source, slices=names, interval_s=interval_s, chunk_intervals=chunk_intervals
+        )
+        return chunks
     return read_long_csv(
         source, slices=names, interval_s=interval_s, chunk_intervals=chunk_intervals
     )
@@ -96,3 +108,12 @@ def open_trace(
 def load_trace(path: str | Path, **options: object) -> Trace:
     """A whole trace in memory (for small files): :func:`open_trace` chunks joined."""
     return Trace.concat(open_trace(path, **options))  # type: ignore[arg-type]
+
+
+def write_trace(trace: Trace | Iterable[Trace], path: str | Path) -> int:
+    """Write a trace (or its chunks, streamed) as Parquet (``.parquet``/``.pq``, needs
+    ``sliceai[scale]``) or else long CSV; atomic either way. Returns the intervals written."""
+    if Path(path).suffix.lower() in PARQUET_SUFFIXES:
+        written: int = load("sliceai.traffic.parquet:write_parquet_trace")(trace, path)
+        return written
+    return write_long_csv(trace, path)
