@@ -22,6 +22,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from sliceai.api.auth import METHOD_ROLES, Authorizer, IdentityError
@@ -172,6 +173,15 @@ def build_app(engine: Engine, auth: Authorizer) -> FastAPI:
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
         response = _problem_response(request, exc.status_code, title, str(exc.detail))
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path (starlette names one route's)
+            path = request.url.path
+            methods = {
+                m
+                for r in app.routes
+                if isinstance(r, APIRoute) and r.path_regex.match(path)
+                for m in r.methods or ()
+            }
+            response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
     @app.exception_handler(Exception)

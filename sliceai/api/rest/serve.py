@@ -96,6 +96,7 @@ class RestServer:
         config = uvicorn.Config(
             self.app,
             http=PeerCertProtocol,
+            ws="none",
             lifespan="off",
             log_level="warning",
             access_log=False,
@@ -108,6 +109,9 @@ class RestServer:
         except (OSError, ssl.SSLError) as exc:
             self.sock.close()
             raise ServerConfigError(f"REST TLS: {exc}") from None
+        except BaseException:
+            self.sock.close()
+            raise
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
