@@ -26,51 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from research.forecast.traces import DEV, generate_variant
+from research.forecast.cached import Cached
+from research.forecast.traces import DEV, generate_variant, stepped
 from sliceai.forecast.evaluate import EvaluationOptions, baselines, evaluate
 from sliceai.forecast.scenarios import generate_scenario
-from sliceai.planning import Forecaster
-from sliceai.planning.forecasters import FloatArray, IntArray
 from sliceai.planning.loading import load_forecaster, pooled
 from sliceai.traffic import Trace
-
-STEP = 1.4
-
-
-class Cached(Forecaster):
-    """Remembers ``inner``'s answers by (history, origins, levels, horizon): the pool asks
-    the model what the model alone was asked."""
-
-    def __init__(self, inner: Forecaster) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.memo: dict[tuple[int, bytes, bytes, int], FloatArray] = {}
-
-    def history_length(self, interval_s: float) -> int:
-        return self.inner.history_length(interval_s)
-
-    def quantiles_at(
-        self,
-        history: FloatArray,
-        origins: IntArray,
-        levels: FloatArray,
-        start_time: float,
-        interval_s: float,
-        horizon: int = 1,
-    ) -> FloatArray:
-        key = (hash(history.tobytes()), np.asarray(origins).tobytes(), levels.tobytes(), horizon)
-        if key not in self.memo:
-            self.memo[key] = self.inner.quantiles_at(
-                history, origins, levels, start_time, interval_s, horizon
-            )
-        return self.memo[key]
-
-
-def stepped(trace: Trace, factor: float = STEP) -> Trace:
-    """``trace`` with every load times ``factor`` from half-way on."""
-    load = trace.load_bps.copy()
-    load[trace.n_intervals // 2 :] *= factor
-    return Trace(trace.start, trace.interval_s, trace.slices, load)
 
 
 def dev_traces(

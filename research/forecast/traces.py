@@ -52,3 +52,10 @@ def generate_variant(
     if not families:
         return trace
     return widen(trace, seed, [s.cap for s in resolve_slices(scenario)])[0]
+
+
+def stepped(trace: Trace, factor: float = 1.4) -> Trace:
+    """``trace`` with every load times ``factor`` from half-way on."""
+    load = trace.load_bps.copy()
+    load[trace.n_intervals // 2 :] *= factor
+    return Trace(trace.start, trace.interval_s, trace.slices, load)

@@ -16,48 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from research.forecast.cached import Cached
 from research.forecast.traces import DEV, generate_variant
 from sliceai.forecast.evaluate import EvaluationOptions, baselines, evaluate
 from sliceai.forecast.scenarios import generate_scenario
-from sliceai.planning import EwmaForecaster, Forecaster, PooledForecaster, RollingQuantileForecaster
-from sliceai.planning.forecasters import FloatArray, IntArray
+from sliceai.planning import EwmaForecaster, PooledForecaster, RollingQuantileForecaster
 from sliceai.planning.loading import load_forecaster
-from sliceai.traffic import Trace
-
-
-class Cached(Forecaster):
-    """Remembers ``inner``'s answers by (history, origins, levels, horizon)."""
-
-    def __init__(self, inner: Forecaster) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.memo: dict[tuple[int, bytes, bytes, int], FloatArray] = {}
-
-    def history_length(self, interval_s: float) -> int:
-        return self.inner.history_length(interval_s)
-
-    def quantiles_at(
-        self,
-        history: FloatArray,
-        origins: IntArray,
-        levels: FloatArray,
-        start_time: float,
-        interval_s: float,
-        horizon: int = 1,
-    ) -> FloatArray:
-        key = (hash(history.tobytes()), np.asarray(origins).tobytes(), levels.tobytes(), horizon)
-        if key not in self.memo:
-            self.memo[key] = self.inner.quantiles_at(
-                history, origins, levels, start_time, interval_s, horizon
-            )
-        return self.memo[key]
-
-
-def stepped(trace: Trace, factor: float = 1.4) -> Trace:
-    load = trace.load_bps.copy()
-    load[trace.n_intervals // 2 :] *= factor
-    return Trace(trace.start, trace.interval_s, trace.slices, load)
-
 
 SETTINGS: Sequence[tuple[str, float, tuple[float, float, float] | None, float]] = (
     ("eta3 0.8 m200", 3.0, (0.8, 0.1, 0.1), 200.0),
