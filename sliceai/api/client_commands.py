@@ -6,6 +6,7 @@ The options are in :mod:`sliceai.api.commands`.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -16,8 +17,10 @@ import numpy as np
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from sliceai.api.client import SliceaiClient
-from sliceai.api.convert import DIRECTION_FROM_PROTO
-from sliceai.policy.units import format_rate, parse_rate
+from sliceai.api.convert import DIRECTION_FROM_PROTO, plan_rrm_policy
+from sliceai.policy import Policy, PolicyError, load_policy, loads_policy
+from sliceai.policy.a1 import parse_plmn
+from sliceai.policy.units import UnitError, format_rate, parse_rate
 from sliceai.traffic import TraceError
 from sliceai.traffic.longcsv import read_long_csv
 from sliceai.usage import UsageError
@@ -59,14 +62,70 @@ def format_plan(plan: Any) -> str:
     return "\n".join(lines)
 
 
+class _RrmRenderer:
+    """``watch --format rrm-policy``: each plan as a JSON line of RRMPolicyRatio objects.
+
+    The policy (maxima, priorities, S-NSSAIs, the cell's link) is ``--policy`` or, without
+    it, fetched with GetPolicy again whenever a plan names another policy version."""
+
+    def __init__(self, args: argparse.Namespace, client: Any) -> None:
+        self.client = client
+        self.link = args.link
+        self.resource = args.resource_type
+        try:
+            self.plmn = parse_plmn(args.plmn)
+            self.capacity = None if args.cell_capacity is None else parse_rate(args.cell_capacity)
+        except (ValueError, UnitError) as exc:
+            raise UsageError(str(exc)) from None
+        self.policy: Policy | None = None
+        self.version = -1
+        self.fixed = args.policy is not None
+        if args.policy is not None:
+            try:
+                self.policy = load_policy(args.policy)
+            except PolicyError as exc:
+                raise UsageError(str(exc)) from None
+        self._check(self.policy)
+
+    def _check(self, policy: Policy | None) -> None:
+        if policy is not None and self.link is not None and self.link not in policy.link_names:
+            raise UsageError(
+                f"--link {self.link!r}: the policy's links are {', '.join(policy.link_names)}"
+            )
+
+    def __call__(self, plan: Any) -> str:
+        if not self.fixed and plan.policy_version != self.version:
+            try:
+                v = self.client.get_policy()
+            except grpc.RpcError as exc:
+                raise UsageError(
+                    f"cannot fetch the policy ({exc.code().name}: {exc.details()}); "
+                    "give it with --policy"
+                ) from None
+            self.policy = loads_policy(v.yaml, f"policy version {v.version}")
+            self.version = v.version
+            self._check(self.policy)
+        assert self.policy is not None
+        doc = plan_rrm_policy(
+            plan,
+            self.policy,
+            link=self.link,
+            capacity_bps=self.capacity,
+            resource=self.resource,
+            plmn=self.plmn,
+        )
+        return json.dumps(doc, separators=(",", ":"))
+
+
 def watch(args: argparse.Namespace) -> int:
-    """``sliceai client watch``: print plans as they arrive."""
+    """``sliceai client watch``: print plans as they arrive (text, or RRMPolicyRatio JSON lines)."""
     with _client(args) as client:
+        render = format_plan if args.format == "text" else _RrmRenderer(args, client)
         stream = client.watch(args.slices)
         n = 0
         try:
             for plan in stream:
-                print(format_plan(plan), flush=True)
+                print(render(plan), flush=True)
                 n += 1
                 if args.count and n >= args.count:
                     stream.cancel()

@@ -180,6 +180,26 @@ def register(subparsers: Any) -> None:
     watch.add_argument(
         "--count", type=int, default=0, help="stop after N plans (0 = until interrupted)"
     )
+    watch.add_argument(
+        "--format",
+        choices=("text", "rrm-policy"),
+        default="text",
+        help="rrm-policy: each plan as one JSON line of 3GPP TS 28.541 RRMPolicyRatio objects "
+        "(integer percent of the cell's capacity; see sliceai/solver/rrm.py)",
+    )
+    rrm = watch.add_argument_group("rrm-policy")
+    rrm.add_argument(
+        "--policy", type=Path, help="the policy YAML (default: fetched with GetPolicy)"
+    )
+    rrm.add_argument("--link", help="the cell's link (default: the topology's first)")
+    rrm.add_argument("--cell-capacity", metavar="RATE", help="cell capacity (default: the link's)")
+    rrm.add_argument(
+        "--resource-type",
+        choices=("PRB", "PRB_DL", "PRB_UL"),
+        default="PRB",
+        help="PRB (DL figures), PRB_DL or PRB_UL (default PRB)",
+    )
+    rrm.add_argument("--plmn", default="001-01", help="MCC-MNC of the members (default 001-01)")
     watch.set_defaults(handler="sliceai.api.client_commands:watch")
 
     push = sub.add_parser(

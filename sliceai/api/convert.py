@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from sliceai.engine import BwRequest, ForecastResult, Grant, PlanRecord, PolicyRecord, SessionFilter
+from sliceai.engine import (
+    BwRequest,
+    ForecastResult,
+    Grant,
+    InvalidInput,
+    NotFound,
+    PlanRecord,
+    PolicyRecord,
+    SessionFilter,
+)
+from sliceai.engine.core import KPM_NAMES
 from sliceai.engine.grants import guarantees_bps
+from sliceai.policy import Policy
+from sliceai.policy.snssai import parse_snssai_label
+from sliceai.solver.rrm import rrm_policy_ratios
 from sliceai.v1 import admin_pb2, common_pb2, controller_pb2, mec_pb2
 
 MODE_TO_PROTO = {
@@ -27,6 +41,37 @@ DIRECTION_FROM_PROTO = {
     mec_pb2.ALLOCATION_DIRECTION_BOTH: "both",
 }
 DIRECTION_TO_PROTO = {v: k for k, v in DIRECTION_FROM_PROTO.items()}
+#: TS 28.552 per-slice sub-counters: ``DRB.UEThpDl.SNSSAI`` is ``DRB.UEThpDl`` of the
+#: slice its S-NSSAI label names (E2SM-KPM label ``sliceID {sST, sD}``).
+SNSSAI_SUFFIX = ".SNSSAI"
+
+
+def kpm_records(records: Iterable[Any], policy: Policy) -> list[tuple[str, str, float]]:
+    """A KpmReport's records as the engine's ``(name, slice label, value)``.
+
+    ``NAME.SNSSAI`` (``DRB.UEThpDl.SNSSAI``, ``DRB.UEThpUl.SNSSAI``, ``RRU.PrbUsedDl.SNSSAI``
+    and the other names of :data:`KPM_NAMES` with the suffix) becomes ``NAME`` and its label
+    must be an S-NSSAI (:func:`sliceai.policy.snssai.parse_snssai_label`), matched to the
+    policy's slices by S-NSSAI only, never by name: InvalidInput for a label that is not one,
+    NotFound for one no slice has. Other names pass unchanged (the engine checks them and
+    every value, once, as for every telemetry path).
+    """
+    by_snssai: dict[str, str] | None = None
+    out = []
+    for r in records:
+        name, label = r.name, r.slice
+        if name.endswith(SNSSAI_SUFFIX) and name[: -len(SNSSAI_SUFFIX)] in KPM_NAMES:
+            if by_snssai is None:
+                by_snssai = {str(s.snssai): s.name for s in policy.slices}
+            try:
+                key = parse_snssai_label(label)
+            except ValueError as exc:
+                raise InvalidInput(f"{name}: {exc}") from None
+            if key not in by_snssai:
+                raise NotFound(f"{name}: no slice has S-NSSAI {key}")
+            name, label = name[: -len(SNSSAI_SUFFIX)], by_snssai[key]
+        out.append((name, label, r.value))
+    return out
 
 
 def plan_to_proto(
@@ -182,3 +227,38 @@ def forecast_response(result: ForecastResult) -> mec_pb2.ForecastResponse:
             )
         )
     return msg
+
+
+def plan_rrm_policy(
+    plan: common_pb2.Plan,
+    policy: Policy,
+    *,
+    link: str | None = None,
+    capacity_bps: float | None = None,
+    resource: str = "PRB",
+    plmn: tuple[str, str] = ("001", "01"),
+) -> dict[str, Any]:
+    """A received plan as TS 28.541 ``RRMPolicyRatio`` objects (:mod:`sliceai.solver.rrm`)
+    with the plan's version and interval; only the slices the plan lists (and that ``policy``
+    knows) are rendered."""
+    rates = np.zeros((len(policy.slices), 2))
+    listed = []
+    for s in plan.slices:
+        if s.slice in policy.slice_names:
+            rates[policy.slice_index(s.slice)] = (s.dl_bps, s.ul_bps)
+            listed.append(s.slice)
+    ratios = rrm_policy_ratios(
+        policy,
+        rates,
+        link=link,
+        capacity_bps=capacity_bps,
+        resource=resource,
+        plmn=plmn,
+        slices=listed,
+    )
+    return {
+        "plan": plan.version,
+        "policyVersion": plan.policy_version,
+        "intervalStartUnixS": plan.interval_start_unix_s,
+        "rRMPolicyRatio": ratios,
+    }

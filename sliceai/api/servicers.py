@@ -351,14 +351,13 @@ class MecServicer:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "source_id: 1..128 characters of [A-Za-z0-9._:-]"
             )
-        records = [(r.name, r.slice, r.value) for r in request.records]
         n = guarded(
             context,
             lambda: self.engine.ingest_kpm(
                 request.source_id,
                 request.timestamp_unix_s,
                 request.granularity_period_s,
-                records,
+                convert.kpm_records(request.records, self.engine.policy),
                 owner,
             ),
         )
