@@ -36,7 +36,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sliceai.traffic.commands",
     "sliceai.controller.commands",
     "sliceai.replay.commands",
+    "sliceai.sweep.commands",
     "sliceai.forecast_commands",
+    "sliceai.federated.commands",
     "sliceai.api.commands",
 )
 
