@@ -117,7 +117,9 @@ def _input_options(p: argparse.ArgumentParser) -> None:
         "--preset",
         choices=tuple(PRESETS),
         help="columns of a common export: kpm-ue = one CSV per UE, epoch-ms time, numeric "
-        "slice ids (0 embb, 1 mmtc, 2 urllc), Mbit/s rates, IMSI",
+        "slice ids (0 embb, 1 mmtc, 2 urllc), Mbit/s rates, IMSI; kpm-snssai = columns "
+        "DRB.UEThpDl.SNSSAI / DRB.UEThpUl.SNSSAI (kbit/s) with the S-NSSAI (one column or "
+        "sST + sD), matched to --policy by S-NSSAI",
     )
     g.add_argument(
         "--slice-name",

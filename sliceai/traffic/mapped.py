@@ -7,6 +7,8 @@ The user says which column holds what (by flags or a small YAML file)::
     slice_column: snssai          # slice name, or a value mapped by slice_names / the policy
     slice_names: {"1-0000B1": consults}
     ue_column: imsi               # optional: rows of all UEs of a slice are summed
+    # sd_column: sD                # optional: slice_column holds the SST, this the SD
+    # slice_is_snssai: true        # slice values are S-NSSAI labels (1-0000B1, sST=1,sD=...)
     dl_column: DRB.UEThpDl        # either dl_column and/or ul_column ...
     ul_column: DRB.UEThpUl
     # value_column: bytes         # ... or one value column with direction_column or direction
@@ -49,6 +51,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sliceai.policy.model import Policy
+from sliceai.policy.snssai import canonical_snssai, parse_snssai_label
 from sliceai.traffic.binning import (
     DEFAULT_CHUNK_INTERVALS,
     BinMode,
@@ -72,6 +75,8 @@ class ColumnMapping(BaseModel):
     time_unit: Literal["auto", "s", "ms", "iso"] = "auto"
     slice_column: str
     slice_names: dict[str, str] = {}
+    sd_column: str | None = None  # slice_column then holds the SST: the slice is SST-SD
+    slice_is_snssai: bool = False  # slice values are S-NSSAI labels, read as "SST" / "SST-SD"
     ue_column: str | None = None
     value_column: str | None = None
     dl_column: str | None = None
@@ -175,10 +180,9 @@ def scan_slices(
     for file in files:
         reader = CsvBlockReader(file, delimiter=mapping.delimiter)
         for block in reader:
-            col = reader.column(mapping.slice_column)
             if mapping.ue_column is not None:
                 scan.ues.update(map(hash, block.columns[reader.column(mapping.ue_column)]))
-            for value in block.columns[col]:
+            for value in slice_values(reader, block, mapping):
                 scan.rows[value] = scan.rows.get(value, 0) + 1
             scan.n_rows += block.n_rows
     seen = dict.fromkeys(aliases.get(v, v) for v in scan.rows)
@@ -310,7 +314,7 @@ class _State:
         m = self.mapping
         if times is None:
             times = report_times(reader, block, m)
-        raw_slices = block.columns[reader.column(m.slice_column)]
+        raw_slices = slice_values(reader, block, m)
         if m.ue_column is not None:
             reader.column(m.ue_column)  # must exist; its values are never kept
         binner = self.binner if self.binner is not None else self._start(times, raw_slices)
@@ -405,6 +409,30 @@ class _State:
                         f"(slice_names in the mapping, or --slice-name {value}=NAME)",
                     ) from None
             raise
+
+
+def slice_values(reader: CsvBlockReader, block: CsvBlock, mapping: ColumnMapping) -> list[str]:
+    """A block's slice column; with ``sd_column`` or ``slice_is_snssai`` each value read as an
+    S-NSSAI (``"SST"`` / ``"SST-SD"``, as the policy's), a bad one refused with its line."""
+    raw = block.columns[reader.column(mapping.slice_column)]
+    if mapping.sd_column is None and not mapping.slice_is_snssai:
+        return raw
+    sds = None if mapping.sd_column is None else block.columns[reader.column(mapping.sd_column)]
+    seen: dict[tuple[str, str | None], str] = {}
+    out = []
+    for k, value in enumerate(raw):
+        key = (value, None if sds is None else sds[k])
+        found = seen.get(key)
+        if found is None:
+            try:
+                found = (
+                    parse_snssai_label(value) if sds is None else canonical_snssai(value, sds[k])
+                )
+            except ValueError as exc:
+                raise reader.error(block.line(k), f"slice: {exc}") from None
+            seen[key] = found
+        out.append(found)
+    return out
 
 
 def _directions(reader: CsvBlockReader, block: CsvBlock, col: int) -> npt.NDArray[np.int64]:

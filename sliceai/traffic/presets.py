@@ -13,6 +13,17 @@ UE's ``IMSI`` (or UE id / RNTI; summed over, never kept), and rates in Mbit/s
 ``ul_mbps``). Slice ids 0, 1, 2 are named ``embb``, ``mmtc`` and ``urllc``
 (the ColO-RAN convention); ``--slice-name 0=video`` renames one. The files are read
 side by side (``merge``), each in time order.
+
+``kpm-snssai``: an E2SM-KPM per-slice report exported with one column per measurement
+(the shape KPM monitors and time-series exports write: a row per report time and
+slice, and per UE where the report is per UE), named as TS 28.552 does:
+``DRB.UEThpDl.SNSSAI`` / ``DRB.UEThpUl.SNSSAI`` (or without ``.SNSSAI``) in kbit/s, the
+S-NSSAI label in one column (``1-0000B1``, ``sST=1,sD=0000B1``) or in ``sST`` and ``sD``.
+Slices match the policy's by S-NSSAI. ``RRU.PrbUsedDl.SNSSAI`` columns are PRB counts,
+not rates: never read. Rows of one report time are summed: right for per-UE reports; in a
+cell-level report ``DRB.UEThp`` is the mean throughput per UE, so a slice of several UEs
+is understated there: convert the per-UE report where there is one.
+A long export (``measName,sst,sd,value`` rows) is pivoted to this shape first.
 """
 
 from __future__ import annotations
@@ -67,7 +78,24 @@ KPM_UE = Preset(
     },
 )
 
-PRESETS: dict[str, Preset] = {KPM_UE.name: KPM_UE}
+KPM_SNSSAI = Preset(
+    name="kpm-snssai",
+    description="E2SM-KPM per-slice report: a column per measurement (DRB.UEThpDl.SNSSAI, "
+    "DRB.UEThpUl.SNSSAI in kbit/s), the S-NSSAI label as one column or sST + sD",
+    columns={
+        "time_column": ("timestamp", "time", "ts", "timestamp_ms", "time_ms", "collectstarttime"),
+        "slice_column": ("snssai", "s-nssai", "slice", "sliceid", "nssai", "sst"),
+        "sd_column": ("sd",),
+        "ue_column": ("ue_id", "ueid", "imsi", "ue", "rnti"),
+        "dl_column": ("drb.uethpdl.snssai", "drb.uethpdl"),
+        "ul_column": ("drb.uethpul.snssai", "drb.uethpul"),
+    },
+    required=("time_column", "slice_column"),
+    one_of=("dl_column", "ul_column"),
+    fixed={"value_unit": "kbps", "slice_is_snssai": True},
+)
+
+PRESETS: dict[str, Preset] = {KPM_UE.name: KPM_UE, KPM_SNSSAI.name: KPM_SNSSAI}
 
 
 def preset_fields(
