@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "traffic": "sliceai.traffic.bench",
     "controller": "sliceai.controller.bench",
     "service": "sliceai.api.bench",
+    "rest": "sliceai.api.rest.bench",
 }
 
 

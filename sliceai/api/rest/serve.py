@@ -74,7 +74,9 @@ class RestServer:
         )
         self.app = build_app(engine, self.auth)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then (with
+        # proto 0, Nagle holds each response's body for the client's delayed ACK: 40 ms)
+        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind((host, port))
