@@ -51,7 +51,7 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sliceai demo
 
-bench: $(STAMP)
+bench: $(EXTRAS_STAMP)
 	$(VENV)/bin/sliceai bench --markdown BENCHMARKS.md
 
 # Hostile load on `sliceai serve` (issue #29's cases at 10x) for SOAK_MINUTES (default 10):

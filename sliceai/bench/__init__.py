@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "policy": "sliceai.policy.bench",
     "solver": "sliceai.solver.bench",
     "replay": "sliceai.replay.bench",
+    "sweep": "sliceai.sweep.bench",
     "forecast": "sliceai.forecast.bench",
     "traffic": "sliceai.traffic.bench",
     "controller": "sliceai.controller.bench",

@@ -1,0 +1,167 @@
+"""sliceai sweep on a real local Ray (2 CPUs): results identical to replaying the cells one
+after another, resume skips finished cells, a failing cell is recorded and the rest go on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sliceai.cli import main
+from sliceai.policy import load_policy
+from sliceai.policy.bundled import bundled_policy_path
+from sliceai.replay import replay
+from sliceai.traffic import generate, load_scenario, load_trace
+from sliceai.traffic.readers import write_trace
+
+pytestmark = [
+    pytest.mark.scale,
+    # Ray's start-up leaves files to /dev/null open (ResourceWarning, reported as unraisable)
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+cells_mod = pytest.importorskip("sliceai.sweep.cells")
+runner = pytest.importorskip("sliceai.sweep.runner")
+
+ALLOCATORS = ["static", "ewma", "rolling-quantile"]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    runner.start_ray(None, 2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[Path]]:
+    root = tmp_path_factory.mktemp("inputs")
+    scenario = load_scenario("campus")
+    traces = []
+    for seed, suffix in ((1, ".csv"), (2, ".parquet")):
+        trace = generate(
+            scenario, start=1_764_547_200.0, n_intervals=240, interval_s=10.0, seed=seed
+        )
+        traces.append(root / f"campus-{seed}{suffix}")
+        write_trace(trace, traces[-1])
+    campus = bundled_policy_path("campus.yaml")
+    tight = root / "campus-tight.yaml"
+    tight.write_text(campus.read_text().replace("campus", "campus-tight", 1))
+    return traces, [campus, tight]
+
+
+def _metrics(record: dict) -> dict:
+    return record["report"]["allocators"][record["cell"]["allocator"]]
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_sweep_on_ray_matches_sequential_replays_and_resumes(inputs, tmp_path: Path) -> None:
+    traces, policies = inputs
+    cells = cells_mod.plan_cells(traces, policies, ALLOCATORS)
+    assert len(cells) == 12
+    records, skipped = runner.run_sweep(cells, tmp_path)
+    assert skipped == 0
+    assert [r["status"] for r in records] == ["ok"] * 12
+    # each cell equals sliceai.replay.replay of that cell in this process, bit for bit
+    for cell, record in zip(cells, records, strict=True):
+        policy = load_policy(cell.policy)
+        trace = load_trace(cell.trace, slices=policy.slice_names)
+        direct = replay(trace, policy, [cell.allocator]).allocators[cell.allocator].metrics
+        assert _metrics(record) == json.loads(json.dumps(direct))
+    # and the sequential runner gives the same records' metrics
+    here = cells_mod.run_here(cells, tmp_path / "here")
+    assert [_metrics(r) for r in here] == [_metrics(r) for r in records]
+    # resume: nothing recomputed (files untouched), one deleted cell recomputed
+    results = sorted((tmp_path / "cells").rglob("result.json"))
+    assert len(results) == 12
+    stamps = {p: p.stat().st_mtime_ns for p in results}
+    again, skipped = runner.run_sweep(cells, tmp_path)
+    assert skipped == 12
+    assert {p: p.stat().st_mtime_ns for p in results} == stamps
+    assert [_metrics(r) for r in again] == [_metrics(r) for r in records]
+    results[0].unlink()
+    _, skipped = runner.run_sweep(cells, tmp_path)
+    assert skipped == 11
+    assert results[0].exists()
+    assert {p: p.stat().st_mtime_ns for p in results[1:]} == {p: stamps[p] for p in results[1:]}
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_failing_cell_is_recorded_and_the_others_finish(inputs, tmp_path: Path) -> None:
+    traces, policies = inputs
+    hospital = bundled_policy_path("hospital.yaml")  # campus traces do not fit it
+    cells = cells_mod.plan_cells(traces[:1], [policies[0], hospital], ["static", "ewma"])
+    records, _ = runner.run_sweep(cells, tmp_path)
+    status = {
+        (c.policy_label, c.allocator): r["status"] for c, r in zip(cells, records, strict=True)
+    }
+    assert status == {
+        ("campus", "static"): "ok",
+        ("campus", "ewma"): "ok",
+        ("hospital", "static"): "error",
+        ("hospital", "ewma"): "error",
+    }
+    failed = records[2]
+    assert "unknown slice" in failed["error"]
+    assert (tmp_path / "cells" / cells[2].key / "error.json").exists()
+    assert not (tmp_path / "cells" / cells[2].key / "result.json").exists()
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_the_command_writes_one_table_and_a_summary(inputs, tmp_path: Path, capsys) -> None:
+    traces, policies = inputs
+    out = tmp_path / "out"
+    argv = [
+        "sweep",
+        "--traces",
+        str(traces[0].parent / "campus-[0-9]*"),
+        "--policy",
+        str(policies[0]),
+        "--allocator",
+        "static,ewma",
+        "oracle",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    table = pq.read_table(out / "results.parquet").to_pylist()
+    totals = [r for r in table if r["slice"] == "*"]
+    assert len(totals) == 2 * 1 * 3
+    assert {r["status"] for r in totals} == {"ok"}
+    assert len(table) == 6 * (1 + 8)  # the total and the 8 campus slices per cell
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == len(table) + 1
+    summary = (out / "summary.md").read_text()
+    assert "| campus   | oracle" in summary
+    assert (out / "sweep_cost.png").stat().st_size > 0
+    # the oracle is the cheapest on both traces here: its cost / cheapest is 1
+    oracle = [r for r in totals if r["allocator"] == "oracle"]
+    static = [r for r in totals if r["allocator"] == "static"]
+    assert all(o["cost"] <= s["cost"] for o, s in zip(oracle, static, strict=True))
+    capsys.readouterr()
+    assert main([*argv[:-1], "--no-progress"]) == 0
+    assert "6 cell(s) already finished, skipped" in capsys.readouterr().err
+    assert np.isfinite([r["cost"] for r in totals]).all()
+
+
+def test_no_trace_matching_a_pattern_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    code = main(
+        [
+            "sweep",
+            "--traces",
+            str(tmp_path / "*.csv"),
+            "--policy",
+            str(bundled_policy_path("campus.yaml")),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2
+    assert f"sliceai sweep: no trace file matches '{tmp_path}/*.csv'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
