@@ -1,0 +1,146 @@
+"""Federated vs local-only vs central fine-tuning of the bundled network on four sites.
+
+Four sites with different traffic mixes (bundled hospital, factory and campus scenarios on
+new seeds, and a randomised campus variant with the generic families laid over it,
+``research.forecast.traces.generate_variant``), each ``--days`` at 60 s: all but the last
+day train, the last day is held out. Every model continues network 0 of the bundled main
+ensemble with the project's training step and joins it to the bundled four (as
+``sliceai train --init`` and ``sliceai federate`` write it):
+
+- ``federated``: ``sliceai.federated.simulate`` (Flower, SecAgg+), ``--rounds`` rounds of
+  ``--steps`` batches per site;
+- ``local``: each site alone, the same ``rounds x steps`` batches on its own data;
+- ``central``: one model on the pooled training data, ``sites x rounds x steps`` batches
+  (the federation's total).
+
+Score: scale-free CRPS of the held-out day (``score_crps``: horizon 16, every 16
+intervals, exact mixture quantiles), per site. Run:
+``python -m research.federated.study --out research/federated/results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from research.forecast.traces import generate_variant
+from sliceai.federated.local import LocalOptions, SiteTrainer, assemble, get_arrays, network
+from sliceai.federated.simulate import Site, simulate
+from sliceai.forecast.pipeline import ForecastPipeline
+from sliceai.forecast.scenarios import generate_scenario
+from sliceai.forecast.training.holdout import score_crps
+from sliceai.traffic import Trace
+from sliceai.traffic.longcsv import write_long_csv
+
+SITES = (("hospital", 3001), ("factory", 3002), ("campus", 3003), ("campus-variant", 3004))
+
+
+def site_trace(name: str, seed: int, days: float) -> Trace:
+    if name == "campus-variant":
+        return generate_variant("campus", seed, days, 60.0, families=True)
+    return generate_scenario(name, seed, days, 60.0)
+
+
+def split(trace: Trace, test_intervals: int) -> Trace:
+    n = trace.n_intervals - test_intervals
+    return Trace(trace.start, trace.interval_s, trace.slices, trace.load_bps[:n].copy())
+
+
+def score(pipeline: ForecastPipeline, trace: Trace, test_intervals: int) -> float:
+    values = np.moveaxis(trace.load_bps, 0, -1).reshape(-1, trace.n_intervals)
+    first = trace.n_intervals - test_intervals
+    return score_crps(pipeline, values, trace.start, trace.interval_s, first)
+
+
+def train_alone(
+    traces: list[Trace], pipeline: ForecastPipeline, opts: LocalOptions, rounds: int
+) -> list[np.ndarray]:
+    trainer = SiteTrainer(traces, pipeline, 0, opts)
+    arrays = get_arrays(network(pipeline, "main", 0))
+    for r in range(1, rounds + 1):
+        arrays = trainer.fit(arrays, r, rounds)
+    return arrays
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("research/federated/results"))
+    ap.add_argument("--days", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=128)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    test = 1440  # the last day at 60 s
+    full = {name: site_trace(name, seed, args.days) for name, seed in SITES}
+    train = {name: split(t, test) for name, t in full.items()}
+    sites = []
+    for name, t in train.items():
+        path = args.out / f"{name}-train.csv"
+        write_long_csv(t, path)
+        sites.append(Site(name, (path,)))
+    base = ForecastPipeline.load(None, device="cpu")
+    opts = LocalOptions(local_steps=args.steps, batch_size=args.batch_size, seed=0)
+    timings = {}
+
+    t0 = time.monotonic()
+    fed = simulate(sites, args.rounds, out=args.out / "federated-model", local=opts)
+    timings["federated"] = time.monotonic() - t0
+    models = {"bundled": base, "federated": assemble(base, "main", fed.arrays[args.rounds])}
+
+    t0 = time.monotonic()
+    central_opts = LocalOptions(
+        local_steps=args.steps * len(sites), batch_size=args.batch_size, seed=0
+    )
+    models["central"] = assemble(
+        base, "main", train_alone(list(train.values()), base, central_opts, args.rounds)
+    )
+    timings["central"] = time.monotonic() - t0
+
+    rows = {}
+    t0 = time.monotonic()
+    for name, t in full.items():
+        local = assemble(base, "main", train_alone([train[name]], base, opts, args.rounds))
+        rows[name] = {
+            "bundled": score(models["bundled"], t, test),
+            "local": score(local, t, test),
+            "federated": score(models["federated"], t, test),
+            "central": score(models["central"], t, test),
+        }
+    timings["local+scoring"] = time.monotonic() - t0
+    for r in rows.values():
+        r["federated_vs_local"] = r["federated"] / r["local"] - 1.0
+        r["federated_vs_central"] = r["federated"] / r["central"] - 1.0
+    report = {
+        "size": {
+            "sites": [n for n, _ in SITES],
+            "days": args.days,
+            "interval_s": 60.0,
+            "test": "last day",
+            "rounds": args.rounds,
+            "steps_per_round": args.steps,
+            "batch_size": args.batch_size,
+        },
+        "crps": rows,
+        "seconds": timings,
+        "federation": fed.summary(),
+    }
+    (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(
+        f"{'site':16} {'bundled':>8} {'local':>8} {'fed':>8} {'central':>8} fed/local fed/central"
+    )
+    for name, r in rows.items():
+        print(
+            f"{name:16} {r['bundled']:8.4f} {r['local']:8.4f} {r['federated']:8.4f} "
+            f"{r['central']:8.4f} {100 * r['federated_vs_local']:+7.1f}% "
+            f"{100 * r['federated_vs_central']:+7.1f}%"
+        )
+    print(json.dumps(timings))
+
+
+if __name__ == "__main__":
+    main()
