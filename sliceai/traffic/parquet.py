@@ -158,7 +158,9 @@ def _feed(
     bad = ~(np.isnan(bps) | ((bps >= 0) & np.isfinite(bps)))
     if bad.any():
         k = int(np.argmax(bad))
-        raise TraceReadError(source, f"row {row + k}", f"bps {float(bps[k])!r} is negative or infinite")
+        raise TraceReadError(
+            source, f"row {row + k}", f"bps {float(bps[k])!r} is negative or infinite"
+        )
     rel = (times - binner.start) / binner.interval_s
     off_grid = ~np.isfinite(times) | (np.abs(rel - np.round(rel)) > 1e-3)
     if off_grid.any():
