@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sliceai.api import commands
-from sliceai.api.serve_command import default_db
+from sliceai.api.serve_command import default_db, limit_malloc_arenas
 from sliceai.cli import main, run
 from sliceai.engine import LOCAL_ADMIN
 
@@ -102,3 +102,10 @@ def test_serve_keeps_its_state_under_xdg_state_home_by_default(
     assert code != 0
     assert (tmp_path / "state" / "sliceai" / "sliceai.db").exists()
     assert not (tmp_path / "sliceai.db").exists()
+
+
+def test_serve_caps_the_malloc_arenas_unless_the_environment_says(monkeypatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is True  # glibc accepted M_ARENA_MAX

@@ -384,3 +384,24 @@ def test_the_listening_socket_is_tcp_so_asyncio_turns_nagle_off(
         assert server.sock.proto == socket.IPPROTO_TCP
     finally:
         server.sock.close()
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(rest: Any) -> None:
+    client, _ = rest
+    big = bw(appName="consults", sessionFilter=[{"sourceIp": ["10.0.0.1"]}] * 4000)
+    declared = client.post(COLLECTION, json=big)  # httpx declares its Content-Length
+    assert_problem(declared, 413)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts as it streams
+        yield b'{"appInsId": "app-1", "requestType": 0, "sessionFilter": ['
+        for _ in range(2000):
+            yield b'{"sourceIp": ["10.0.0.1", "10.0.0.2"]},' * 4
+        yield b"{}]}"
+
+    streamed = client.post(
+        COLLECTION, content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in streamed.request.headers
+    assert_problem(streamed, 413)
+    assert not client.get(COLLECTION).json()  # nothing admitted
+    assert client.post(COLLECTION, json=bw(appName="consults")).status_code == 201

@@ -35,7 +35,66 @@ log = logging.getLogger(__name__)
 #: Key of the peer's DER certificate in each request's ``scope["state"]`` (see .serve).
 PEER_CERT = "sliceai_peer_cert"
 COLLECTION = f"{BASE_PATH}/bw_allocations"
+#: Largest request body read (a BwInfo is well under 4 KiB): larger ones get 413.
+MAX_BODY_BYTES = 64 * 1024
 T = TypeVar("T")
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body (declared or as it streams in) is over
+    ``limit`` bytes is answered 413 ProblemDetails before the application reads it, so no
+    caller can make the service hold a large body in memory."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send)
+            return
+        seen = 0
+        over = answered = False
+
+        async def counted() -> Any:
+            nonlocal seen, over
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                over = True
+                raise _TooLarge  # the application stops reading; its answer is replaced
+            return message
+
+        async def answer(message: Any) -> None:
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start" and not answered:
+                answered = True
+                await self._refuse(scope, send)
+
+        try:
+            await self.app(scope, counted, answer)
+        except _TooLarge:
+            if not answered:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Any, send: Any) -> None:
+        detail = f"request body over {self.limit} bytes"
+        body = mapping.problem(413, "Content Too Large", detail, scope.get("path", ""))
+        response = JSONResponse(body, status_code=413, media_type=PROBLEM_JSON)
+        await response(scope, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Any:
+    return {"type": "http.disconnect"}
 
 
 class Problem(Exception):
@@ -159,6 +218,8 @@ def build_app(engine: Engine, auth: Authorizer) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
