@@ -65,6 +65,7 @@ class _Positions:
 
     def __init__(self) -> None:
         self.lines: dict[FieldPath, int] = {}
+        self.nodes = 0  # converted so far, against MAX_POLICY_NODES
 
     def line(self, path: FieldPath) -> int | None:
         while True:
@@ -79,6 +80,9 @@ def _to_python(
     node: yaml.Node, path: FieldPath, pos: _Positions, issues: list[tuple[FieldPath, str]]
 ) -> Any:
     pos.lines.setdefault(path, node.start_mark.line + 1)
+    pos.nodes += 1
+    if pos.nodes > MAX_POLICY_NODES:
+        raise _TooManyNodes(node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -105,6 +109,18 @@ _CONSTRUCTOR = yaml.SafeLoader("")
 MAX_POLICY_BYTES = 1 << 20
 #: Most YAML nodes (scalars, lists, mappings) in one policy: about 5,000 slices.
 MAX_POLICY_NODES = 250_000
+
+
+class _TooManyNodes(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _too_many_nodes(source: str, line: int | None) -> PolicyIssue:
+    return PolicyIssue(
+        source, line, "", f"policy has over {MAX_POLICY_NODES} YAML values; too large to read"
+    )
 
 
 def _budget_issue(text: str, source: str) -> PolicyIssue | None:
@@ -135,12 +151,7 @@ def _budget_issue(text: str, source: str) -> PolicyIssue | None:
             if isinstance(event, yaml.NodeEvent):
                 nodes += 1
                 if nodes > MAX_POLICY_NODES:
-                    return PolicyIssue(
-                        source,
-                        _line(event.start_mark),
-                        "",
-                        f"policy has over {MAX_POLICY_NODES} YAML values; too large to read",
-                    )
+                    return _too_many_nodes(source, _line(event.start_mark))
     except yaml.YAMLError:
         return None
     return None
@@ -182,8 +193,13 @@ def load_policy(path: str | Path) -> Policy:
 
 def loads_policy(text: str, source: str = "<string>") -> Policy:
     """Validate policy YAML given as text; ``source`` names it in messages. Texts over
-    :data:`MAX_POLICY_BYTES` or :data:`MAX_POLICY_NODES`, and YAML aliases, are refused."""
-    refused = _budget_issue(text, source)
+    :data:`MAX_POLICY_BYTES` or :data:`MAX_POLICY_NODES`, and YAML aliases, are refused.
+
+    Only a text with an anchor (``&``, in a value or not) can hold an alias, so only such
+    a text has its parser events read first (:func:`_budget_issue`); any other is
+    composed at once and its values counted as they are converted."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    refused = _budget_issue(text, source) if "&" in text or size > MAX_POLICY_BYTES else None
     if refused is not None:
         raise PolicyError([refused])
     try:
@@ -199,7 +215,10 @@ def loads_policy(text: str, source: str = "<string>") -> Policy:
         raise PolicyError([PolicyIssue(source, None, "", "file is empty; expected a policy")])
     pos = _Positions()
     structural: list[tuple[FieldPath, str]] = []
-    data = _to_python(node, (), pos, structural)
+    try:
+        data = _to_python(node, (), pos, structural)
+    except _TooManyNodes as exc:
+        raise PolicyError([_too_many_nodes(source, exc.line)]) from None
     issues = [PolicyIssue(source, pos.line(p), format_field(p), m) for p, m in structural]
     if not isinstance(data, dict):
         issues.append(
