@@ -42,6 +42,8 @@ from sliceai.v1 import common_pb2, controller_pb2
 BENCH = "service"
 INGEST_SLICES = 256
 LATENCY_SLICES = 64
+#: Slice counts of the "how many slices one instance keeps" rows (1 s interval).
+SCALE_SLICES = (128, 256, 512)
 CONNECT = "/sliceai.v1.ControllerService/Connect"
 
 _CLIENT = r"""
@@ -217,24 +219,27 @@ def _forecaster() -> tuple[Any, str]:
         return RollingQuantileForecaster(), "rolling quantiles (bundled model not loadable)"
 
 
-def _latency(quick: bool, workdir: Path) -> Figure:
+def _latency(
+    quick: bool, workdir: Path, n_slices: int = LATENCY_SLICES, interval_s: float = 0.5
+) -> Figure:
     torch = load("torch")  # the model's; loaded late (see sliceai.plugins)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as `sliceai serve --torch-threads` defaults to
     try:
-        return _measure_latency(quick, workdir)
+        return _measure_latency(quick, workdir, n_slices, interval_s)
     finally:
         torch.set_num_threads(threads)
 
 
-def _measure_latency(quick: bool, workdir: Path) -> Figure:
-    rounds = 30 if quick else 200
+def _measure_latency(quick: bool, workdir: Path, n_slices: int, interval_s: float) -> Figure:
+    rounds = 30 if quick else (200 if n_slices == LATENCY_SLICES else 40)
     forecaster, which = _forecaster()
-    server = _our_server(synthetic_policy(LATENCY_SLICES), workdir / "latency.db", 0.5, forecaster)
+    db = workdir / f"latency-{n_slices}.db"
+    server = _our_server(synthetic_policy(n_slices), db, interval_s, forecaster)
     server.engine.settings.loop.min_gap_fraction = (
         0.2  # early plans may follow 100 ms after the last
     )
-    names = [f"s{i:03d}" for i in range(LATENCY_SLICES)]
+    names = [f"s{i:03d}" for i in range(n_slices)]
     latencies = []
     failsafe = 0
     try:
@@ -242,11 +247,12 @@ def _measure_latency(quick: bool, workdir: Path) -> Figure:
             stream = client.connect("latency-probe")
             messages = iter(stream)
             next(messages)  # the policy
+            pause = max(0.12, 0.2 * interval_s + 0.05)  # past the early-plan gap below
             for k in range(rounds + 5):
-                time.sleep(0.12)
+                time.sleep(pause)
                 marker = 1e6 + k
                 t0 = time.perf_counter()
-                stream.send_rates(names, [marker] * LATENCY_SLICES, [5e5] * LATENCY_SLICES)
+                stream.send_rates(names, [marker] * n_slices, [5e5] * n_slices)
                 for msg in messages:
                     if (
                         msg.WhichOneof("kind") == "plan"
@@ -262,7 +268,8 @@ def _measure_latency(quick: bool, workdir: Path) -> Figure:
         server.engine.store.close()
     return Figure(
         BENCH,
-        f"decision latency, {LATENCY_SLICES} slices",
+        f"decision latency, {n_slices} slices"
+        + ("" if n_slices == LATENCY_SLICES else f" at a {interval_s:g} s interval"),
         "p99",
         percentile(latencies, 99),
         "ms",
@@ -277,3 +284,6 @@ def run(quick: bool) -> Iterator[Figure]:
         yield _ingest(1, quick, workdir)
         yield _ingest(32, quick, workdir)
         yield _latency(quick, workdir)
+        # How far one instance goes (docs/deployment.md): the same at a 1 s interval.
+        for n_slices in SCALE_SLICES:
+            yield _latency(quick, workdir, n_slices, 1.0)
