@@ -13,7 +13,6 @@ be bound, raises :class:`MetricsConfigError` with one line saying so.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import ssl
@@ -28,6 +27,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from cryptography import x509
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from sliceai.api.addresses import is_loopback_host
 from sliceai.api.auth import IdentityError, identity_of_certificate
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,6 @@ class MetricsTls:
     cert: Path
     key: Path
     client_ca: Path | None = None  # set: client certificates required
-
-
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _ssl_context(tls: MetricsTls) -> ssl.SSLContext:

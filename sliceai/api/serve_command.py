@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sliceai.api.addresses import host_of
 from sliceai.api.limits import limits_from_flags
 from sliceai.api.metrics import ServiceMetrics
 from sliceai.api.metrics_http import MetricsConfigError, MetricsTls
@@ -24,7 +25,6 @@ from sliceai.api.server import (
     ServerSettings,
     SliceaiServer,
     TlsFiles,
-    host_of,
 )
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
 from sliceai.engine.recorder import TelemetryRecorder

@@ -13,7 +13,6 @@ string) is answered INVALID_ARGUMENT, after the caller's identity is checked.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -26,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sliceai.api.addresses import is_loopback
 from sliceai.api.auth import Authorizer, RateLimiter
 from sliceai.api.limits import StreamGate
 from sliceai.api.servicers import (
@@ -65,21 +65,6 @@ class ServerSettings:
     rate_per_s: float = 2000.0  # per client: messages (RPCs or telemetry batches) per second
     burst: float = 4000.0
     allow_anonymous: bool = False  # certificates without a valid identity: read-only anonymous
-
-
-def host_of(listen: str) -> str:
-    host = listen.rsplit(":", 1)[0] if ":" in listen else listen
-    return host.strip("[]")
-
-
-def is_loopback(listen: str) -> bool:
-    host = host_of(listen)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _passthrough(message: Any) -> bytes:

@@ -18,9 +18,10 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from sliceai.api.addresses import host_of, is_loopback
 from sliceai.api.auth import Authorizer, RateLimiter
 from sliceai.api.rest.app import PEER_CERT, build_app
-from sliceai.api.server import ServerConfigError, TlsFiles, host_of, is_loopback
+from sliceai.api.server import ServerConfigError, TlsFiles
 from sliceai.engine import Engine
 
 MAX_CONNECTIONS = 256
