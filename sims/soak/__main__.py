@@ -29,8 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sims.pki import Pki, make_pki
 from sims.soak.load import IDENTITIES, Honest, Hostile, rss_mb, summary
-from sims.soak.pki import Pki, make_pki
 from sliceai.api.bench import synthetic_policy
 
 SLICES = 64

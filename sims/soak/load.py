@@ -28,16 +28,16 @@ from typing import Any
 import grpc
 import numpy as np
 
-from sims.soak.pki import Pki
+from sims.pki import Pki
 from sliceai.api.client import SliceaiClient
 from sliceai.v1 import controller_pb2_grpc, mec_pb2, mec_pb2_grpc
 
-#: role/identity of each soak certificate.
-IDENTITIES = {
-    "honest": "controller/honest-1",
-    "evil-ctl": "controller/evil-ctl",
-    "evil-app": "mec-app/evil-app",
-    "evil-watch": "mec-app/evil-watch",
+#: The URI SAN (identity) of each soak certificate.
+IDENTITIES: dict[str, str | None] = {
+    "honest": "spiffe://sliceai/controller/honest-1",
+    "evil-ctl": "spiffe://sliceai/controller/evil-ctl",
+    "evil-app": "spiffe://sliceai/mec-app/evil-app",
+    "evil-watch": "spiffe://sliceai/mec-app/evil-watch",
 }
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sims.pki import make_pki
 from sims.soak.load import IDENTITIES, Honest, Hostile
-from sims.soak.pki import make_pki
 from sliceai.api.bench import synthetic_policy
 from sliceai.api.limits import Limits
 from sliceai.api.server import ServerSettings, SliceaiServer, TlsFiles
