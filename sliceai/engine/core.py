@@ -517,8 +517,10 @@ class Engine:
         now = self.clock.wall()
         start = now - interval * history.count
         # A broken model, or any non-finite value: rolling quantiles for those series, flagged.
+        # The planner's forecaster answers read-only: a query must not move what it learnt.
+        rows = (2 * idx[:, None] + np.arange(2)[None, :]).ravel()
         q, _, notes = guarded_quantiles(
-            self.forecaster,
+            self.forecaster.for_queries(rows),
             RollingQuantileForecaster(),
             series,
             np.array([series.shape[1]], dtype=np.int64),

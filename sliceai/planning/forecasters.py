@@ -50,6 +50,13 @@ class Forecaster(abc.ABC):
         """Forget what was learnt online (a new trace or a new set of series)."""
         self.last_notes = []
 
+    def for_queries(self, rows: IntArray) -> Forecaster:
+        """A forecaster for side queries (``GetForecast``) on the series ``rows`` of those
+        this one plans for: it answers as this one would for them and learns nothing from
+        the query, so callers cannot disturb what the planner has learnt online. A
+        forecaster without online state returns itself."""
+        return self
+
     @abc.abstractmethod
     def quantiles_at(
         self,

@@ -101,14 +101,7 @@ class PooledForecaster(Forecaster):
     def weights(self, n_series: int, levels: FloatArray | None = None) -> FloatArray:
         """Current weights ``(n_series, k)`` from the loss over all levels, or with
         ``levels`` ``(Q,)`` each level's ``(n_series, k, Q)`` (every member healthy)."""
-        loss = self._losses(n_series)
-        if levels is not None:
-            loss = np.stack([self._level_losses(float(lv), loss) for lv in levels], axis=-1)
-            logits = self.log_prior[None, :, None] - self.eta * _relative(loss)
-        else:
-            logits = self.log_prior[None, :] - self.eta * _relative(loss)
-        w = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return np.asarray(w / w.sum(axis=1, keepdims=True))
+        return _weights(self.log_prior, self.eta, self._losses(n_series), self.level_loss, levels)
 
     def _losses(self, n_series: int) -> FloatArray:
         if self.loss is None or self.loss.shape[0] != n_series:
@@ -117,17 +110,14 @@ class PooledForecaster(Forecaster):
             self._pending.clear()
         return self.loss
 
-    def _level_losses(self, level: float, overall: FloatArray) -> FloatArray:
-        """The losses at ``level``: its own, or the nearest scored level's in log-odds, or
-        ``overall`` when no level has been scored yet."""
-        key = round(level, 9)
-        if key in self.level_loss:
-            return self.level_loss[key]
-        if not self.level_loss:
-            return overall
-        logit = np.log(level / (1.0 - level))
-        nearest = min(self.level_loss, key=lambda lv: abs(np.log(lv / (1.0 - lv)) - logit))
-        return self.level_loss[nearest]
+    def for_queries(self, rows: IntArray) -> Forecaster:
+        """A read-only view for side queries on the series ``rows`` of those the pool
+        forecasts (``GetForecast`` in the live service): the members' quantiles for the
+        queried history, combined with the weights the pool has learnt for those rows,
+        and nothing learnt or forgotten. Without it a query for fewer series than the
+        planner's would reset the pool (its losses are per series) and its forecasts
+        would be scored as if the planner had made them."""
+        return _PoolQuery(self, np.asarray(rows, dtype=np.int64))
 
     # -- forecasting ------------------------------------------------------------------
     def quantiles_at(
@@ -193,15 +183,9 @@ class PooledForecaster(Forecaster):
         return out, [note if b else "" for b in bad_rows.tolist()]
 
     def _combine(self, member_q: FloatArray, levels: FloatArray) -> FloatArray:
-        """Level-by-level weighted average of ``member_q`` ``(k, n, H, Q)``, sorted along
-        the levels -> ``(n, H, Q)``; members that failed on a series get no weight there
-        (NaN where all failed)."""
-        healthy = np.asarray(np.isfinite(member_q).all(axis=(2, 3))).T  # (n, k)
-        w = self.weights(member_q.shape[1], levels) * healthy[:, :, None]  # (n, k, Q)
-        total = w.sum(axis=1, keepdims=True)
-        w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-        pooled = np.sort(np.einsum("nkq,knhq->nhq", w, np.nan_to_num(member_q)), axis=-1)
-        return np.asarray(np.where(total[:, :, None, 0] > 0, pooled, np.nan))
+        """Level-by-level weighted average of ``member_q`` ``(k, n, H, Q)`` (see
+        :func:`_combine`)."""
+        return _combine(self.weights(member_q.shape[1], levels), member_q)
 
     # -- learning ---------------------------------------------------------------------
     def _learn(self, history: FloatArray, start: float, interval_s: float, origin: int) -> None:
@@ -261,3 +245,87 @@ def _relative(loss: FloatArray) -> FloatArray:
     has been seen yet)."""
     mean = loss.mean(axis=1, keepdims=True)
     return np.asarray(np.divide(loss, mean, out=np.ones_like(loss), where=mean > 0))
+
+
+class _PoolQuery(Forecaster):
+    """:meth:`PooledForecaster.for_queries`: the pool's members and the weights it had
+    learnt for ``rows`` when the view was made; learns nothing."""
+
+    def __init__(self, pool: PooledForecaster, rows: IntArray) -> None:
+        self.pool = pool
+        self.name = pool.name
+        loss, level_loss = pool.loss, dict(pool.level_loss)  # one consistent reading
+        if loss is not None and len(rows) and rows.min() >= 0 and rows.max() < loss.shape[0]:
+            self.loss: FloatArray = loss[rows]
+            self.level_loss = {lv: v[rows] for lv, v in level_loss.items()}
+        else:  # nothing learnt for these rows: the prior
+            self.loss = np.zeros((len(rows), len(pool.members)))
+            self.level_loss = {}
+
+    def history_length(self, interval_s: float) -> int:
+        return self.pool.history_length(interval_s)
+
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        org = np.asarray(origins, dtype=np.int64)
+        lv = np.asarray(levels, dtype=np.float64)
+        if history.shape[0] != self.loss.shape[0]:
+            raise ValueError(f"a view of {self.loss.shape[0]} series given {history.shape[0]}")
+        member_q, notes = self.pool._member_forecasts(
+            history, org, lv, start_time, interval_s, horizon
+        )
+        w = _weights(self.pool.log_prior, self.pool.eta, self.loss, self.level_loss, lv)
+        self.last_notes = notes
+        return np.stack([_combine(w, member_q[:, k]) for k in range(len(org))])
+
+
+def _weights(
+    log_prior: FloatArray,
+    eta: float,
+    loss: FloatArray,
+    level_loss: dict[float, FloatArray],
+    levels: FloatArray | None,
+) -> FloatArray:
+    """Weights ``(n, k)`` from the losses over all levels ``loss`` ``(n, k)``, or with
+    ``levels`` each level's ``(n, k, Q)`` from ``level_loss`` (module docstring)."""
+    if levels is not None:
+        per_level = np.stack([_level_losses(level_loss, float(lv), loss) for lv in levels], -1)
+        logits = log_prior[None, :, None] - eta * _relative(per_level)
+    else:
+        logits = log_prior[None, :] - eta * _relative(loss)
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(w / w.sum(axis=1, keepdims=True))
+
+
+def _level_losses(
+    level_loss: dict[float, FloatArray], level: float, overall: FloatArray
+) -> FloatArray:
+    """The losses at ``level``: its own, or the nearest scored level's in log-odds, or
+    ``overall`` when no level has been scored yet."""
+    key = round(level, 9)
+    if key in level_loss:
+        return level_loss[key]
+    if not level_loss:
+        return overall
+    logit = np.log(level / (1.0 - level))
+    nearest = min(level_loss, key=lambda lv: abs(np.log(lv / (1.0 - lv)) - logit))
+    return level_loss[nearest]
+
+
+def _combine(weights: FloatArray, member_q: FloatArray) -> FloatArray:
+    """Level-by-level average of ``member_q`` ``(k, n, H, Q)`` with ``weights`` ``(n, k,
+    Q)``, sorted along the levels -> ``(n, H, Q)``; members that failed on a series get no
+    weight there (NaN where all failed)."""
+    healthy = np.asarray(np.isfinite(member_q).all(axis=(2, 3))).T  # (n, k)
+    w = weights * healthy[:, :, None]
+    total = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    pooled = np.sort(np.einsum("nkq,knhq->nhq", w, np.nan_to_num(member_q)), axis=-1)
+    return np.asarray(np.where(total[:, :, None, 0] > 0, pooled, np.nan))

@@ -19,7 +19,7 @@ from sliceai.engine import (
     StateStore,
 )
 from sliceai.engine.clock import ManualClock
-from sliceai.planning import Forecaster, RollingQuantileForecaster
+from sliceai.planning import Forecaster, PooledForecaster, RollingQuantileForecaster
 from sliceai.policy import DIRECTIONS, Policy
 from sliceai.solver import Plan, SliceSolver
 
@@ -251,6 +251,39 @@ def test_forecast_query_replaces_a_broken_model_and_says_so(
     result = eng.forecast(["consults"], 2, [0.5])
     assert result.fallback
     assert result.values[0, 0, :, 0].tolist() == [10e6, 10e6]  # rolling quantiles
+
+
+def test_forecast_queries_leave_the_planners_pool_as_it_was(
+    tmp_path: Path, policy_text: str
+) -> None:
+    clock = ManualClock()
+    pool = PooledForecaster([StepForecaster(), RollingQuantileForecaster()])
+    eng = Engine(StateStore(tmp_path / "s.db"), policy_text, pool, clock=clock.clock)
+
+    def step() -> None:  # one interval: 1 s of the engine's clock, telemetry stamped by it
+        names = eng.policy.slice_names
+        dl = np.full(len(names), 50e6)
+        eng.ingest("ctl", clock.clock.wall(), 1.0, names, dl, dl / 2)
+        eng.loop.step()
+        clock.advance(1.0)
+
+    for _ in range(30):
+        step()
+    assert pool.loss is not None
+    learnt = pool.loss.copy()
+    assert learnt.shape[0] == 2 * len(eng.policy.slice_names)
+    assert learnt.any()
+    # An app asking about one slice, further ahead than the planner looks.
+    pooled = eng.forecast(["consults"], 4, [0.5, 0.9])
+    np.testing.assert_array_equal(pool.loss, learnt)  # neither reset nor scored
+    # ... answered with the weights the pool learnt for that slice's two series.
+    i = eng.policy.slice_index("consults")
+    rows = np.array([2 * i, 2 * i + 1])
+    weights = pool.weights(len(learnt), np.array([0.5, 0.9]))[rows]  # (2, k, Q)
+    assert not np.allclose(weights, weights[:, :1])  # the members weigh differently
+    assert not pooled.fallback
+    step()
+    assert pool.loss.shape == learnt.shape  # the planner goes on from what it learnt
 
 
 class DayForecaster(RollingQuantileForecaster):

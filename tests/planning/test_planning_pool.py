@@ -166,3 +166,25 @@ def test_each_level_goes_to_the_member_whose_quantile_there_has_been_right() -> 
         (history[:, 201:] >= q[200:-1, :, 0, 0].T) & (history[:, 201:] <= q[200:-1, :, 0, 2].T)
     )
     assert 0.7 < covered < 0.9  # the 80 % interval covers about 80 %
+
+
+def test_a_query_for_some_series_answers_with_their_weights_and_changes_nothing() -> None:
+    # The planner's pool has learnt that "near" forecasts series 0-1 and "far" series 2-3.
+    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    history = np.concatenate([_history(300), _history(300, level=3e6, seed=1)])
+    pool.quantiles_at(history, np.arange(1, 301), LEVELS, 0.0, 1.0)
+    assert pool.loss is not None
+    loss, pending = pool.loss.copy(), dict(pool._pending)
+    # A side query (GetForecast) for series 2-3 alone, further ahead than the planner asks.
+    view = pool.for_queries(np.array([2, 3]))
+    q = view.quantiles(history[2:], LEVELS, 0.0, 1.0, horizon=8)
+    np.testing.assert_allclose(q[:, :, 1], 3e6, rtol=0.02)  # the weights of rows 2-3: "far"
+    np.testing.assert_array_equal(pool.loss, loss)  # nothing learnt, nothing reset
+    assert pool._pending.keys() == pending.keys()
+    # A query on rows the pool has never seen answers with the prior and is as harmless.
+    fresh = pool.for_queries(np.array([7])).quantiles(history[:1], LEVELS, 0.0, 1.0)
+    np.testing.assert_allclose(fresh[:, :, 1], 2e6)
+    np.testing.assert_array_equal(pool.loss, loss)
+    # Without the view, the same query would have wiped what the pool learnt.
+    pool.quantiles(history[2:], LEVELS, 0.0, 1.0)
+    assert pool.loss.shape[0] == 2
