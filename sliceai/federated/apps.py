@@ -1,6 +1,7 @@
 """The Flower apps of ``sliceai federate``: one ServerApp, one ClientApp, the same in the
 simulation and in a deployment (the only module of sliceai that imports flwr, with
-:mod:`sliceai.federated.simulate` and :mod:`sliceai.federated.deploy`).
+:mod:`sliceai.federated.simulate` and :mod:`sliceai.federated.deploy`, the FAB a
+deployment runs).
 
 Server: Flower's legacy ``FedAvg`` strategy (every site every round, each site weighing
 the same: a site reports weight 1, so the server learns nothing of how much data a site
@@ -43,10 +44,52 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import ServerApp
 
 from sliceai.federated.local import Arrays, SiteTrainer
+from sliceai.forecast.errors import ForecastError
 
 #: Every parameter of the bundled networks lies within +-4.3; SecAgg+ clips to this
 #: range before quantizing (2**22 levels: a step of 7.6e-6).
 SECAGG_CLIPPING_RANGE = 16.0
+
+
+#: The privacy budget's delta when DP is on.
+DELTA = 1e-5
+
+
+class FederationError(ForecastError):
+    """The federation did not finish (a site failed, secure aggregation halted)."""
+
+
+@dataclass
+class FederationResult:
+    """What a federation did; ``epsilon`` at ``delta`` when DP was on (else inf)."""
+
+    sites: list[str]
+    rounds: int
+    which: str
+    member: int
+    secure_aggregation: bool
+    noise_multiplier: float | None
+    noise_std: float
+    epsilon: float
+    delta: float
+    proximal_mu: float = 0.0
+    runtime: str = "simulation"
+    arrays: dict[int, Arrays] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sites": self.sites,
+            "rounds": self.rounds,
+            "ensemble": self.which,
+            "member": self.member,
+            "secure_aggregation": self.secure_aggregation,
+            "noise_multiplier": self.noise_multiplier,
+            "noise_std": self.noise_std,
+            "epsilon": None if self.noise_multiplier is None else self.epsilon,
+            "delta": None if self.noise_multiplier is None else self.delta,
+            "proximal_mu": self.proximal_mu,
+            "runtime": self.runtime,
+        }
 
 
 @dataclass(frozen=True)
@@ -189,25 +232,37 @@ def make_server_app(
 
     @app.main()  # type: ignore[untyped-decorator]
     def main(grid: Grid, context: Context) -> None:
-        if inspect is not None:
-            grid = WatchedGrid(grid, inspect)
-        legacy = LegacyContext(
-            context=context,
-            config=ServerConfig(num_rounds=settings.rounds),
-            strategy=make_strategy(settings, initial, outcome),
-        )
-        fit_workflow = None
-        if settings.secure_aggregation:
-            fit_workflow = SecAggPlusWorkflow(
-                num_shares=1.0,  # every site shares its keys with every other
-                reconstruction_threshold=0.5,
-                max_weight=1.0,
-                clipping_range=SECAGG_CLIPPING_RANGE,
-                timeout=settings.timeout,
-            )
-        DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
+        serve_rounds(grid, context, settings, initial, outcome, inspect)
 
     return app
+
+
+def serve_rounds(
+    grid: Grid,
+    context: Context,
+    settings: ServerSettings,
+    initial: Arrays,
+    outcome: ServerOutcome,
+    inspect: Callable[[Message], None] | None = None,
+) -> None:
+    """The body of the ServerApp (simulation and deployment alike): the rounds on ``grid``."""
+    if inspect is not None:
+        grid = WatchedGrid(grid, inspect)
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=settings.rounds),
+        strategy=make_strategy(settings, initial, outcome),
+    )
+    fit_workflow = None
+    if settings.secure_aggregation:
+        fit_workflow = SecAggPlusWorkflow(
+            num_shares=1.0,  # every site shares its keys with every other
+            reconstruction_threshold=0.5,
+            max_weight=1.0,
+            clipping_range=SECAGG_CLIPPING_RANGE,
+            timeout=settings.timeout,
+        )
+    DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
 
 
 class SiteClient(NumPyClient):  # type: ignore[misc]
@@ -228,25 +283,44 @@ class SiteClient(NumPyClient):  # type: ignore[misc]
         return arrays, 1, {}
 
 
+#: A setting of the ClientApp fixed when it is built, or read from each message's context
+#: (a deployment's ClientApp is built before the run's configuration is known).
+PerRun = Callable[[Context], Any]
+
+
 def make_client_app(
     trainer_of: Callable[[Context], SiteTrainer],
-    rounds: int,
-    secure_aggregation: bool = True,
-    differential_privacy: bool = False,
+    rounds: int | PerRun,
+    secure_aggregation: bool | PerRun = True,
+    differential_privacy: bool | PerRun = False,
 ) -> ClientApp:
     """The ClientApp: ``trainer_of(context)`` builds the site's trainer (once per node and
     run, in the process that runs the node)."""
 
     def client_fn(context: Context) -> Any:
         trainer = cached_trainer((context.run_id, context.node_id), lambda: trainer_of(context))
-        return SiteClient(trainer, rounds).to_client()
+        total = int(rounds(context)) if callable(rounds) else rounds
+        return SiteClient(trainer, total).to_client()
 
     mods: list[Any] = []
-    if secure_aggregation:
-        mods.append(secaggplus_mod)
-    if differential_privacy:
-        mods.append(fixedclipping_mod)
+    for mod, on in (
+        (secaggplus_mod, secure_aggregation),
+        (fixedclipping_mod, differential_privacy),
+    ):
+        if callable(on):
+            mods.append(_only_if(mod, on))
+        elif on:
+            mods.append(mod)
     return ClientApp(client_fn=client_fn, mods=mods)
+
+
+def _only_if(mod: Callable[..., Message], on: PerRun) -> Callable[..., Message]:
+    def conditional(msg: Message, context: Context, call_next: Callable[..., Message]) -> Message:
+        if on(context):
+            return mod(msg, context, call_next)
+        return call_next(msg, context)
+
+    return conditional
 
 
 _TRAINERS: dict[tuple[int, int], SiteTrainer] = {}
@@ -268,6 +342,9 @@ def as_arrays(parameters: Sequence[Any]) -> Arrays:
 
 
 __all__ = [
+    "DELTA",
+    "FederationError",
+    "FederationResult",
     "ServerOutcome",
     "ServerSettings",
     "SiteClient",
@@ -278,4 +355,5 @@ __all__ = [
     "make_server_app",
     "make_strategy",
     "noise_std",
+    "serve_rounds",
 ]

@@ -10,6 +10,8 @@ else of a site leaves it. Each round a site continues the global network with Ad
 (:func:`~sliceai.forecast.training.data.config_windows`, augmented as in training) and
 :func:`~sliceai.forecast.training.train.training_step` (the training loss, gradients
 clipped to norm 1), at the fine-tune's learning rate with a cosine decay over the rounds.
+With ``proximal_mu`` > 0 (FedProx) the local objective adds ``mu / 2 * ||w - w_global||^2``,
+which keeps a site's update near the global network when the sites' traffic differs.
 
 The result (:func:`assemble`) is written as the fine-tune writes a site's model: the
 federated network joined with the networks it started from (``keep_original``), the
@@ -55,6 +57,9 @@ class LocalOptions:
     final_lr_fraction: float = 0.1
     seed: int = 0
     threads: int = 1
+    #: FedProx (Li et al. 2020): the local objective adds ``mu / 2 * ||w - w_global||^2``
+    #: (0: plain FedAvg).
+    proximal_mu: float = 0.0
 
     def learning_rate_at(self, server_round: int, rounds: int) -> float:
         """Cosine decay over the rounds (round 1 trains at ``learning_rate``)."""
@@ -154,6 +159,7 @@ class SiteTrainer:
         rng = np.random.default_rng([opts.seed, server_round])
         threads = torch.get_num_threads()
         torch.set_num_threads(opts.threads)
+        hooks = proximal_hooks(self.net, opts.proximal_mu)
         try:
             with torch.random.fork_rng():
                 torch.manual_seed(opts.seed * 100_003 + server_round)
@@ -164,9 +170,34 @@ class SiteTrainer:
                         self.net, optimizer, batch, torch.device("cpu"), "site training diverged"
                     )
         finally:
+            for hook in hooks:
+                hook.remove()
             torch.set_num_threads(threads)
             self.net.eval()
         return get_arrays(self.net)
+
+
+def proximal_hooks(net: torch.nn.Module, mu: float) -> list[torch.utils.hooks.RemovableHandle]:
+    """FedProx's proximal term on ``net``'s parameters as they are now (the global ones):
+    each parameter's gradient gains ``mu * (w - w_global)``, the gradient of
+    ``mu / 2 * ||w - w_global||^2``, before the training step clips and applies it.
+    No hooks for ``mu == 0``; the caller removes them."""
+    if mu < 0:
+        raise ForecastError(f"proximal mu {mu}: must be at least 0")
+    if mu == 0:
+        return []
+    hooks = []
+    for param in net.parameters():
+        if param.requires_grad:
+            anchor = param.detach().clone()
+
+            def pull(
+                grad: torch.Tensor, w: torch.Tensor = param, a: torch.Tensor = anchor
+            ) -> torch.Tensor:
+                return grad + mu * (w.detach() - a)
+
+            hooks.append(param.register_hook(pull))  # type: ignore[no-untyped-call]
+    return hooks
 
 
 def assemble(

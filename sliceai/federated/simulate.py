@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flwr.app import Context, Message
 from flwr.simulation import run_simulation
 
 from sliceai.federated.apps import (
+    DELTA,
+    FederationError,
+    FederationResult,
     ServerOutcome,
     ServerSettings,
     epsilon,
@@ -26,7 +28,6 @@ from sliceai.federated.apps import (
     make_server_app,
 )
 from sliceai.federated.local import (
-    Arrays,
     LocalOptions,
     SiteTrainer,
     get_arrays,
@@ -40,47 +41,11 @@ from sliceai.forecast.errors import ForecastError
 from sliceai.forecast.pipeline import ForecastPipeline
 from sliceai.traffic.longcsv import read_long_csv
 
-#: The privacy budget's delta when DP is on.
-DELTA = 1e-5
-
-
-class FederationError(ForecastError):
-    """The federation did not finish (a site failed, secure aggregation halted)."""
-
 
 @dataclass(frozen=True)
 class Site:
     name: str
     traces: tuple[Path, ...]
-
-
-@dataclass
-class FederationResult:
-    """What a federation did; ``epsilon`` at ``delta`` when DP was on (else inf)."""
-
-    sites: list[str]
-    rounds: int
-    which: str
-    member: int
-    secure_aggregation: bool
-    noise_multiplier: float | None
-    noise_std: float
-    epsilon: float
-    delta: float
-    arrays: dict[int, Arrays] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "sites": self.sites,
-            "rounds": self.rounds,
-            "ensemble": self.which,
-            "member": self.member,
-            "secure_aggregation": self.secure_aggregation,
-            "noise_multiplier": self.noise_multiplier,
-            "noise_std": self.noise_std,
-            "epsilon": None if self.noise_multiplier is None else self.epsilon,
-            "delta": None if self.noise_multiplier is None else self.delta,
-        }
 
 
 def quiet_flower() -> None:
@@ -175,6 +140,7 @@ def simulate(
         noise_std=outcome.noise_std,
         epsilon=epsilon(noise_multiplier, rounds, DELTA) if noise_multiplier else float("inf"),
         delta=DELTA,
+        proximal_mu=opts.proximal_mu,
         arrays=dict(outcome.arrays),
     )
     if out is not None:
@@ -188,6 +154,9 @@ def simulate(
             federated=result.summary(),
         )
     return result
+
+
+__all__ = ["DELTA", "FederationError", "FederationResult", "Site", "simulate"]
 
 
 def _default_trainer(

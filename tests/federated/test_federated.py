@@ -130,3 +130,25 @@ def test_two_sites_secure_aggregation_only_masked_parameters(tmp_path: Path) -> 
     q = tuned.quantiles(np.full((1, 64), 1e6), 4, np.array([0.1, 0.5, 0.9]), interval_s=60.0)
     assert np.all(np.isfinite(q))
     assert np.all(np.diff(q, axis=-1) >= 0)
+
+
+@pytest.mark.slow
+def test_client_level_dp_adds_the_reported_noise(tmp_path: Path) -> None:
+    """With --dp-noise the server adds Gaussian noise of std z * C / sites to the average:
+    the sites' clipped updates are far smaller, so the aggregate moves by about that std."""
+    sites = _sites(tmp_path)
+    start = get_arrays(network(ForecastPipeline.load(None, device="cpu"), "main", 0))
+    result = simulate(
+        sites, rounds=1, out=tmp_path / "dp", local=LOCAL, noise_multiplier=1.0, clipping_norm=0.1
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    assert result.noise_std == pytest.approx(1.0 * 0.1 / 2)
+    assert 0 < result.epsilon < float("inf")
+    moved = np.concatenate([(a - s).ravel() for a, s in zip(result.arrays[1], start, strict=True)])
+    # the clipped updates (norm <= 0.1 over all parameters) add next to nothing per parameter
+    assert float(moved.std()) == pytest.approx(result.noise_std, rel=0.1)
+    _, meta = load_model(tmp_path / "dp")
+    assert meta["federated"]["noise_multiplier"] == 1.0
+    assert meta["federated"]["noise_std"] == pytest.approx(0.05)
