@@ -8,7 +8,8 @@ of :mod:`sims.soak.load` at ``--scale`` x the figures of issue #29 (default 10) 
 - plans the honest controller received per second under load (and the longest gap),
 - decision p99 (the plans' forecast + solve time; target <= 50 ms at 64 slices) and the
   controller's round trip p99 (batch sent -> next plan, the pacing gap included),
-- the server's RSS growth from the start of the load to its end (target < 50 MB),
+- the server's RSS (with its planner process) growth from the start of the load to its
+  end (target < 50 MB),
 - the limits hit (``sliceai_limit_hits_total``) and what the hostile callers got.
 
 Exit status 0 when every target holds, 1 otherwise.

@@ -259,12 +259,30 @@ def p99(values: list[float]) -> float:
     return float(np.percentile(values, 99)) if values else float("nan")
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def rss_mb(pid: int) -> float:
-    """Resident set size of process ``pid``, MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident set size of process ``pid`` and its children (the planner process, and
+    multiprocessing's resource tracker), MB (Linux /proc)."""
+    total = 0.0
+    for p in (pid, *_children(pid)):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:"))
+    return total
 
 
 def summary(honest: Honest, hostile: Hostile, since: float, until: float) -> dict[str, Any]:

@@ -220,7 +220,7 @@ class ModelAdapter:
         if self.champion is not champion:
             return dataclasses.replace(scored, reason="the model changed during the round")
         path = self._save(challenger, scored.champion_crps, scored.challenger_crps)
-        self.pool.swap_member(0, ModelForecaster(challenger))
+        self.engine.swap_member(0, ModelForecaster(challenger))
         tuned = " and ".join(sorted(result.ensembles))
         why = f"{tuned} ensemble fine-tuned in {result.seconds:.0f} s"
         return dataclasses.replace(scored, outcome=SWAPPED, reason=why, checkpoint=path)
@@ -278,7 +278,7 @@ class ModelAdapter:
         except ForecastError as exc:
             log.warning("adapted model not resumed: %s", exc)
             return None
-        self.pool.swap_member(0, ModelForecaster(pipeline))
+        self.engine.swap_member(0, ModelForecaster(pipeline))
         log.info("model adaptation: resumed the adapted model in %s", path)
         return path
 

@@ -68,6 +68,14 @@ def register(subparsers: Any) -> None:
         "torch's thread pool competing with the gRPC threads makes decision latency jitter)",
     )
     serve.add_argument(
+        "--planner-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="forecast and solve each interval in a child process, so that requests "
+        "(floods included) cannot delay plans (default on; it loads its own copy of "
+        "the model)",
+    )
+    serve.add_argument(
         "--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free port)"
     )
     serve.add_argument(

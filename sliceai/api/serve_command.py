@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from sliceai.api.server import (
     TlsFiles,
 )
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
+from sliceai.engine.planner_process import LoadedForecaster, PlannerProcess, PlannerUnavailable
 from sliceai.engine.recorder import TelemetryRecorder
 from sliceai.engine.simulate import SimulationError, Simulator
 from sliceai.planning import load_forecaster
-from sliceai.planning.forecasters import UnavailableForecaster
+from sliceai.planning.forecasters import Forecaster, UnavailableForecaster
 from sliceai.plugins import load
 from sliceai.policy.bundled import bundled_policy_path
 from sliceai.traffic.generators import bundled_scenarios
@@ -68,6 +70,20 @@ def _forecaster(model: str, device: str, torch_threads: int = 1) -> Any:
             file=sys.stderr,
         )
         return UnavailableForecaster("model", str(exc))
+
+
+def _planner_process(args: argparse.Namespace, forecaster: Forecaster) -> PlannerProcess:
+    """The child that plans (``--planner-process``), with the forecaster this process
+    loaded (or the same stand-in when the bundled model did not load)."""
+    recipe: Callable[[], Forecaster]
+    if isinstance(forecaster, UnavailableForecaster):
+        recipe = functools.partial(UnavailableForecaster, forecaster.name, forecaster.why)
+    else:
+        recipe = LoadedForecaster(args.model, args.device, args.torch_threads)
+    try:
+        return PlannerProcess(recipe)
+    except PlannerUnavailable as exc:
+        raise UsageError(f"{exc}; --no-planner-process plans in the server process") from None
 
 
 #: The MEC 015 REST server of ``--rest``; loaded only then (FastAPI, uvicorn: extra ``rest``).
@@ -167,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if text is None and args.simulate and store.latest_policy() is None:
         text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
     forecaster = _forecaster(args.model, args.device, args.torch_threads)
+    process = _planner_process(args, forecaster) if args.planner_process else None
     try:
         engine = Engine(
             store,
@@ -174,8 +191,11 @@ def run(args: argparse.Namespace) -> int:
             forecaster,
             settings=EngineSettings(interval_s=interval, limits=limits),
             policy_source=str(args.policy),
+            planner_process=process,
         )
     except EngineError as exc:
+        if process is not None:
+            process.close()
         print(f"sliceai serve: {exc}", file=sys.stderr)
         return 1
     tls = TlsFiles(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None

@@ -3,7 +3,7 @@
 No gRPC here: :class:`Engine` is driven by :mod:`sliceai.api` (or directly, in tests).
 """
 
-from sliceai.engine.core import LOCAL_ADMIN, Caller, Engine, EngineSettings, ForecastResult
+from sliceai.engine.core import LOCAL_ADMIN, Caller, Engine, EngineSettings
 from sliceai.engine.errors import (
     Conflict,
     EngineError,
@@ -16,6 +16,7 @@ from sliceai.engine.errors import (
 )
 from sliceai.engine.grants import BwRequest, Grant, SessionFilter
 from sliceai.engine.loop import LoopSettings, PlanHub, PlanRecord
+from sliceai.engine.queries import ForecastResult
 from sliceai.engine.store import PolicyRecord, StateStore, StoreError
 
 __all__ = [

@@ -25,7 +25,6 @@ from sliceai.engine.errors import (
     InvalidInput,
     NotFound,
     Precondition,
-    Unavailable,
 )
 from sliceai.engine.grants import (
     BwRequest,
@@ -37,6 +36,8 @@ from sliceai.engine.grants import (
 )
 from sliceai.engine.limits import LimitHits, Limits
 from sliceai.engine.loop import ControlLoop, LoopSettings, PlanHub, PlanRecord, PolicyState
+from sliceai.engine.planner_process import PlannerProcess, RemotePlanner
+from sliceai.engine.queries import ForecastResult, forecast_query
 from sliceai.engine.store import PolicyRecord, StateStore, StoreError
 from sliceai.engine.telemetry import (
     CollectedTelemetry,
@@ -44,8 +45,13 @@ from sliceai.engine.telemetry import (
     check_rates,
     check_time,
 )
-from sliceai.planning import Forecaster, Planner, PlannerSettings, RollingQuantileForecaster
-from sliceai.planning.forecasters import guarded_quantiles
+from sliceai.planning import (
+    Forecaster,
+    Planner,
+    PlannerSettings,
+    PooledForecaster,
+    RollingQuantileForecaster,
+)
 from sliceai.planning.planner import PlanSolver
 from sliceai.policy import Policy, PolicyError, loads_policy
 from sliceai.solver import SliceSolver
@@ -62,7 +68,6 @@ KPM_NAMES = {
     "RRU.PrbUsedDl": (0, "prb"),
     "RRU.PrbUsedUl": (1, "prb"),
 }
-MAX_FORECAST_LEVELS = 32
 #: Plans between two saves of the risk control's state (and one more when the engine stops).
 RISK_SAVE_EVERY = 10
 RISK_STATE_KEY = "risk-control"
@@ -91,18 +96,6 @@ class EngineSettings:
     limits: Limits = field(default_factory=Limits)
 
 
-@dataclass(frozen=True)
-class ForecastResult:
-    """Quantiles ``values`` ``(n_selected, 2, horizon, Q)`` bit/s for ``slices`` at ``levels``."""
-
-    slices: tuple[str, ...]
-    levels: npt.NDArray[np.float64]
-    values: npt.NDArray[np.float64]
-    start: float
-    interval_s: float
-    fallback: bool
-
-
 SolverFactory = Callable[[Policy], PlanSolver]
 
 
@@ -112,7 +105,9 @@ class Engine:
     ``forecaster``: what the planner forecasts with (default: rolling empirical
     quantiles); ``solver_factory``: builds a policy's solver (tests inject failing
     ones); ``clock``: where time is read (a :class:`~sliceai.engine.clock.ManualClock`
-    in tests).
+    in tests); ``planner_process``: plan each interval there
+    (:mod:`sliceai.engine.planner_process`; it must build the same forecaster as
+    ``forecaster``, and it solves with :class:`SliceSolver`); the engine stops it.
     """
 
     def __init__(
@@ -124,7 +119,9 @@ class Engine:
         settings: EngineSettings | None = None,
         policy_source: str = "<policy>",
         clock: Clock = SYSTEM_CLOCK,
+        planner_process: PlannerProcess | None = None,
     ) -> None:
+        self.planner_process = planner_process
         self.settings = settings or EngineSettings()
         self.settings.loop.interval_s = self.settings.interval_s
         self.limits = self.settings.limits
@@ -190,6 +187,8 @@ class Engine:
         self.ready.clear()
         self.loop.stop()
         self.hub.close()
+        if self.planner_process is not None:
+            self.planner_process.close()
         self._save_risk()
 
     def _on_plan(self, plan: PlanRecord, tel: CollectedTelemetry) -> None:
@@ -251,7 +250,11 @@ class Engine:
         planner = Planner(
             policy, self.forecaster, settings, self.solver_factory(policy), self.clock.monotonic
         )
-        return PolicyState(version, policy, text, planner)
+        if self.planner_process is None:
+            return PolicyState(version, policy, text, planner)
+        # the child's answer may take the whole interval; then the server process plans
+        remote = RemotePlanner(planner, self.planner_process, loop.interval_s)
+        return PolicyState(version, policy, text, remote)
 
     @staticmethod
     def _check_grants_fit(policy: Policy, grants: list[Grant]) -> None:
@@ -464,6 +467,16 @@ class Engine:
         self.loop.wake()
         return grant
 
+    def swap_member(self, index: int, member: Forecaster) -> Forecaster:
+        """Put ``member`` in place ``index`` of the pooled forecaster, here and in the
+        planner process (``serve --adapt``); returns the member it replaced."""
+        pool = self.forecaster
+        if not isinstance(pool, PooledForecaster):
+            raise TypeError(f"{pool.name} is not a pooled forecaster")
+        if self.planner_process is not None:
+            self.planner_process.swap_member(index, member)
+        return pool.swap_member(index, member)
+
     # -- forecast ------------------------------------------------------------------
     def forecast(
         self, slices: Sequence[str], horizon: int, levels: Sequence[float]
@@ -498,39 +511,17 @@ class Engine:
     def _forecast(
         self, slices: Sequence[str], horizon: int, levels: Sequence[float]
     ) -> ForecastResult:
-        lv = np.asarray(list(levels) or [0.1, 0.5, 0.9], dtype=np.float64)
-        if len(lv) > MAX_FORECAST_LEVELS or not ((lv > 0) & (lv < 1)).all():
-            raise InvalidInput(
-                f"levels must be 1..{MAX_FORECAST_LEVELS} values strictly between 0 and 1"
-            )
-        lv = np.sort(lv)
-        policy = self.policy
-        names = tuple(resolve_slice(policy, s) for s in slices) or policy.slice_names
-        history = self.loop.history
-        if history is None or history.slice_names != policy.slice_names:
-            raise Unavailable("no forecast yet: the loop has not run on this policy")
-        idx = np.array([policy.slice_index(n) for n in names])
-        series = history.data[idx][:, :, history.capacity - history.count :].reshape(
-            len(idx) * 2, history.count
-        )
         interval = self.settings.interval_s
-        now = self.clock.wall()
-        start = now - interval * history.count
-        # A broken model, or any non-finite value: rolling quantiles for those series, flagged.
-        # The planner's forecaster answers read-only: a query must not move what it learnt.
-        rows = (2 * idx[:, None] + np.arange(2)[None, :]).ravel()
-        q, _, notes = guarded_quantiles(
-            self.forecaster.for_queries(rows),
-            RollingQuantileForecaster(),
-            series,
-            np.array([series.shape[1]], dtype=np.int64),
-            lv,
-            start,
-            interval,
+        return forecast_query(
+            self.forecaster,
+            self.policy,
+            self.loop.history,
+            slices,
             horizon,
+            levels,
+            self.clock.wall(),
+            interval,
         )
-        values = q[0].reshape(len(idx), 2, horizon, len(lv))
-        return ForecastResult(names, lv, values, now, interval, bool(notes[0]))
 
 
 def _as_grant(req: BwRequest) -> Grant:

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from sliceai.engine.clock import SYSTEM_CLOCK, Clock
 from sliceai.engine.grants import Grant, reserved_bps
+from sliceai.engine.planner_process import RemotePlanner
 from sliceai.engine.telemetry import MAX_LISTED_STALE, CollectedTelemetry, TelemetryBuffer
 from sliceai.planning import Forecast, Planner, PlanStep
 from sliceai.policy import Policy
@@ -42,7 +43,7 @@ class PolicyState:
     version: int
     policy: Policy
     yaml: str
-    planner: Planner
+    planner: Planner | RemotePlanner  # RemotePlanner: planned in the planner process
 
 
 @dataclass(frozen=True)
@@ -259,12 +260,10 @@ class ControlLoop:
         now = self.clock.wall()
         series = history.series()
         first = now - interval * history.count
-        origin = np.array([series.shape[1]])
-        forecast = state.planner.forecast(series, origin, first, interval)[0]
-        self.last_forecast = (state, forecast, now)
         grants = self._grants()
         reserved = reserved_bps(state.policy, grants)
-        step = state.planner.step(forecast, reserved, tel.measured_bps)
+        forecast, step = state.planner.plan(series, first, interval, reserved, tel.measured_bps)
+        self.last_forecast = (state, forecast, now)
         plan = self._record(state, tel, step, grants, reserved, now, started)
         self.hub.publish(plan)
         if self.on_plan is not None:

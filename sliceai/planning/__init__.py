@@ -25,6 +25,7 @@ from sliceai.planning.planner import (
     Forecast,
     Planner,
     PlannerSettings,
+    PlannerSnapshot,
     PlanStep,
     planning_levels,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "PlanStep",
     "Planner",
     "PlannerSettings",
+    "PlannerSnapshot",
     "PooledForecaster",
     "RiskControl",
     "RollingQuantileForecaster",

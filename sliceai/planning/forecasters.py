@@ -50,6 +50,16 @@ class Forecaster(abc.ABC):
         """Forget what was learnt online (a new trace or a new set of series)."""
         self.last_notes = []
 
+    def online_state(self) -> object:
+        """What this forecaster has learnt online, for :meth:`load_online_state` in another
+        process (picklable; None for a forecaster that learns nothing online)."""
+        return None
+
+    def load_online_state(self, state: object) -> None:
+        """Take over :meth:`online_state` of a forecaster of the same make (nothing to
+        take over here)."""
+        del state
+
     def for_queries(self, rows: IntArray) -> Forecaster:
         """A forecaster for side queries (``GetForecast``) on the series ``rows`` of those
         this one plans for: it answers as this one would for them and learns nothing from

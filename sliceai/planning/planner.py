@@ -155,6 +155,18 @@ class PlanStep:
         )
 
 
+@dataclass(frozen=True)
+class PlannerSnapshot:
+    """:meth:`Planner.snapshot`: the risk control's state, the plan in force (warm start),
+    consecutive solver failures, the queue behind each meter and the coverage in force."""
+
+    risk: RiskControl | None
+    previous: Plan | None
+    failures: int
+    backlog: FloatArray
+    in_force: tuple[FloatArray, npt.NDArray[np.bool_]] | None
+
+
 class Planner:
     """Plans one policy's intervals in sequence (state: the plan in force, failures).
 
@@ -220,6 +232,38 @@ class Planner:
         per_slice = q[:, :, 0, :].reshape(len(org), n_slices, 2, -1)
         names = [self.fallback.name if b.all() else self.forecaster.name for b in bad]
         return [Forecast(per_slice[k], names[k], interval_s, n) for k, n in enumerate(notes)]
+
+    def plan(
+        self,
+        history: FloatArray,
+        start_time: float,
+        interval_s: float,
+        reserved_bps: FloatArray | None = None,
+        measured_bps: FloatArray | None = None,
+    ) -> tuple[Forecast, PlanStep]:
+        """The live loop's interval: the forecast after the whole ``history`` and the
+        :meth:`step` it leads to (what :class:`sliceai.engine.planner_process.RemotePlanner`
+        runs in the planner process)."""
+        origin = np.array([history.shape[1]], dtype=np.int64)
+        forecast = self.forecast(history, origin, start_time, interval_s)[0]
+        return forecast, self.step(forecast, reserved_bps, measured_bps)
+
+    def snapshot(self) -> PlannerSnapshot:
+        """What this planner has learnt and holds in force, for :meth:`resume` in another
+        process (the forecaster's online state travels apart). It shares this planner's
+        objects: pickle it (as a pipe does) or copy it before this planner moves on."""
+        return PlannerSnapshot(
+            self.risk, self._previous, self._failures, self._backlog, self._in_force
+        )
+
+    def resume(self, snap: PlannerSnapshot) -> None:
+        """Take over ``snap`` (of a planner of the same policy and settings; it becomes
+        this planner's own)."""
+        self.risk = snap.risk
+        self._previous = snap.previous
+        self._failures = snap.failures
+        self._backlog = snap.backlog
+        self._in_force = snap.in_force
 
     # -- one interval ---------------------------------------------------------------
     def step(

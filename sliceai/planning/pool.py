@@ -32,6 +32,7 @@ so); when every member fails the pool's forecast is NaN and the planner falls ba
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -109,6 +110,17 @@ class PooledForecaster(Forecaster):
             self.level_loss = {}
             self._pending.clear()
         return self.loss
+
+    def online_state(self) -> object:
+        """The losses learnt and the forecasts waiting for their targets (the weights are
+        per member position: a swapped-in member inherits its predecessor's)."""
+        return (self.loss, dict(self.level_loss), dict(self._pending))
+
+    def load_online_state(self, state: object) -> None:
+        loss, level_loss, pending = cast(
+            "tuple[FloatArray | None, dict[float, FloatArray], dict[Any, Any]]", state
+        )
+        self.loss, self.level_loss, self._pending = loss, dict(level_loss), dict(pending)
 
     def for_queries(self, rows: IntArray) -> Forecaster:
         """A read-only view for side queries on the series ``rows`` of those the pool

@@ -1,0 +1,318 @@
+"""The planner in its own process, out of reach of the request threads.
+
+``sliceai serve`` answers every RPC on gRPC threads that share one interpreter lock
+with everything else in the server process. Under a flood of requests, refused or not,
+a plan's forecast and solve (tens of milliseconds of Python and numpy) waited for
+those threads: decision p99 189 ms at 64 slices under the soak's hostile load against
+about 40 ms unloaded (``make soak``, 3 minutes, 2 cores). So ``serve`` plans in a child
+process with its own interpreter and its own copy of the forecaster
+(:class:`PlannerProcess`); the server process keeps the telemetry, the grants and the
+policy, sends each interval's history to the child and mirrors back what the child
+learnt.
+
+- :class:`RemotePlanner` stands in for a policy's :class:`~sliceai.planning.Planner`
+  in the engine. It keeps a *local* planner of the same policy in the server process;
+  after every interval the child's state (risk control, queue behind each meter, plan
+  in force: :meth:`Planner.snapshot`) and the forecaster's online state (a pool's
+  weights) are copied into the local one, so saving the risk state, ``GetForecast``'s
+  weights and a restarted child all read the same state as in one process. The child
+  plans exactly as the local planner would (same code, same inputs, same state): rates
+  agree interval by interval (tests/engine/test_engine_planner_process.py).
+- When the child does not answer within ``timeout_s``, dies or fails, the interval is
+  planned by the local planner in the server process (the plan's explanation says so)
+  and the child is restarted in the background; it takes over the mirrored state on its
+  first interval.
+- The child always solves with :class:`~sliceai.solver.SliceSolver` (an ``Engine``'s
+  injected solver factory is for in-process tests) and reads time from its own clock.
+- A pooled forecaster's member swapped in by ``serve --adapt`` reaches the child too
+  (:meth:`PlannerProcess.swap_member`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sliceai.planning import (
+    Forecast,
+    Forecaster,
+    Planner,
+    PlanStep,
+    PooledForecaster,
+    RollingQuantileForecaster,
+    load_forecaster,
+)
+from sliceai.planning.forecasters import FloatArray
+
+log = logging.getLogger(__name__)
+
+#: Seconds the child may take to build its forecaster (torch and the model load there).
+START_TIMEOUT_S = 180.0
+#: Seconds between attempts to restart a child that died or hung.
+RESTART_BACKOFF_S = 5.0
+
+_KEYS = itertools.count(1)
+
+
+class PlannerUnavailable(RuntimeError):
+    """The planner process did not answer (dead, hung, restarting or failed)."""
+
+
+@dataclass(frozen=True)
+class LoadedForecaster:
+    """Builds the child's forecaster the way ``--model`` does
+    (:func:`sliceai.planning.load_forecaster`); picklable, so it crosses to the child."""
+
+    model: str | None = None
+    device: str = "auto"
+    threads: int | None = 1
+    pool: bool = True
+
+    def __call__(self) -> Forecaster:
+        return load_forecaster(self.model, device=self.device, threads=self.threads, pool=self.pool)
+
+
+def _child_main(conn: Connection, build: Callable[[], Forecaster]) -> None:
+    """The planner process: build the forecaster, then answer ``("plan", key, setup,
+    args)`` and ``("swap", index, member)`` until the pipe closes or ``None`` comes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server process decides when to stop
+    try:
+        forecaster = build()
+    except BaseException as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", forecaster.name))
+    planners: dict[int, Planner] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the server process is gone
+            return
+        if message is None:
+            return
+        try:
+            if message[0] == "swap":
+                _, index, member = message
+                if not isinstance(forecaster, PooledForecaster):
+                    raise TypeError(f"{forecaster.name} has no members to swap")
+                forecaster.swap_member(index, member)
+                conn.send(("ok",))
+                continue
+            _, key, setup, args = message
+            if setup is not None:
+                policy, settings, snapshot, online = setup
+                # a first solve in a fresh process loads compiled code: not against the clock
+                Planner(
+                    policy, RollingQuantileForecaster(), replace(settings, solve_deadline_s=None)
+                ).plan(*args)
+                planner = Planner(policy, forecaster, settings)
+                planner.resume(snapshot)
+                forecaster.load_online_state(online)
+                planners = {key: planner}  # one policy at a time
+            planner = planners[key]
+            forecast, step = planner.plan(*args)
+            conn.send(("ok", forecast, step, planner.snapshot(), forecaster.online_state()))
+        except Exception as exc:  # reported; the server process plans this interval itself
+            conn.send(("error", f"{type(exc).__name__}: {str(exc)[:300]}"))
+
+
+class PlannerProcess:
+    """One child process that plans; thread-safe. Starting blocks until its forecaster is
+    built (:class:`PlannerUnavailable` if it cannot be); :meth:`close` stops it."""
+
+    def __init__(
+        self, build: Callable[[], Forecaster], start_timeout_s: float = START_TIMEOUT_S
+    ) -> None:
+        self._build = build
+        self.start_timeout_s = start_timeout_s
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._proc: multiprocessing.process.BaseProcess | None = None
+        self._known: int | None = None  # the planner key the child holds
+        self._closed = False
+        self._restarting = False
+        #: Children started after the first (each restart after a death or a hang).
+        self.restarts = 0
+        self.pid = self._start()
+
+    def _start(self) -> int:
+        ctx = multiprocessing.get_context("spawn")  # no fork: the server runs threads
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_child_main, args=(child, self._build), name="sliceai-planner", daemon=True
+        )
+        proc.start()
+        child.close()
+        try:
+            if not parent.poll(self.start_timeout_s):
+                raise PlannerUnavailable(f"not ready within {self.start_timeout_s:g} s")
+            reply = parent.recv()
+        except (EOFError, OSError) as exc:
+            reply = ("failed", f"exited while starting ({exc or type(exc).__name__})")
+        except PlannerUnavailable as exc:
+            reply = ("failed", str(exc))
+        if reply[0] != "ready":
+            proc.kill()
+            proc.join(5)
+            parent.close()
+            raise PlannerUnavailable(f"the planner process did not start: {reply[1]}")
+        with self._lock:
+            self._conn, self._proc, self._known = parent, proc, None
+        assert proc.pid is not None
+        return proc.pid
+
+    # -- calls ----------------------------------------------------------------------
+    def plan(
+        self,
+        key: int,
+        setup: Callable[[], tuple[Any, ...]],
+        args: tuple[Any, ...],
+        timeout_s: float,
+    ) -> tuple[Forecast, PlanStep, Any, object]:
+        """One interval of planner ``key`` in the child; ``setup()`` gives what the child
+        needs to build that planner when it does not hold it yet."""
+        with self._lock:
+            conn = self._connection()
+            first = self._known != key
+            reply = self._ask(conn, ("plan", key, setup() if first else None, args), timeout_s)
+            if reply[0] != "ok":
+                self._known = None  # the child's state is in doubt: resend it next time
+                raise PlannerUnavailable(f"the planner process failed: {reply[1]}")
+            self._known = key
+        _, forecast, step, snapshot, online = reply
+        return forecast, step, snapshot, online
+
+    def forget(self, key: int) -> None:
+        """Planner ``key`` moved on in this process: resend its state next time."""
+        with self._lock:
+            if self._known == key:
+                self._known = None
+
+    def swap_member(self, index: int, member: Forecaster, timeout_s: float = 60.0) -> None:
+        """Swap a member of the child's pooled forecaster (``serve --adapt``)."""
+        with self._lock:
+            reply = self._ask(self._connection(), ("swap", index, member), timeout_s)
+        if reply[0] != "ok":
+            raise PlannerUnavailable(f"the planner process did not swap: {reply[1]}")
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            raise PlannerUnavailable("the planner process is restarting")
+        return self._conn
+
+    def _ask(self, conn: Connection, message: object, timeout_s: float) -> Any:
+        try:
+            conn.send(message)
+            if conn.poll(timeout_s):
+                return conn.recv()
+            why = f"no answer within {timeout_s:g} s"
+        except (EOFError, OSError) as exc:
+            why = f"exited ({exc or type(exc).__name__})"
+        self._lost(why)
+        raise PlannerUnavailable(f"the planner process {why}")
+
+    # -- failure and shutdown ------------------------------------------------------------
+    def _lost(self, why: str) -> None:
+        """(Lock held.) Kill the child and restart it in the background."""
+        log.warning("planner process %s; planning in the server process until it restarts", why)
+        if self._proc is not None:
+            self._proc.kill()
+        if self._conn is not None:
+            self._conn.close()
+        self._conn, self._proc, self._known = None, None, None
+        if not self._closed and not self._restarting:
+            self._restarting = True
+            threading.Thread(
+                target=self._restart, name="sliceai-planner-restart", daemon=True
+            ).start()
+
+    def _restart(self) -> None:
+        while not self._closed:
+            try:
+                self._start()
+            except PlannerUnavailable as exc:
+                log.warning("%s; retrying in %g s", exc, RESTART_BACKOFF_S)
+                time.sleep(RESTART_BACKOFF_S)
+                continue
+            self.restarts += 1
+            log.warning("planner process restarted")
+            break
+        self._restarting = False
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with self._lock:
+            self._closed = True
+            conn, proc = self._conn, self._proc
+            self._conn = self._proc = None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        if proc is not None:
+            proc.join(timeout_s)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout_s)
+
+
+class RemotePlanner:
+    """A policy's planner whose intervals run in ``process``; ``local``, a planner of the
+    same policy here, mirrors its state and plans when the process cannot (module
+    docstring). Has what the engine reads of a :class:`Planner`."""
+
+    def __init__(self, local: Planner, process: PlannerProcess, timeout_s: float) -> None:
+        self.local = local
+        self.process = process
+        self.timeout_s = timeout_s
+        self.key = next(_KEYS)
+
+    @property
+    def policy(self) -> Any:
+        return self.local.policy
+
+    @property
+    def risk(self) -> Any:
+        return self.local.risk
+
+    def history_length(self, interval_s: float) -> int:
+        return self.local.history_length(interval_s)
+
+    def _setup(self) -> tuple[Any, ...]:
+        local = self.local
+        return (local.policy, local.settings, local.snapshot(), local.forecaster.online_state())
+
+    def plan(
+        self,
+        history: FloatArray,
+        start_time: float,
+        interval_s: float,
+        reserved_bps: FloatArray | None = None,
+        measured_bps: FloatArray | None = None,
+    ) -> tuple[Forecast, PlanStep]:
+        """:meth:`Planner.plan` in the planner process, or here when it cannot."""
+        args = (history, start_time, interval_s, reserved_bps, measured_bps)
+        try:
+            forecast, step, snapshot, online = self.process.plan(
+                self.key, self._setup, args, self.timeout_s
+            )
+        except PlannerUnavailable as exc:
+            self.process.forget(self.key)  # the local state moves on: resend it
+            forecast, step = self.local.plan(*args)
+            note = f"{exc}; planned in the server process"
+            return forecast, replace(step, notes=(*step.notes, note))
+        self.local.resume(snapshot)
+        self.local.forecaster.load_online_state(online)
+        return forecast, step

@@ -1,0 +1,207 @@
+"""The planner process: plans what the server process would plan, mirrors what it learnt,
+and when it dies or hangs the server process plans until it is back."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sliceai.engine import Engine, EngineSettings, StateStore
+from sliceai.engine.clock import ManualClock
+from sliceai.engine.loop import PlanRecord
+from sliceai.engine.planner_process import PlannerProcess, PlannerUnavailable, RemotePlanner
+from sliceai.planning import (
+    EwmaForecaster,
+    Forecaster,
+    PooledForecaster,
+    RollingQuantileForecaster,
+)
+from sliceai.planning.forecasters import FloatArray, IntArray
+
+#: A file whose presence makes :class:`Stalling` sleep (the child reads the same disk).
+STALL_FILE = "SLICEAI_TEST_STALL"
+
+
+class Stalling(RollingQuantileForecaster):
+    """Rolling quantiles; in a child process, after sleeping 3 s whenever the file named
+    by $SLICEAI_TEST_STALL exists."""
+
+    def quantiles_at(self, *args, **kw):  # type: ignore[no-untyped-def]
+        flag = os.environ.get(STALL_FILE)
+        if flag and multiprocessing.parent_process() is not None and Path(flag).exists():
+            time.sleep(3.0)
+        return super().quantiles_at(*args, **kw)
+
+
+class Level(Forecaster):
+    """Every quantile at ``bps`` (a model that says one thing)."""
+
+    def __init__(self, bps: float) -> None:
+        self.bps = bps
+        self.name = f"level-{bps:g}"
+
+    def quantiles_at(
+        self,
+        history: FloatArray,
+        origins: IntArray,
+        levels: FloatArray,
+        start_time: float,
+        interval_s: float,
+        horizon: int = 1,
+    ) -> FloatArray:
+        return np.full((len(origins), history.shape[0], horizon, len(levels)), self.bps)
+
+
+def pool() -> PooledForecaster:
+    """What both sides forecast with: a pool that learns online (no torch)."""
+    return PooledForecaster([Stalling(), EwmaForecaster(), RollingQuantileForecaster()])
+
+
+def level_pool() -> PooledForecaster:
+    return PooledForecaster([Level(20e6), RollingQuantileForecaster()], prior=[0.999, 0.001])
+
+
+def broken() -> Forecaster:
+    raise RuntimeError("checkpoint is corrupt")
+
+
+def _engine(
+    path: Path, policy_text: str, clock: ManualClock, process: PlannerProcess | None, build=pool
+) -> Engine:  # type: ignore[no-untyped-def]
+    return Engine(
+        StateStore(path),
+        policy_text,
+        build(),
+        settings=EngineSettings(interval_s=1.0),
+        clock=clock.clock,
+        planner_process=process,
+    )
+
+
+def _step(eng: Engine, clock: ManualClock, rng: np.random.Generator) -> PlanRecord:
+    """One interval of bursty telemetry (misses and all), stamped by the engine's clock."""
+    names = eng.policy.slice_names
+    dl = 30e6 * rng.lognormal(0.0, 0.6, len(names))
+    eng.ingest("ctl", clock.clock.wall(), 1.0, names, dl, dl / 3)
+    plan = eng.loop.step()
+    clock.advance(1.0)
+    return plan
+
+
+@pytest.fixture
+def process() -> Iterator[PlannerProcess]:
+    proc = PlannerProcess(pool, start_timeout_s=120)
+    yield proc
+    proc.close()
+
+
+def test_the_planner_process_plans_what_the_server_process_would(
+    tmp_path: Path, policy_text: str, process: PlannerProcess
+) -> None:
+    here_clock, there_clock = ManualClock(), ManualClock()
+    here = _engine(tmp_path / "a.db", policy_text, here_clock, None)
+    there = _engine(tmp_path / "b.db", policy_text, there_clock, process)
+    assert isinstance(there.state.planner, RemotePlanner)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(60):
+        a, b = _step(here, here_clock, rng_a), _step(there, there_clock, rng_b)
+        np.testing.assert_allclose(b.rates_bps, a.rates_bps, rtol=1e-9, atol=1e-3)
+        assert b.explanations == a.explanations
+        assert b.mode == a.mode == "optimized"
+        assert "server process" not in b.explanation
+    # What the child learnt is mirrored here: risk control and pool weights.
+    assert here.state.planner.risk is not None
+    assert there.state.planner.risk is not None
+    assert there.state.planner.risk.state() == here.state.planner.risk.state()
+    assert sum(e["misses"] for e in here.state.planner.risk.state().values()) > 0
+    assert isinstance(there.forecaster, PooledForecaster)
+    assert isinstance(here.forecaster, PooledForecaster)
+    assert there.forecaster.loss is not None
+    assert here.forecaster.loss is not None
+    np.testing.assert_allclose(there.forecaster.loss, here.forecaster.loss)
+    # GetForecast here reads the mirrored weights: the same answer as in one process.
+    fa = here.forecast(["consults"], 3, [0.5, 0.9])
+    fb = there.forecast(["consults"], 3, [0.5, 0.9])
+    np.testing.assert_allclose(fb.values, fa.values)
+
+
+def test_a_killed_planner_process_is_replaced_and_plans_go_on(
+    tmp_path: Path, policy_text: str, process: PlannerProcess
+) -> None:
+    clock = ManualClock()
+    eng = _engine(tmp_path / "s.db", policy_text, clock, process)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        _step(eng, clock, rng)
+    assert eng.state.planner.risk is not None
+    learnt = eng.state.planner.risk.state()
+    os.kill(process.pid, signal.SIGKILL)
+    plan = _step(eng, clock, rng)  # planned here, from the mirrored state
+    assert "planned in the server process" in plan.explanation
+    assert plan.mode == "optimized"
+    counted = sum(e["counted"] for e in eng.state.planner.risk.state().values())
+    assert counted >= sum(e["counted"] for e in learnt.values())  # carried on, not reset
+    deadline = time.monotonic() + 120
+    while not (process.alive and process.restarts == 1):
+        assert time.monotonic() < deadline, "the planner process was not restarted"
+        _step(eng, clock, rng)  # the loop keeps planning meanwhile
+        time.sleep(0.2)
+    plan = _step(eng, clock, rng)
+    assert "server process" not in plan.explanation  # the new child plans again
+    assert process.pid != 0
+
+
+def test_a_planner_process_that_hangs_costs_one_interval_not_the_loop(
+    tmp_path: Path, policy_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = tmp_path / "stall"
+    monkeypatch.setenv(STALL_FILE, str(flag))  # before the child starts: it inherits it
+    process = PlannerProcess(pool, start_timeout_s=120)
+    try:
+        clock = ManualClock()
+        eng = _engine(tmp_path / "s.db", policy_text, clock, process)
+        rng = np.random.default_rng(2)
+        assert "server process" not in _step(eng, clock, rng).explanation
+        flag.touch()  # the child now sleeps 3 s in every forecast
+        plan = _step(eng, clock, rng)
+        assert "no answer within 1 s; planned in the server process" in plan.explanation
+        assert plan.mode == "optimized"
+        flag.unlink()
+        deadline = time.monotonic() + 120
+        while not (process.alive and process.restarts == 1):
+            assert time.monotonic() < deadline, "the hung planner process was not replaced"
+            time.sleep(0.2)
+        assert "server process" not in _step(eng, clock, rng).explanation
+    finally:
+        process.close()
+
+
+def test_a_planner_process_that_cannot_start_says_why() -> None:
+    with pytest.raises(PlannerUnavailable, match="checkpoint is corrupt"):
+        PlannerProcess(broken, start_timeout_s=120)
+
+
+def test_a_member_swapped_in_reaches_the_planner_process(tmp_path: Path, policy_text: str) -> None:
+    process = PlannerProcess(level_pool, start_timeout_s=120)
+    try:
+        clock = ManualClock()
+        eng = _engine(tmp_path / "s.db", policy_text, clock, process, level_pool)
+        rng = np.random.default_rng(4)
+        before = _step(eng, clock, rng)
+        eng.swap_member(0, Level(80e6))
+        after = _step(eng, clock, rng)
+        assert "server process" not in after.explanation
+        last = eng.loop.last_forecast
+        assert last is not None
+        # the forecast came from the child, which now pools the new member
+        assert np.median(last[1].quantiles) > 70e6
+        assert after.rates_bps.sum() > before.rates_bps.sum()
+    finally:
+        process.close()
