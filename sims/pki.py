@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +75,7 @@ class CertSpec:
     common_name: str | None = None
 
 
-def make_pki(directory: Path, clients: dict[str, str | CertSpec | None]) -> Pki:
+def make_pki(directory: Path, clients: Mapping[str, str | CertSpec | None]) -> Pki:
     """A CA, a server certificate for localhost / 127.0.0.1, and client certificates.
 
     ``clients``: file name -> SAN URI (None: a certificate without any SAN) or a

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +73,12 @@ def broken() -> Forecaster:
 
 
 def _engine(
-    path: Path, policy_text: str, clock: ManualClock, process: PlannerProcess | None, build=pool
-) -> Engine:  # type: ignore[no-untyped-def]
+    path: Path,
+    policy_text: str,
+    clock: ManualClock,
+    process: PlannerProcess | None,
+    build: Callable[[], Forecaster] = pool,
+) -> Engine:
     return Engine(
         StateStore(path),
         policy_text,
