@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=20.0, help="s before the load starts")
     ap.add_argument("--model", default="default", help="serve --model (default: bundled)")
     ap.add_argument("--interval", default="1s", help="serve --interval")
+    ap.add_argument(
+        "--hostile-nice",
+        type=int,
+        default=19,
+        help="nice increment of the hostile driver's thread (default 19: it stands for callers "
+        "on other machines; 0: it competes with the server for this machine's CPU)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sliceai-soak-") as tmp:
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         names = tuple(f"s{i:03d}" for i in range(SLICES))
         period = float(args.interval.rstrip("s")) if args.interval.endswith("s") else 1.0
         honest = Honest(target, pki, names, period)
-        hostile = Hostile(target, pki, args.scale, names)
+        hostile = Hostile(target, pki, args.scale, names, args.hostile_nice)
         try:
             honest.start()
             time.sleep(args.warmup)
@@ -142,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     figures.update(
         minutes=args.minutes,
         scale=args.scale,
+        hostile_nice=args.hostile_nice,
         model=args.model,
         cpus=os.cpu_count(),
         load_avg=os.getloadavg()[0],
@@ -171,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(growth {f['rss_growth_mb']:+.1f} MB, {f['rss_steady_growth_mb']:+.1f} MB after the "
         f"first 30 s of load, max {f['rss_max_mb']:.0f} MB)",
         f"  limit hits: {json.dumps(f['limit_hits'], sort_keys=True)}",
-        f"  hostile attempts: {json.dumps(f['hostile_attempts'], sort_keys=True)}",
+        f"  hostile attempts: {json.dumps(f['hostile_attempts'], sort_keys=True)} "
+        f"({sum(f['hostile_attempts'].values()) / (60 * args.minutes):.0f}/s, driver at nice "
+        f"+{args.hostile_nice})",
     ]
     print("\n" + "\n".join(lines))
     for what, passed in ok.items():

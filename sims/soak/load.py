@@ -2,7 +2,10 @@
 honest controller whose plans, decision times and round trips are what the soak reports.
 
 The hostile side runs in one asyncio loop (grpc.aio) on its own thread, so thousands of
-stream attempts cost no thread each:
+stream attempts cost no thread each. It stands for callers on other machines, so on the
+soak's one machine that thread runs at the lowest priority (``nice``, 19 by default): it
+takes idle CPU, not the server's (its attempts per second are reported; with ``nice=0``
+it competes with the server as an equal):
 
 - ``forecast``: 4 x scale callers asking ``GetForecast`` for ~85,000 slices (500 KB)
   at once, again and again (case 2);
@@ -30,6 +33,7 @@ import numpy as np
 
 from sims.pki import Pki
 from sliceai.api.client import SliceaiClient
+from sliceai.api.server import lower_priority
 from sliceai.v1 import controller_pb2_grpc, mec_pb2, mec_pb2_grpc
 
 #: The URI SAN (identity) of each soak certificate.
@@ -65,14 +69,19 @@ class Hostile:
     pki: Pki
     scale: float
     slices: tuple[str, ...]
+    nice: int = 19  # the driver's thread's nice increment (callers on other machines)
     attempts: collections.Counter[str] = field(default_factory=collections.Counter)
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        lower_priority(self.nice)  # this thread only: the honest controller keeps its own
+        asyncio.run(self._main())
 
     def stop(self) -> None:
         self._stop.set()
