@@ -120,8 +120,8 @@ class RiskControl:
 
     def explain(self, i: int) -> str:
         """What the control did to slice ``i`` (empty while its level is ``1 - risk``)."""
-        a, alpha = self.miscoverage[i], self.alpha[i]
-        if np.isclose(a, alpha, rtol=1e-3, atol=0.0):
+        a, alpha = float(self.miscoverage[i]), float(self.alpha[i])
+        if abs(a - alpha) <= 1e-3 * abs(alpha):  # np.isclose(rtol=1e-3, atol=0), without numpy
             return ""
         level = "all it may get" if a <= 0 else f"{1 - a:.6g}"
         how = "raised" if a < alpha else "lowered"
