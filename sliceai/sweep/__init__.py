@@ -1,4 +1,4 @@
-"""``sliceai sweep``: replays of every (trace, policy, allocator) as Ray tasks (``sliceai[scale]``).
+"""``sliceai sweep``: replays of every (trace, policy, allocator) on Ray (``sliceai[scale]``).
 
 :mod:`sliceai.sweep.cells` (one cell: :func:`sliceai.replay.replay`, its result file and
 rows; no Ray), :mod:`sliceai.sweep.runner` (the only module importing Ray),

@@ -1,10 +1,14 @@
 """Sweep cells: one (trace, policy, allocator) replay each, its result file, its table rows.
 
-No Ray here: :func:`run_cell` is what a Ray task runs (:mod:`sliceai.sweep.runner`) and
-what :func:`run_here` runs one after another in this process (the benchmark's peer). A
-cell's replay is :func:`sliceai.replay.replay` on the trace read by
-:func:`sliceai.traffic.open_trace` (long CSV, Parquet, ...), exactly as ``sliceai replay``
-does for one allocator.
+No Ray here: a :class:`CellRunner` runs cells one after another in one process, in each
+Ray worker of :mod:`sliceai.sweep.runner` (one per core) and in :func:`run_here` (the
+benchmark's peer); :func:`run_cell` is one cell on a fresh runner. A cell's replay is
+:func:`sliceai.replay.replay` of one allocator on the trace's chunks as
+:func:`sliceai.traffic.open_trace` reads them (long CSV, Parquet, ...), as ``sliceai
+replay`` does. A runner keeps the last traces it read (their chunks, up to
+``max_trace_bytes`` each) and the policies, so a worker reads a trace once for its cells
+rather than twice per cell; the model is loaded once per process
+(:func:`sliceai.replay.planned.model_forecaster`).
 
 Layout under the output directory, one folder per cell (Hive-style names)::
 
@@ -25,6 +29,7 @@ import re
 import secrets
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,12 +37,13 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from sliceai.policy import load_policy
+from sliceai.policy import Policy, load_policy
 from sliceai.replay import replay
 from sliceai.replay.engine import directions_with_demand
+from sliceai.replay.planned import model_forecaster
 from sliceai.replay.report import report_json
 from sliceai.replay.summary import over_risk
-from sliceai.traffic import open_trace
+from sliceai.traffic import Trace, open_trace
 
 RESULT = "result.json"
 ERROR = "error.json"
@@ -144,51 +150,128 @@ def error_record(cell: Cell, out: Path, error: str, seconds: float = 0.0) -> dic
     return record
 
 
-def run_cell(cell: Cell, out: Path) -> dict[str, Any]:
-    """Replay one cell, write its result (or error) under ``out``; its record.
+class CellRunner:
+    """Runs cells one after another in this process, keeping what they share.
 
-    Never raises for a failing replay (unreadable trace, trace that does not fit the
-    policy, allocator that fails): the error is the record.
+    The chunks of the last ``max_traces`` traces read (a trace over ``max_trace_bytes``
+    is streamed twice per cell instead, as one cell alone would) and every policy read,
+    each keyed by what :func:`inputs_of` checks, so a file changed in between is read
+    again. A replay never writes to a trace's arrays (they are read-only).
     """
-    t0 = time.perf_counter()
-    try:
-        inputs = inputs_of(cell)
-        policy = load_policy(cell.policy)
-        present = directions_with_demand(open_trace(cell.trace, slices=policy.slice_names))
-        result = replay(
-            open_trace(cell.trace, slices=policy.slice_names),
-            policy,
-            [cell.allocator],
-            trace_name=Path(cell.trace).name,
-            demand_directions=present,
-        )
-        metrics = result.allocators[cell.allocator].metrics
-        record = {
-            "cell": asdict(cell),
-            "inputs": inputs,
-            "status": "ok",
-            "seconds": time.perf_counter() - t0,
-            "report": report_json(result),
-            "over_risk": over_risk(metrics["slices"], policy),
-            "risk": {s.name: s.risk for s in policy.slices},
+
+    def __init__(self, max_traces: int = 2, max_trace_bytes: int = 256 << 20) -> None:
+        self.max_traces = max_traces
+        self.max_trace_bytes = max_trace_bytes
+        self._traces: OrderedDict[tuple[Any, ...], tuple[list[Trace], tuple[bool, bool]]]
+        self._traces = OrderedDict()
+        self._too_big: set[tuple[Any, ...]] = set()
+        self._policies: dict[tuple[str, str], Policy] = {}
+        self.cells = 0
+        self.trace_reads = 0
+        self.seconds = 0.0
+
+    def _policy(self, path: str, sha256: str) -> Policy:
+        key = (path, sha256)
+        if key not in self._policies:
+            self._policies[key] = load_policy(path)
+        return self._policies[key]
+
+    def _chunks(self, key: tuple[Any, ...]) -> tuple[list[Trace], tuple[bool, bool]] | None:
+        """The trace's chunks and its directions with demand, read once; None if too big."""
+        if key in self._traces:
+            self._traces.move_to_end(key)
+            return self._traces[key]
+        if self.max_traces < 1 or key in self._too_big:
+            return None
+        path, slices = key[0], key[-1]
+        chunks, size = [], 0
+        self.trace_reads += 1
+        for chunk in open_trace(path, slices=slices):
+            size += chunk.load_bps.nbytes + sum(a.nbytes for a in chunk.extras.values())
+            if size > self.max_trace_bytes:
+                self._too_big.add(key)
+                return None
+            chunks.append(chunk)
+        found = (chunks, directions_with_demand(chunks))
+        self._traces[key] = found
+        while len(self._traces) > self.max_traces:
+            self._traces.popitem(last=False)
+        return found
+
+    def run(self, cell: Cell, out: Path) -> dict[str, Any]:
+        """Replay one cell, write its result (or error) under ``out``; its record.
+
+        Never raises for a failing replay (unreadable trace, trace that does not fit the
+        policy, allocator that fails): the error is the record.
+        """
+        t0 = time.perf_counter()
+        out = Path(out)
+        self.cells += 1
+        try:
+            inputs = inputs_of(cell)
+            policy = self._policy(cell.policy, inputs["policy_sha256"])
+            key = (cell.trace, inputs["trace_size"], inputs["trace_mtime_ns"], policy.slice_names)
+            kept = self._chunks(key)
+            if kept is None:  # too big to keep: stream it, once to look and once to replay
+                self.trace_reads += 2
+                present = directions_with_demand(open_trace(cell.trace, slices=policy.slice_names))
+                source: Iterable[Trace] = open_trace(cell.trace, slices=policy.slice_names)
+            else:
+                source, present = kept
+            result = replay(
+                source,
+                policy,
+                [cell.allocator],
+                trace_name=Path(cell.trace).name,
+                demand_directions=present,
+            )
+            metrics = result.allocators[cell.allocator].metrics
+            record = {
+                "cell": asdict(cell),
+                "inputs": inputs,
+                "status": "ok",
+                "seconds": time.perf_counter() - t0,
+                "report": report_json(result),
+                "over_risk": over_risk(metrics["slices"], policy),
+                "risk": {s.name: s.risk for s in policy.slices},
+            }
+        except Exception as exc:
+            seconds = time.perf_counter() - t0
+            self.seconds += seconds
+            return error_record(cell, out, f"{type(exc).__name__}: {exc}", seconds)
+        _write_json(out / "cells" / cell.key / RESULT, record)
+        (out / "cells" / cell.key / ERROR).unlink(missing_ok=True)
+        self.seconds += time.perf_counter() - t0
+        return record
+
+    def stats(self) -> dict[str, Any]:
+        """This process's id, the cells it ran, their seconds, the trace files it read and
+        how many times it loaded a model (:func:`sliceai.replay.planned.model_forecaster`)."""
+        return {
+            "pid": os.getpid(),
+            "cells": self.cells,
+            "seconds": self.seconds,
+            "trace_reads": self.trace_reads,
+            "model_loads": model_forecaster.cache_info().misses,
         }
-    except Exception as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        return error_record(cell, out, detail, time.perf_counter() - t0)
-    _write_json(out / "cells" / cell.key / RESULT, record)
-    (out / "cells" / cell.key / ERROR).unlink(missing_ok=True)
-    return record
+
+
+def run_cell(cell: Cell, out: Path) -> dict[str, Any]:
+    """One cell on a fresh :class:`CellRunner` (see :meth:`CellRunner.run`)."""
+    return CellRunner(max_traces=0).run(cell, out)
 
 
 def run_here(cells: Iterable[Cell], out: Path, *, progress: bool = False) -> list[dict[str, Any]]:
-    """Every cell in this process, one after another (finished ones read back)."""
+    """Every cell in this process, one after another on one :class:`CellRunner` (finished
+    ones read back)."""
     cells = list(cells)
+    runner = CellRunner()
     records = []
     with tqdm(
         total=len(cells), desc="sweep", unit="cell", file=sys.stderr, disable=not progress
     ) as bar:
         for cell in cells:
-            records.append(finished(cell, out) or run_cell(cell, out))
+            records.append(finished(cell, out) or runner.run(cell, out))
             bar.update()
     return records
 

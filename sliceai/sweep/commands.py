@@ -16,9 +16,9 @@ from typing import Any
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "sweep",
-        help="replay every (trace, policy, allocator) as Ray tasks; one table and report",
-        description="Replay every combination of traces, policies and allocators, each as a "
-        "Ray task (a local Ray with the machine's cores, or a cluster with --address). Each "
+        help="replay every (trace, policy, allocator) on Ray; one table and report",
+        description="Replay every combination of traces, policies and allocators on Ray, a "
+        "worker per CPU (a local Ray with the machine's cores, or a cluster with --address). Each "
         "cell's result is written under DIR/cells/ as it finishes, so running the same sweep "
         "again skips finished cells. Writes DIR/results.parquet, DIR/results.csv (one row per "
         "cell and slice) and DIR/summary.md with plots. Needs sliceai[scale].",
@@ -43,7 +43,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to run on (default: a local Ray)")
     p.add_argument(
-        "--num-cpus", type=int, metavar="N", help="local Ray's CPUs (default: all cores)"
+        "--num-cpus",
+        type=int,
+        metavar="N",
+        help="local Ray's CPUs, the most workers (default: all cores)",
     )
     p.add_argument("--no-plots", action="store_true", help="no PNG plots in the summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -92,6 +92,47 @@ def test_a_sweep_on_ray_matches_sequential_replays_and_resumes(inputs, tmp_path:
 
 
 @pytest.mark.usefixtures("local_ray")
+def test_each_worker_loads_the_model_once_and_reads_each_trace_once(inputs, tmp_path) -> None:
+    traces, policies = inputs
+    cells = cells_mod.plan_cells(traces, policies, ["sliceai", "static"])
+    stats: list[dict] = []
+    records, _ = runner.run_sweep(cells, tmp_path / "ray", worker_stats=stats)
+    assert [r["status"] for r in records] == ["ok"] * 8
+    assert len(stats) == 2  # one worker per CPU of the local Ray
+    assert len({s["pid"] for s in stats}) == 2
+    assert sum(s["cells"] for s in stats) == 8
+    # the model once per worker that ran a model cell, on one torch thread like the peer
+    assert all(s["model_loads"] <= 1 for s in stats)
+    assert sum(s["model_loads"] for s in stats) >= 1
+    assert {s["torch_threads"] for s in stats if s["model_loads"]} == {1}
+    # two traces, each kept once read: at most one read of each per worker
+    assert all(s["trace_reads"] <= 2 for s in stats)
+    # identical to the same cells one after another in this process (1 torch thread)
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = cells_mod.run_here(cells, tmp_path / "here")
+        alone = cells_mod.run_cell(cells[0], tmp_path / "alone")  # a fresh runner, streamed
+    finally:
+        torch.set_num_threads(threads)
+    assert [_metrics(r) for r in here] == [_metrics(r) for r in records]
+    assert _metrics(alone) == _metrics(records[0])
+
+
+def test_a_runner_reads_a_trace_once_unless_too_big_to_keep(inputs, tmp_path: Path) -> None:
+    traces, policies = inputs
+    cells = cells_mod.plan_cells(traces[:1], policies, ["static", "ewma"])
+    kept, streamed = cells_mod.CellRunner(), cells_mod.CellRunner(max_trace_bytes=1000)
+    a = [kept.run(c, tmp_path / "kept") for c in cells]
+    b = [streamed.run(c, tmp_path / "streamed") for c in cells]
+    assert kept.stats()["trace_reads"] == 1
+    assert streamed.stats()["trace_reads"] == 1 + 2 * 4  # one try to keep it, then 2 per cell
+    assert [_metrics(r) for r in a] == [_metrics(r) for r in b]
+    assert _metrics(cells_mod.run_cell(cells[1], tmp_path / "alone")) == _metrics(a[1])
+
+
+@pytest.mark.usefixtures("local_ray")
 def test_a_failing_cell_is_recorded_and_the_others_finish(inputs, tmp_path: Path) -> None:
     traces, policies = inputs
     hospital = bundled_policy_path("hospital.yaml")  # campus traces do not fit it
