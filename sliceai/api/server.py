@@ -36,6 +36,7 @@ from sliceai.api.servicers import (
     PlanCache,
 )
 from sliceai.engine import Engine
+from sliceai.engine.limits import LimitHits
 from sliceai.v1 import admin_pb2, controller_pb2, mec_pb2
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,28 @@ def _passthrough(message: Any) -> bytes:
     return out
 
 
+@dataclass(frozen=True)
+class _Unary:
+    """What a unary handler checks before the servicer sees a request."""
+
+    auth: Authorizer
+    hits: LimitHits
+    method: str
+    max_bytes: int
+
+
 def _decode(
-    auth: Authorizer, message: type[Message], request: bytes, context: grpc.ServicerContext
+    unary: _Unary, message: type[Message], request: bytes, context: grpc.ServicerContext
 ) -> Any:
-    """``request`` parsed as ``message``; an undecodable one aborts with INVALID_ARGUMENT."""
-    auth.authenticate(context)  # strangers learn nothing, not even how their bytes parse
+    """``request`` parsed as ``message``: one over ``max_bytes`` aborts with
+    RESOURCE_EXHAUSTED before it is parsed, an undecodable one with INVALID_ARGUMENT."""
+    unary.auth.authenticate(context)  # strangers learn nothing, not even how their bytes parse
+    if len(request) > unary.max_bytes:
+        refused = unary.hits.hit(
+            "request_bytes",
+            f"{unary.method} request of {len(request)} bytes; at most {unary.max_bytes}",
+        )
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(refused))
     try:
         return message.FromString(request)
     except DecodeError as exc:
@@ -106,32 +124,40 @@ def _decode(
 
 
 def _unary_handler(
-    auth: Authorizer, behaviour: Callable[[Any, grpc.ServicerContext], Any], message: type[Message]
+    unary: _Unary, behaviour: Callable[[Any, grpc.ServicerContext], Any], message: type[Message]
 ) -> grpc.RpcMethodHandler[Any, Any]:
     def handle(request: bytes, context: grpc.ServicerContext) -> Any:
-        return behaviour(_decode(auth, message, request, context), context)
+        return behaviour(_decode(unary, message, request, context), context)
 
     return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_passthrough)
 
 
 def _unary_stream_handler(
-    auth: Authorizer,
+    unary: _Unary,
     behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
     message: type[Message],
 ) -> grpc.RpcMethodHandler[Any, Any]:
     def handle(request: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
-        yield from behaviour(_decode(auth, message, request, context), context)
+        yield from behaviour(_decode(unary, message, request, context), context)
 
     return grpc.unary_stream_rpc_method_handler(handle, response_serializer=_passthrough)
 
 
 def _handlers(
-    auth: Authorizer, controller: ControllerServicer, mec: MecServicer, admin: AdminServicer
+    auth: Authorizer,
+    engine: Engine,
+    controller: ControllerServicer,
+    mec: MecServicer,
+    admin: AdminServicer,
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     m, a = mec_pb2, admin_pb2
 
-    def unary(behaviour: Callable[..., Any], message: type[Message]) -> Any:
-        return _unary_handler(auth, behaviour, message)
+    def checks(service: str, behaviour: Callable[..., Any]) -> _Unary:
+        method = f"{service}.{behaviour.__name__}"  # as METHOD_ROLES names it
+        return _Unary(auth, engine.limit_hits, method, engine.limits.request_bytes_for(method))
+
+    def unary(service: str, behaviour: Callable[..., Any], message: type[Message]) -> Any:
+        return _unary_handler(checks(service, behaviour), behaviour, message)
 
     return [
         grpc.method_handlers_generic_handler(
@@ -147,23 +173,31 @@ def _handlers(
         grpc.method_handlers_generic_handler(
             SERVICE_NAMES[1],
             {
-                "PushTelemetry": unary(mec.PushTelemetry, m.KpmReport),
-                "GetForecast": unary(mec.GetForecast, m.ForecastRequest),
-                "RequestBandwidth": unary(mec.RequestBandwidth, m.BwInfo),
-                "ModifyBandwidth": unary(mec.ModifyBandwidth, m.ModifyBandwidthRequest),
-                "ReleaseBandwidth": unary(mec.ReleaseBandwidth, m.ReleaseBandwidthRequest),
-                "ListBandwidth": unary(mec.ListBandwidth, m.ListBandwidthRequest),
+                "PushTelemetry": unary("MecService", mec.PushTelemetry, m.KpmReport),
+                "GetForecast": unary("MecService", mec.GetForecast, m.ForecastRequest),
+                "RequestBandwidth": unary("MecService", mec.RequestBandwidth, m.BwInfo),
+                "ModifyBandwidth": unary(
+                    "MecService", mec.ModifyBandwidth, m.ModifyBandwidthRequest
+                ),
+                "ReleaseBandwidth": unary(
+                    "MecService", mec.ReleaseBandwidth, m.ReleaseBandwidthRequest
+                ),
+                "ListBandwidth": unary("MecService", mec.ListBandwidth, m.ListBandwidthRequest),
                 "WatchAllocations": _unary_stream_handler(
-                    auth, mec.WatchAllocations, m.WatchAllocationsRequest
+                    checks("MecService", mec.WatchAllocations),
+                    mec.WatchAllocations,
+                    m.WatchAllocationsRequest,
                 ),
             },
         ),
         grpc.method_handlers_generic_handler(
             SERVICE_NAMES[2],
             {
-                "GetPolicy": unary(admin.GetPolicy, a.GetPolicyRequest),
-                "ApplyPolicy": unary(admin.ApplyPolicy, a.ApplyPolicyRequest),
-                "ListPolicyVersions": unary(admin.ListPolicyVersions, a.ListPolicyVersionsRequest),
+                "GetPolicy": unary("AdminService", admin.GetPolicy, a.GetPolicyRequest),
+                "ApplyPolicy": unary("AdminService", admin.ApplyPolicy, a.ApplyPolicyRequest),
+                "ListPolicyVersions": unary(
+                    "AdminService", admin.ListPolicyVersions, a.ListPolicyVersionsRequest
+                ),
             },
         ),
     ]
@@ -227,6 +261,7 @@ class SliceaiServer:
         self.server.add_generic_rpc_handlers(
             _handlers(
                 self.auth,
+                engine,
                 ControllerServicer(engine, self.auth, streams, cache),
                 MecServicer(engine, self.auth, streams, cache),
                 AdminServicer(engine, self.auth),

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 
 from sliceai.engine.errors import Exhausted
 
+#: Wire bytes a KPM report row may take (a record's name, slice, value and framing, with
+#: room to spare) in the ``PushTelemetry`` request size limit.
+BYTES_PER_ROW = 256
+#: The largest policy text ``ApplyPolicy`` takes (:data:`sliceai.policy.loader.MAX_POLICY_BYTES`).
+POLICY_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -48,6 +54,10 @@ class Limits:
     forecast_concurrency: int = 4
     #: Rows in one telemetry batch or KPM report (and names in a Hello's slice table).
     batch_rows: int = 4096
+    #: Bytes of one unary request, refused before it is decoded; ``PushTelemetry`` may
+    #: also take :data:`BYTES_PER_ROW` per ``batch_rows`` and ``ApplyPolicy`` a policy's
+    #: 1 MiB (:meth:`request_bytes_for`).
+    request_bytes: int = 64 << 10
     #: Telemetry sources kept at once (a new one past this is refused).
     sources: int = 1024
     #: Telemetry sources one identity may feed through ``PushTelemetry``.
@@ -69,6 +79,14 @@ class Limits:
     def workers(self) -> int:
         """Size of the gRPC worker pool: every stream's thread plus ``unary_workers``."""
         return self.controller_streams + self.watch_streams + self.unary_workers
+
+    def request_bytes_for(self, method: str) -> int:
+        """The most bytes a unary request to ``method`` ("Service.Method") may have."""
+        if method == "MecService.PushTelemetry":
+            return max(self.request_bytes, BYTES_PER_ROW * self.batch_rows)
+        if method == "AdminService.ApplyPolicy":
+            return self.request_bytes + POLICY_BYTES
+        return self.request_bytes
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

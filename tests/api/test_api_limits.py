@@ -20,7 +20,7 @@ from sliceai.api.metrics import ServiceMetrics
 from sliceai.api.server import ServerSettings, SliceaiServer, TlsFiles
 from sliceai.engine import Engine, EngineSettings, StateStore
 from sliceai.planning import RollingQuantileForecaster
-from sliceai.v1 import controller_pb2
+from sliceai.v1 import controller_pb2, mec_pb2
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -193,6 +193,30 @@ def test_oversized_forecasts_are_refused_and_counted(serve: Callable[..., Served
     assert s.hits("forecast_horizon") == 1
 
 
+def test_oversized_requests_are_refused_before_they_are_decoded(
+    serve: Callable[..., Served],
+) -> None:
+    s = serve()
+    time.sleep(0.2)
+    with SliceaiClient(s.target, timeout_s=10) as c:
+        # 85,000 slice names (about 850 KB): refused on its size, never parsed
+        assert _code(lambda: c.forecast(["consults"] * 85_000)) == EXHAUSTED
+        # a KPM report may be larger: up to 256 bytes per batch row
+        report = mec_pb2.KpmReport(
+            source_id="kpm-1",
+            timestamp_unix_s=time.time(),
+            granularity_period_s=1.0,
+            records=[
+                mec_pb2.KpmRecord(name="DRB.UEThpDl", slice="consults", value=1.0)
+                for _ in range(4000)
+            ],
+        )
+        assert report.ByteSize() > 64 << 10
+        c.mec.PushTelemetry(report, timeout=10)
+    assert s.hits("request_bytes") == 1
+    assert s.hits("forecast_slices") == 0
+
+
 def test_a_batch_summing_past_the_rate_ceiling_is_invalid(serve: Callable[..., Served]) -> None:
     s = serve()
     with SliceaiClient(s.target, timeout_s=5) as c:
@@ -223,7 +247,6 @@ def test_kpm_sources_per_identity(serve: Callable[..., Served]) -> None:
 def test_modify_into_a_copy_of_another_grant_is_already_exists(
     serve: Callable[..., Served],
 ) -> None:
-    from sliceai.v1 import mec_pb2
 
     s = serve()
     with SliceaiClient(s.target, timeout_s=5) as c:

@@ -65,7 +65,7 @@ def test_short_soak_controllers_keep_getting_plans(tmp_path: Path) -> None:
     made = last.version - first.version
     assert made <= (until - started + 1.0) * (1 / (0.25 * INTERVAL_S) + 1 / 0.5) + 2
     hits = engine.limit_hits
-    for limit in ("forecast_slices", "streams_per_identity", "sources_per_identity"):
+    for limit in ("request_bytes", "streams_per_identity", "sources_per_identity"):
         assert hits.count(limit) > 0, (limit, hits.counts)
     assert hostile.attempts["hello"] > 0
     assert hostile.attempts["watch"] > 0
