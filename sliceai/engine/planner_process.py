@@ -42,6 +42,8 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
+
 from sliceai.planning import (
     Forecast,
     Forecaster,
@@ -92,6 +94,7 @@ def _child_main(conn: Connection, build: Callable[[], Forecaster]) -> None:
         return
     conn.send(("ready", forecaster.name))
     planners: dict[int, Planner] = {}
+    histories: dict[int, FloatArray] = {}  # the history each planner last planned from
     while True:
         try:
             message = conn.recv()
@@ -107,19 +110,25 @@ def _child_main(conn: Connection, build: Callable[[], Forecaster]) -> None:
                 forecaster.swap_member(index, member)
                 conn.send(("ok",))
                 continue
-            _, key, setup, args = message
+            _, key, setup, (how, *given), rest = message
+            if how == "full":  # the whole history, or the newest column appended
+                history = given[0]
+            else:
+                column, length = given
+                history = np.concatenate([histories[key], column], axis=1)[:, -length:]
+            histories = {key: history}
             if setup is not None:
                 policy, settings, snapshot, online = setup
                 # a first solve in a fresh process loads compiled code: not against the clock
                 Planner(
                     policy, RollingQuantileForecaster(), replace(settings, solve_deadline_s=None)
-                ).plan(*args)
+                ).plan(history, *rest)
                 planner = Planner(policy, forecaster, settings)
                 planner.resume(snapshot)
                 forecaster.load_online_state(online)
                 planners = {key: planner}  # one policy at a time
             planner = planners[key]
-            forecast, step = planner.plan(*args)
+            forecast, step = planner.plan(history, *rest)
             conn.send(("ok", forecast, step, planner.snapshot(), forecaster.online_state()))
         except Exception as exc:  # reported; the server process plans this interval itself
             conn.send(("error", f"{type(exc).__name__}: {str(exc)[:300]}"))
@@ -175,15 +184,20 @@ class PlannerProcess:
         self,
         key: int,
         setup: Callable[[], tuple[Any, ...]],
-        args: tuple[Any, ...],
+        history: Callable[[bool], tuple[Any, ...]],
+        rest: tuple[Any, ...],
         timeout_s: float,
     ) -> tuple[Forecast, PlanStep, Any, object]:
-        """One interval of planner ``key`` in the child; ``setup()`` gives what the child
-        needs to build that planner when it does not hold it yet."""
+        """One interval of planner ``key`` in the child: ``setup()`` gives what the child
+        needs to build that planner when it does not hold it yet, ``history(first)`` the
+        history to plan from (``("full", series)``, or unless ``first``, ``("append",
+        column, length)`` onto the one sent before), ``rest`` the other arguments of
+        :meth:`Planner.plan`."""
         with self._lock:
             conn = self._connection()
             first = self._known != key
-            reply = self._ask(conn, ("plan", key, setup() if first else None, args), timeout_s)
+            message = ("plan", key, setup() if first else None, history(first), rest)
+            reply = self._ask(conn, message, timeout_s)
             if reply[0] != "ok":
                 self._known = None  # the child's state is in doubt: resend it next time
                 raise PlannerUnavailable(f"the planner process failed: {reply[1]}")
@@ -278,6 +292,7 @@ class RemotePlanner:
         self.process = process
         self.timeout_s = timeout_s
         self.key = next(_KEYS)
+        self._sent: FloatArray | None = None  # the history the child planned from last
 
     @property
     def policy(self) -> Any:
@@ -303,16 +318,37 @@ class RemotePlanner:
         measured_bps: FloatArray | None = None,
     ) -> tuple[Forecast, PlanStep]:
         """:meth:`Planner.plan` in the planner process, or here when it cannot."""
-        args = (history, start_time, interval_s, reserved_bps, measured_bps)
+        rest = (start_time, interval_s, reserved_bps, measured_bps)
+
+        def payload(first: bool) -> tuple[Any, ...]:
+            # ~600 KB at 64 slices in full; a pipe moves 64 KB per write, and each write
+            # waits for the interpreter lock again: send only what is new when possible
+            sent = self._sent
+            if first or sent is None or not _extends(history, sent):
+                return ("full", history)
+            return ("append", history[:, -1:].copy(), history.shape[1])
+
         try:
             forecast, step, snapshot, online = self.process.plan(
-                self.key, self._setup, args, self.timeout_s
+                self.key, self._setup, payload, rest, self.timeout_s
             )
         except PlannerUnavailable as exc:
+            self._sent = None
             self.process.forget(self.key)  # the local state moves on: resend it
-            forecast, step = self.local.plan(*args)
+            forecast, step = self.local.plan(history, *rest)
             note = f"{exc}; planned in the server process"
             return forecast, replace(step, notes=(*step.notes, note))
+        self._sent = history
         self.local.resume(snapshot)
         self.local.forecaster.load_online_state(online)
         return forecast, step
+
+
+def _extends(history: FloatArray, sent: FloatArray) -> bool:
+    """Whether ``history`` is ``sent`` with one column appended (the oldest columns
+    dropped to keep its length): then the child can rebuild it from that column."""
+    n, length = history.shape
+    if sent.shape[0] != n or not 1 <= length <= sent.shape[1] + 1:
+        return False
+    kept = length - 1
+    return bool(np.array_equal(history[:, :kept], sent[:, sent.shape[1] - kept :], equal_nan=True))

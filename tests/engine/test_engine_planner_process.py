@@ -16,7 +16,12 @@ import pytest
 from sliceai.engine import Engine, EngineSettings, StateStore
 from sliceai.engine.clock import ManualClock
 from sliceai.engine.loop import PlanRecord
-from sliceai.engine.planner_process import PlannerProcess, PlannerUnavailable, RemotePlanner
+from sliceai.engine.planner_process import (
+    PlannerProcess,
+    PlannerUnavailable,
+    RemotePlanner,
+    _extends,
+)
 from sliceai.planning import (
     EwmaForecaster,
     Forecaster,
@@ -209,3 +214,18 @@ def test_a_member_swapped_in_reaches_the_planner_process(tmp_path: Path, policy_
         assert after.rates_bps.sum() > before.rates_bps.sum()
     finally:
         process.close()
+
+
+def test_the_history_is_sent_in_full_only_when_the_newest_column_will_not_do() -> None:
+    rng = np.random.default_rng(5)
+    sent = rng.random((4, 10))
+    sent[1, 3] = np.nan  # missing values compare equal
+    grown = np.concatenate([sent, rng.random((4, 1))], axis=1)
+    assert _extends(grown, sent)  # not full yet: one column longer
+    assert _extends(grown[:, 1:], sent)  # full: the oldest column dropped
+    later = np.concatenate([grown, rng.random((4, 1))], axis=1)[:, 2:]
+    assert not _extends(later, sent)  # two intervals later: resend
+    changed = grown.copy()
+    changed[0, 4] += 1.0  # the past rewritten (a rebound history)
+    assert not _extends(changed, sent)
+    assert not _extends(grown[:3], sent)  # other series
