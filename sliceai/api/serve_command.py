@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import gc
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from sliceai.api.server import (
     ServerSettings,
     SliceaiServer,
     TlsFiles,
+    lower_priority,
 )
 from sliceai.engine import Engine, EngineError, EngineSettings, StateStore, StoreError
 from sliceai.engine.planner_process import LoadedForecaster, PlannerProcess, PlannerUnavailable
@@ -84,6 +86,13 @@ def _planner_process(args: argparse.Namespace, forecaster: Forecaster) -> Planne
         return PlannerProcess(recipe)
     except PlannerUnavailable as exc:
         raise UsageError(f"{exc}; --no-planner-process plans in the server process") from None
+
+
+#: Nice increment of the server process once its planner process runs (the child keeps
+#: the default): the plans are the child's, so under a flood of requests its CPU comes
+#: first; RPC handlers go REQUEST_NICE lower still (make soak, 2 min: decision p99 105 ->
+#: 49 ms, the planner's own p50 39 -> 27 ms).
+SERVER_NICE = 5
 
 
 #: The MEC 015 REST server of ``--rest``; loaded only then (FastAPI, uvicorn: extra ``rest``).
@@ -184,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
     forecaster = _forecaster(args.model, args.device, args.torch_threads)
     process = _planner_process(args, forecaster) if args.planner_process else None
+    if process is not None:  # every thread started from here on inherits it
+        lower_priority(SERVER_NICE)
     try:
         engine = Engine(
             store,
@@ -245,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    gc.freeze()  # start-up's objects (modules, the model) leave the collector's generations
     host = args.listen.rsplit(":", 1)[0]
     security = "mutual TLS" if args.client_ca else "TLS" if tls else "plaintext"
     print(

@@ -31,6 +31,7 @@ learnt.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -92,6 +93,7 @@ def _child_main(conn: Connection, build: Callable[[], Forecaster]) -> None:
     except BaseException as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
+    gc.freeze()  # the forecaster and the modules: a full collection skips them
     conn.send(("ready", forecaster.name))
     planners: dict[int, Planner] = {}
     histories: dict[int, FloatArray] = {}  # the history each planner last planned from
@@ -148,12 +150,16 @@ class PlannerProcess:
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._known: int | None = None  # the planner key the child holds
         self._closed = False
-        self._restarting = False
+        self._restart_needed = threading.Event()
         #: Children started after the first (each restart after a death or a hang).
         self.restarts = 0
-        self.pid = self._start()
+        self.pid: int | None = None  # the child's
+        self._start()
+        threading.Thread(
+            target=self._restarter, name="sliceai-planner-restart", daemon=True
+        ).start()
 
-    def _start(self) -> int:
+    def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork: the server runs threads
         parent, child = ctx.Pipe()
         proc = ctx.Process(
@@ -176,8 +182,7 @@ class PlannerProcess:
             raise PlannerUnavailable(f"the planner process did not start: {reply[1]}")
         with self._lock:
             self._conn, self._proc, self._known = parent, proc, None
-        assert proc.pid is not None
-        return proc.pid
+            self.pid = proc.pid
 
     # -- calls ----------------------------------------------------------------------
     def plan(
@@ -243,24 +248,23 @@ class PlannerProcess:
         if self._conn is not None:
             self._conn.close()
         self._conn, self._proc, self._known = None, None, None
-        if not self._closed and not self._restarting:
-            self._restarting = True
-            threading.Thread(
-                target=self._restart, name="sliceai-planner-restart", daemon=True
-            ).start()
+        if not self._closed:
+            self._restart_needed.set()
 
-    def _restart(self) -> None:
-        while not self._closed:
+    def _restarter(self) -> None:
+        """Restarts the child when :meth:`_lost` asks, until :meth:`close`. Started with
+        the first child, so children it starts get that thread's priority (``serve``
+        lowers its own afterwards; the planner's stays)."""
+        while self._restart_needed.wait() and not self._closed:
             try:
                 self._start()
             except PlannerUnavailable as exc:
                 log.warning("%s; retrying in %g s", exc, RESTART_BACKOFF_S)
                 time.sleep(RESTART_BACKOFF_S)
                 continue
+            self._restart_needed.clear()
             self.restarts += 1
             log.warning("planner process restarted")
-            break
-        self._restarting = False
 
     @property
     def alive(self) -> bool:
@@ -271,6 +275,7 @@ class PlannerProcess:
             self._closed = True
             conn, proc = self._conn, self._proc
             self._conn = self._proc = None
+        self._restart_needed.set()  # the restarter sees _closed and ends
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.send(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sliceai.api.server import lower_priority
 from sliceai.engine import Engine, EngineSettings, StateStore
 from sliceai.engine.clock import ManualClock
 from sliceai.engine.loop import PlanRecord
@@ -151,6 +153,7 @@ def test_a_killed_planner_process_is_replaced_and_plans_go_on(
         _step(eng, clock, rng)
     assert eng.state.planner.risk is not None
     learnt = eng.state.planner.risk.state()
+    assert process.pid is not None
     os.kill(process.pid, signal.SIGKILL)
     plan = _step(eng, clock, rng)  # planned here, from the mirrored state
     assert "planned in the server process" in plan.explanation
@@ -164,7 +167,6 @@ def test_a_killed_planner_process_is_replaced_and_plans_go_on(
         time.sleep(0.2)
     plan = _step(eng, clock, rng)
     assert "server process" not in plan.explanation  # the new child plans again
-    assert process.pid != 0
 
 
 def test_a_planner_process_that_hangs_costs_one_interval_not_the_loop(
@@ -229,3 +231,34 @@ def test_the_history_is_sent_in_full_only_when_the_newest_column_will_not_do() -
     changed[0, 4] += 1.0  # the past rewritten (a rebound history)
     assert not _extends(changed, sent)
     assert not _extends(grown[:3], sent)  # other series
+
+
+def test_a_restarted_planner_process_keeps_the_first_ones_priority(
+    tmp_path: Path, policy_text: str
+) -> None:
+    process = PlannerProcess(pool, start_timeout_s=120)
+    try:
+        assert process.pid is not None
+        base = os.getpriority(os.PRIO_PROCESS, process.pid)
+
+        def loop_thread() -> None:  # as `serve`: the server's own threads run lower
+            lower_priority(5)
+            clock = ManualClock()
+            eng = _engine(tmp_path / "s.db", policy_text, clock, process)
+            rng = np.random.default_rng(6)
+            _step(eng, clock, rng)
+            assert process.pid is not None
+            os.kill(process.pid, signal.SIGKILL)
+            _step(eng, clock, rng)  # finds it gone: a restart is asked for from here
+
+        t = threading.Thread(target=loop_thread)
+        t.start()
+        t.join()
+        deadline = time.monotonic() + 120
+        while not (process.alive and process.restarts == 1):
+            assert time.monotonic() < deadline, "the planner process was not restarted"
+            time.sleep(0.2)
+        assert process.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == base
+    finally:
+        process.close()
