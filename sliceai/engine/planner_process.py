@@ -151,6 +151,7 @@ class PlannerProcess:
         self._known: int | None = None  # the planner key the child holds
         self._closed = False
         self._restart_needed = threading.Event()
+        self._swaps: dict[int, Forecaster] = {}  # members swapped in, for a restarted child
         #: Children started after the first (each restart after a death or a hang).
         self.restarts = 0
         self.pid: int | None = None  # the child's
@@ -171,6 +172,14 @@ class PlannerProcess:
             if not parent.poll(self.start_timeout_s):
                 raise PlannerUnavailable(f"not ready within {self.start_timeout_s:g} s")
             reply = parent.recv()
+            for index, member in list(self._swaps.items()):  # a restarted child: swapped-in members
+                if reply[0] == "ready":
+                    parent.send(("swap", index, member))
+                    if not parent.poll(self.start_timeout_s):
+                        raise PlannerUnavailable("no answer to the swap while starting")
+                    answer = parent.recv()
+                    if answer[0] != "ok":
+                        reply = ("failed", f"swapping member {index} in: {answer[1]}")
         except (EOFError, OSError) as exc:
             reply = ("failed", f"exited while starting ({exc or type(exc).__name__})")
         except PlannerUnavailable as exc:
@@ -217,9 +226,12 @@ class PlannerProcess:
                 self._known = None
 
     def swap_member(self, index: int, member: Forecaster, timeout_s: float = 60.0) -> None:
-        """Swap a member of the child's pooled forecaster (``serve --adapt``)."""
+        """Swap a member of the child's pooled forecaster (``serve --adapt``); a restarted
+        child gets it too."""
         with self._lock:
             reply = self._ask(self._connection(), ("swap", index, member), timeout_s)
+            if reply[0] == "ok":
+                self._swaps[index] = member
         if reply[0] != "ok":
             raise PlannerUnavailable(f"the planner process did not swap: {reply[1]}")
 

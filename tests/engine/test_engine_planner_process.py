@@ -214,6 +214,19 @@ def test_a_member_swapped_in_reaches_the_planner_process(tmp_path: Path, policy_
         # the forecast came from the child, which now pools the new member
         assert np.median(last[1].quantiles) > 70e6
         assert after.rates_bps.sum() > before.rates_bps.sum()
+        # ... and so does a child started after a crash
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        _step(eng, clock, rng)
+        deadline = time.monotonic() + 120
+        while not (process.alive and process.restarts == 1):
+            assert time.monotonic() < deadline, "the planner process was not restarted"
+            time.sleep(0.2)
+        again = _step(eng, clock, rng)
+        assert "server process" not in again.explanation
+        last = eng.loop.last_forecast
+        assert last is not None
+        assert np.median(last[1].quantiles) > 70e6
     finally:
         process.close()
 
