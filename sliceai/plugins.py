@@ -26,8 +26,8 @@ way to import a module while the program runs instead, by name. It is used for:
 - **The optional extras' adapters**: the Parquet trace reader (:mod:`sliceai.traffic.parquet`,
   pyarrow) from :func:`sliceai.traffic.readers.read_trace`, and Ray in ``sliceai sweep``.
 
-A module missing because an optional extra is not installed (os-ken, cvxpy, ray, pyarrow, flwr)
-raises :class:`MissingDependency`, which says what to install; the command
+A module missing because an optional extra is not installed (os-ken, cvxpy, ray, pyarrow,
+flwr, tomli-w) raises :class:`MissingDependency`, which says what to install; the command
 line prints it and exits with 2.
 
 ``tests/test_imports.py`` checks that nothing else imports inside a function
@@ -48,6 +48,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "ray": ("Ray", "scale"),
     "pyarrow": ("pyarrow", "scale"),
     "flwr": ("Flower (flwr)", "federated"),
+    "tomli_w": ("tomli-w", "federated"),
 }
 
 
