@@ -49,7 +49,7 @@ def _serve(
         "--policy", str(policy), "--db", str(workdir / "soak.db"),
         "--listen", "127.0.0.1:0", "--interval", interval, "--model", model,
         "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
-        "--client-ca", str(pki.ca), "--metrics-port", "0",
+        "--client-ca", str(pki.ca), "--metrics-port", "0", "--request-nice", "10",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     found: dict[str, str] = {}

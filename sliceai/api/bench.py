@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 
 from sliceai.api.client import SliceaiClient
-from sliceai.api.server import REQUEST_NICE, ServerSettings, SliceaiServer, lower_priority
+from sliceai.api.server import ServerSettings, SliceaiServer
 from sliceai.bench import Figure, percentile
 from sliceai.engine import Engine, EngineSettings, StateStore
 from sliceai.engine.planner_process import LoadedForecaster, PlannerProcess
@@ -125,11 +125,7 @@ def _sink_server() -> tuple[grpc.Server, int]:
             )
         },
     )
-    # handlers at the priority sliceai's run at, against the same in-process load generator
-    pool = futures.ThreadPoolExecutor(
-        max_workers=96, initializer=lower_priority, initargs=(REQUEST_NICE,)
-    )
-    server = grpc.server(pool, maximum_concurrent_rpcs=96)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=96), maximum_concurrent_rpcs=96)
     server.add_generic_rpc_handlers([handler])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

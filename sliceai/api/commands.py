@@ -76,6 +76,15 @@ def register(subparsers: Any) -> None:
         "the model)",
     )
     serve.add_argument(
+        "--request-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run RPC handlers N nice levels lower (and, with the planner process, this "
+        "process 5 lower), so request floods cannot delay plans; on a shared host other "
+        "work then comes before requests (default 0; make soak uses 10)",
+    )
+    serve.add_argument(
         "--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free port)"
     )
     serve.add_argument(

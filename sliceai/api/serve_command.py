@@ -88,10 +88,10 @@ def _planner_process(args: argparse.Namespace, forecaster: Forecaster) -> Planne
         raise UsageError(f"{exc}; --no-planner-process plans in the server process") from None
 
 
-#: Nice increment of the server process once its planner process runs (the child keeps
-#: the default): the plans are the child's, so under a flood of requests its CPU comes
-#: first; RPC handlers go REQUEST_NICE lower still (make soak, 2 min: decision p99 105 ->
-#: 49 ms, the planner's own p50 39 -> 27 ms).
+#: With ``--request-nice`` and the planner process, the server process's own nice
+#: increment (the child keeps the default): the plans are the child's, so under a flood of
+#: requests its CPU comes first; RPC handlers go ``--request-nice`` lower still (make soak,
+#: 2 min: decision p99 105 -> 49 ms, the planner's own p50 39 -> 27 ms).
 SERVER_NICE = 5
 
 
@@ -164,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together")
     if args.client_ca is not None and args.tls_cert is None:
         raise UsageError("--client-ca needs --tls-cert and --tls-key")
+    if not 0 <= args.request_nice <= 19:
+        raise UsageError(f"--request-nice must be 0..19, got {args.request_nice}")
     if args.torch_threads < 1:
         raise UsageError(f"--torch-threads must be at least 1, got {args.torch_threads}")
     limits = limits_from_flags(args.limit)
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         text, args.policy = _bundled_policy("campus" if args.simulate == "auto" else args.simulate)
     forecaster = _forecaster(args.model, args.device, args.torch_threads)
     process = _planner_process(args, forecaster) if args.planner_process else None
-    if process is not None:  # every thread started from here on inherits it
+    if process is not None and args.request_nice:  # threads started from here inherit it
         lower_priority(SERVER_NICE)
     try:
         engine = Engine(
@@ -219,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 rate_per_s=args.rate_limit,
                 burst=2 * args.rate_limit,
                 allow_anonymous=args.allow_anonymous,
+                request_nice=args.request_nice,
             ),
         )
     except ServerConfigError as exc:

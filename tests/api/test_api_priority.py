@@ -49,7 +49,7 @@ def test_rpc_handlers_run_below_the_control_loop(
     start_server: Callable[..., Any],
 ) -> None:
     forecaster = Recording()
-    running = start_server(forecaster=forecaster)
+    running = start_server(forecaster=forecaster, request_nice=REQUEST_NICE)
     base = _nice()
     with SliceaiClient(running.target) as c:
         c.wait_serving()
