@@ -41,7 +41,12 @@ def register(subparsers: Any) -> None:
         help="allocators (names, comma-separated lists or 'all', the default)",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster to run on (default: a local Ray)")
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to run on, HOST:PORT of its head (default: a local Ray); its nodes "
+        "must see --traces, --policy and --out at the same paths (shared storage)",
+    )
     p.add_argument(
         "--num-cpus",
         type=int,

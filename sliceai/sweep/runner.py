@@ -115,7 +115,12 @@ def run_sweep(
         if todo:
             started = start_ray(address, num_cpus)
             try:
-                _run(cells, todo, out, _n_workers(num_cpus, len(todo)), records, bar, worker_stats)
+                n_workers = _n_workers(num_cpus, len(todo))
+                where = f"the Ray cluster at {address}" if address else "a local Ray"
+                bar.write(
+                    f"sweep: {len(todo)} cell(s) on {n_workers} worker(s) of {where}", sys.stderr
+                )
+                _run(cells, todo, out, n_workers, records, bar, worker_stats)
             finally:
                 if started:
                     ray.shutdown()

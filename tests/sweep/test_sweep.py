@@ -4,6 +4,12 @@ after another, resume skips finished cells, a failing cell is recorded and the r
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +212,78 @@ def test_no_trace_matching_a_pattern_is_a_usage_error(tmp_path: Path, capsys) ->
     assert code == 2
     assert f"sliceai sweep: no trace file matches '{tmp_path}/*.csv'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_a_running_cluster_given_its_address(inputs, tmp_path: Path) -> None:
+    # A real Ray head started apart (as `ray start --head` on a cluster's first node), with one
+    # CPU so that its workers are told apart from a local Ray's two; the sweep in another
+    # process connects to it and gets the sequential replay's figures.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    temp = Path("/tmp") / f"ray-{os.getpid()}"  # Ray's socket paths must stay short
+    head = subprocess.Popen(
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the head's raylet and GCS: stopped with it below
+    )
+    try:
+        traces, policies = inputs
+        out = tmp_path / "out"
+        argv = [
+            sys.executable,
+            "-m",
+            "sliceai",
+            "sweep",
+            "--traces",
+            str(traces[0]),
+            "--policy",
+            str(policies[0]),
+            "--allocator",
+            "static,ewma",
+            "--out",
+            str(out),
+            "--address",
+            f"127.0.0.1:{port}",
+            "--no-progress",
+            "--no-plots",
+        ]
+        deadline = time.monotonic() + 120
+        while not _listening(port):  # the head's GCS takes a few seconds to listen
+            assert head.poll() is None, "the Ray head exited"
+            assert time.monotonic() < deadline, "the Ray head did not listen within 120 s"
+            time.sleep(0.5)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"2 cell(s) on 1 worker(s) of the Ray cluster at 127.0.0.1:{port}" in done.stderr
+        table = pq.read_table(out / "results.parquet").to_pylist()
+        totals = {r["allocator"]: r for r in table if r["slice"] == "*"}
+        policy = load_policy(policies[0])
+        trace = load_trace(traces[0], slices=policy.slice_names)
+        direct = replay(trace, policy, ["static", "ewma"]).allocators
+        for name in ("static", "ewma"):
+            assert totals[name]["status"] == "ok"
+            assert totals[name]["cost"] == direct[name].metrics["total"]["cost"]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(30)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as conn:
+        return conn.connect_ex(("127.0.0.1", port)) == 0
