@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -282,6 +283,7 @@ def test_a_sweep_runs_on_a_running_cluster_given_its_address(inputs, tmp_path: P
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(30)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _listening(port: int) -> bool:
