@@ -1,8 +1,9 @@
 """``python -m sims.soak`` (``make soak``): `sliceai serve` under hostile load, with figures.
 
 Starts ``sliceai serve`` as its own process (mutual TLS on 127.0.0.1, a 64-slice policy,
-1 s interval), connects one honest controller, lets it warm up, then runs the hostile load
-of :mod:`sims.soak.load` at ``--scale`` x the figures of issue #29 (default 10) for
+1 s interval, ``--request-nice 10 --planner-nice -10``: run as root, or the planner keeps
+nice 0 and ``serve`` warns), connects one honest controller, lets it warm up, then runs
+the hostile load of :mod:`sims.soak.load` at ``--scale`` x the figures of issue #29 (default 10) for
 ``--minutes`` (default 10) and prints
 
 - plans the honest controller received per second under load (and the longest gap),
@@ -49,7 +50,8 @@ def _serve(
         "--policy", str(policy), "--db", str(workdir / "soak.db"),
         "--listen", "127.0.0.1:0", "--interval", interval, "--model", model,
         "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
-        "--client-ca", str(pki.ca), "--metrics-port", "0", "--request-nice", "10",
+        "--client-ca", str(pki.ca), "--metrics-port", "0",
+        "--request-nice", "10", "--planner-nice", "-10",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     found: dict[str, str] = {}

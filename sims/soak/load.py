@@ -1,11 +1,13 @@
 """The soak's two sides: hostile load (issue #29's cases 2, 3, 4 and 8, scaled) and one
 honest controller whose plans, decision times and round trips are what the soak reports.
 
-The hostile side runs in one asyncio loop (grpc.aio) on its own thread, so thousands of
-stream attempts cost no thread each. It stands for callers on other machines, so on the
-soak's one machine that thread runs at the lowest priority (``nice``, 19 by default): it
-takes idle CPU, not the server's (its attempts per second are reported; with ``nice=0``
-it competes with the server as an equal):
+The hostile side runs in one asyncio loop (grpc.aio) in a process of its own, so thousands
+of stream attempts cost no thread each. It stands for callers on other machines, so on the
+soak's one machine that whole process runs at the lowest priority (``nice``, 19 by default,
+set before it loads gRPC: gRPC's own threads, which do its TLS and HTTP/2 work, inherit it;
+when only the asyncio thread was lowered they ran at the soak's priority and took CPU from
+the server's planner). It takes idle CPU, not the server's (its attempts per second are
+reported; with ``nice=0`` it competes with the server as an equal):
 
 - ``forecast``: 4 x scale callers asking ``GetForecast`` for ~85,000 slices (500 KB)
   at once, again and again (case 2);
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
+import multiprocessing
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,21 @@ def _creds(pki: Pki, name: str) -> grpc.ChannelCredentials:
     )
 
 
+def _drive(hostile: Hostile, conn: Connection) -> None:
+    """The driver process: lowered first, then the callers until the soak says stop."""
+    lower_priority(hostile.nice)  # the main thread: every thread started later inherits it
+
+    def wait_for_stop() -> None:
+        with contextlib.suppress(EOFError, OSError):  # the soak is gone: stop too
+            conn.recv()
+        hostile._stop.set()
+
+    conn.send("ready")
+    threading.Thread(target=wait_for_stop, daemon=True).start()
+    asyncio.run(hostile._main())
+    conn.send((dict(hostile.attempts), dict(hostile.codes)))
+
+
 def client(target: str, pki: Pki, name: str, timeout_s: float = 10.0) -> SliceaiClient:
     cert, key = pki.client(name)
     return SliceaiClient(
@@ -63,30 +83,49 @@ def client(target: str, pki: Pki, name: str, timeout_s: float = 10.0) -> Sliceai
 
 @dataclass
 class Hostile:
-    """Counts of what the hostile callers tried, by case, and the status codes they got."""
+    """Counts of what the hostile callers tried, by case, and the status codes they got
+    (filled in by :meth:`stop`: the callers run in a child process, module docstring)."""
 
     target: str
     pki: Pki
     scale: float
     slices: tuple[str, ...]
-    nice: int = 19  # the driver's thread's nice increment (callers on other machines)
+    nice: int = 19  # the driver process's nice increment (callers on other machines)
     attempts: collections.Counter[str] = field(default_factory=collections.Counter)
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _proc: multiprocessing.process.BaseProcess | None = None
+    _conn: Connection | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        lower_priority(self.nice)  # this thread only: the honest controller keeps its own
-        asyncio.run(self._main())
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing inherited
+        self._conn, theirs = ctx.Pipe()
+        self._proc = ctx.Process(target=_drive, args=(self, theirs), name="soak-hostile")
+        self._proc.start()
+        theirs.close()
+        if not self._conn.poll(120) or self._conn.recv() != "ready":  # gRPC loaded there
+            raise RuntimeError("the hostile driver process did not start")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+        """Stop the callers and collect their counts."""
+        if self._proc is None or self._conn is None:
+            return
+        self._conn.send("stop")
+        if self._conn.poll(60):
+            attempts, codes = self._conn.recv()
+            self.attempts.update(attempts)
+            self.codes.update(codes)
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+        self._proc = self._conn = None
+
+    def __getstate__(self) -> dict[str, Any]:  # what crosses to the driver process
+        return {k: getattr(self, k) for k in ("target", "pki", "scale", "slices", "nice")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     def _n(self, base: int) -> int:
         return max(1, round(base * self.scale))

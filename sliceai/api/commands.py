@@ -76,6 +76,15 @@ def register(subparsers: Any) -> None:
         "the model)",
     )
     serve.add_argument(
+        "--planner-nice",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the planner process's nice value, -20..19 (default: this process's); below 0 "
+        "needs root or CAP_SYS_NICE (e.g. systemd's Nice=), else it stays and a warning says "
+        "so; make soak uses -10: under a request flood the plans' CPU then comes first",
+    )
+    serve.add_argument(
         "--request-nice",
         type=int,
         default=0,

@@ -88,6 +88,24 @@ def test_serve_refuses_zero_torch_threads_before_touching_state(
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "why"),
+    [
+        (["--planner-nice", "-21"], "--planner-nice must be -20..19, got -21"),
+        (["--planner-nice", "20"], "--planner-nice must be -20..19, got 20"),
+        (["--planner-nice", "-5", "--no-planner-process"], "drop --no-planner-process"),
+        (["--request-nice", "-1"], "--request-nice must be 0..19, got -1"),
+    ],
+)
+def test_serve_refuses_bad_priorities_before_touching_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], why: str
+) -> None:
+    db = tmp_path / "state.db"
+    assert main(["serve", "--db", str(db), *flags, "--listen", "127.0.0.1:0"]) == 2
+    assert why in capsys.readouterr().err
+    assert not db.exists()
+
+
 def test_serve_keeps_its_state_under_xdg_state_home_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

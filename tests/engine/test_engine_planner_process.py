@@ -23,6 +23,7 @@ from sliceai.engine.planner_process import (
     PlannerUnavailable,
     RemotePlanner,
     _extends,
+    set_nice,
 )
 from sliceai.planning import (
     EwmaForecaster,
@@ -275,3 +276,44 @@ def test_a_restarted_planner_process_keeps_the_first_ones_priority(
         assert os.getpriority(os.PRIO_PROCESS, process.pid) == base
     finally:
         process.close()
+
+
+def test_the_planner_process_runs_at_the_nice_value_given_restarted_too(
+    tmp_path: Path, policy_text: str
+) -> None:
+    # lower than this process (no privilege needed): serve --planner-nice
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+    process = PlannerProcess(pool, start_timeout_s=120, nice=target)
+    try:
+        assert process.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == target
+        clock = ManualClock()
+        eng = _engine(tmp_path / "s.db", policy_text, clock, process)
+        rng = np.random.default_rng(7)
+        _step(eng, clock, rng)
+        os.kill(process.pid, signal.SIGKILL)
+        _step(eng, clock, rng)
+        deadline = time.monotonic() + 120
+        while not (process.alive and process.restarts == 1):
+            assert time.monotonic() < deadline, "the planner process was not restarted"
+            time.sleep(0.2)
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == target
+    finally:
+        process.close()
+
+
+def test_a_refused_nice_value_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def refuse(_which: int, _who: int, value: int) -> None:
+        calls.append(value)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    assert set_nice(None) is None
+    assert calls == []
+    why = set_nice(-10)
+    assert calls == [-10]
+    assert why is not None
+    assert "-10 was refused" in why
+    assert "CAP_SYS_NICE" in why
