@@ -266,6 +266,8 @@ class ControlLoop:
         self.last_forecast = (state, forecast, now)
         plan = self._record(state, tel, step, grants, reserved, now, started)
         self.hub.publish(plan)
+        if isinstance(state.planner, RemotePlanner):  # its state follows the plan: mirror it
+            state.planner.settle()
         if self.on_plan is not None:
             try:
                 self.on_plan(plan, tel)

@@ -16,6 +16,8 @@ learnt.
   in force: :meth:`Planner.snapshot`) and the forecaster's online state (a pool's
   weights) are copied into the local one, so saving the risk state, ``GetForecast``'s
   weights and a restarted child all read the same state as in one process. The child
+  sends that state in a second message after the plan, and the engine mirrors it once the
+  plan is published (:meth:`RemotePlanner.settle`): the plan does not wait for it. The child
   plans exactly as the local planner would (same code, same inputs, same state): rates
   agree interval by interval (tests/engine/test_engine_planner_process.py).
 - When the child does not answer within ``timeout_s``, dies or fails, the interval is
@@ -153,7 +155,8 @@ def _child_main(conn: Connection, build: Callable[[], Forecaster], nice: int | N
                 planners = {key: planner}  # one policy at a time
             planner = planners[key]
             forecast, step = planner.plan(history, *rest)
-            conn.send(("ok", forecast, step, planner.snapshot(), forecaster.online_state()))
+            conn.send(("ok", forecast, step))  # the plan first: the server publishes it
+            conn.send(("state", planner.snapshot(), forecaster.online_state()))
         except Exception as exc:  # reported; the server process plans this interval itself
             conn.send(("error", f"{type(exc).__name__}: {str(exc)[:300]}"))
 
@@ -177,6 +180,7 @@ class PlannerProcess:
         self._conn: Connection | None = None
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._known: int | None = None  # the planner key the child holds
+        self._unsettled = False  # a plan answered whose state message is still in the pipe
         self._closed = False
         self._restart_needed = threading.Event()
         self._swaps: dict[int, Forecaster] = {}  # members swapped in, for a restarted child
@@ -224,6 +228,7 @@ class PlannerProcess:
             log.warning("%s", reply[2])
         with self._lock:
             self._conn, self._proc, self._known = parent, proc, None
+            self._unsettled = False
             self.pid = proc.pid
 
     # -- calls ----------------------------------------------------------------------
@@ -234,13 +239,15 @@ class PlannerProcess:
         history: Callable[[bool], tuple[Any, ...]],
         rest: tuple[Any, ...],
         timeout_s: float,
-    ) -> tuple[Forecast, PlanStep, Any, object]:
+    ) -> tuple[Forecast, PlanStep]:
         """One interval of planner ``key`` in the child: ``setup()`` gives what the child
         needs to build that planner when it does not hold it yet, ``history(first)`` the
         history to plan from (``("full", series)``, or unless ``first``, ``("append",
         column, length)`` onto the one sent before), ``rest`` the other arguments of
-        :meth:`Planner.plan`."""
+        :meth:`Planner.plan`. The child's state after the interval follows apart:
+        :meth:`settle` (a call to ``plan`` settles a previous one first)."""
         with self._lock:
+            self._settle(timeout_s)
             conn = self._connection()
             first = self._known != key
             message = ("plan", key, setup() if first else None, history(first), rest)
@@ -249,8 +256,26 @@ class PlannerProcess:
                 self._known = None  # the child's state is in doubt: resend it next time
                 raise PlannerUnavailable(f"the planner process failed: {reply[1]}")
             self._known = key
-        _, forecast, step, snapshot, online = reply
-        return forecast, step, snapshot, online
+            self._unsettled = True
+        _, forecast, step = reply
+        return forecast, step
+
+    def settle(self, timeout_s: float) -> tuple[Any, object] | None:
+        """The child's state after the interval :meth:`plan` last answered: (the planner's
+        :meth:`~sliceai.planning.Planner.snapshot`, the forecaster's online state), or None
+        when it was taken already. :class:`PlannerUnavailable` when it does not come."""
+        with self._lock:
+            return self._settle(timeout_s)
+
+    def _settle(self, timeout_s: float) -> tuple[Any, object] | None:
+        if not self._unsettled:
+            return None
+        self._unsettled = False
+        reply = self._ask(self._connection(), None, timeout_s)
+        if reply[0] != "state":
+            self._known = None
+            raise PlannerUnavailable(f"the planner process failed: {reply[1]}")
+        return reply[1], reply[2]
 
     def forget(self, key: int) -> None:
         """Planner ``key`` moved on in this process: resend its state next time."""
@@ -262,6 +287,7 @@ class PlannerProcess:
         """Swap a member of the child's pooled forecaster (``serve --adapt``); a restarted
         child gets it too."""
         with self._lock:
+            self._settle(timeout_s)
             reply = self._ask(self._connection(), ("swap", index, member), timeout_s)
             if reply[0] == "ok":
                 self._swaps[index] = member
@@ -274,8 +300,10 @@ class PlannerProcess:
         return self._conn
 
     def _ask(self, conn: Connection, message: object, timeout_s: float) -> Any:
+        """Send ``message`` (None: nothing, only read the next reply) and read the reply."""
         try:
-            conn.send(message)
+            if message is not None:
+                conn.send(message)
             if conn.poll(timeout_s):
                 return conn.recv()
             why = f"no answer within {timeout_s:g} s"
@@ -293,6 +321,7 @@ class PlannerProcess:
         if self._conn is not None:
             self._conn.close()
         self._conn, self._proc, self._known = None, None, None
+        self._unsettled = False
         if not self._closed:
             self._restart_needed.set()
 
@@ -343,6 +372,7 @@ class RemotePlanner:
         self.timeout_s = timeout_s
         self.key = next(_KEYS)
         self._sent: FloatArray | None = None  # the history the child planned from last
+        self._unsettled = False  # planned there; its state not mirrored here yet
 
     @property
     def policy(self) -> Any:
@@ -350,6 +380,7 @@ class RemotePlanner:
 
     @property
     def risk(self) -> Any:
+        self.settle()
         return self.local.risk
 
     def history_length(self, interval_s: float) -> int:
@@ -379,9 +410,8 @@ class RemotePlanner:
             return ("append", history[:, -1:].copy(), history.shape[1])
 
         try:
-            forecast, step, snapshot, online = self.process.plan(
-                self.key, self._setup, payload, rest, self.timeout_s
-            )
+            self.settle()
+            forecast, step = self.process.plan(self.key, self._setup, payload, rest, self.timeout_s)
         except PlannerUnavailable as exc:
             self._sent = None
             self.process.forget(self.key)  # the local state moves on: resend it
@@ -389,9 +419,28 @@ class RemotePlanner:
             note = f"{exc}; planned in the server process"
             return forecast, replace(step, notes=(*step.notes, note))
         self._sent = history
-        self.local.resume(snapshot)
-        self.local.forecaster.load_online_state(online)
+        self._unsettled = True
         return forecast, step
+
+    def settle(self) -> None:
+        """Mirror the child's state after the last interval into the local planner (the
+        engine calls it once the plan is published, so the plan does not wait for it; the
+        next :meth:`plan` calls it first otherwise). When it does not come (the child died
+        in between) the local planner keeps the state before that interval."""
+        if not self._unsettled:
+            return
+        self._unsettled = False
+        try:
+            state = self.process.settle(self.timeout_s)
+        except PlannerUnavailable as exc:
+            log.warning("the planner's state after the last interval was lost: %s", exc)
+            self._sent = None
+            self.process.forget(self.key)
+            return
+        if state is not None:
+            snapshot, online = state
+            self.local.resume(snapshot)
+            self.local.forecaster.load_online_state(online)
 
 
 def _extends(history: FloatArray, sent: FloatArray) -> bool:

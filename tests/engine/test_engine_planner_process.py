@@ -317,3 +317,29 @@ def test_a_refused_nice_value_is_reported_not_fatal(monkeypatch: pytest.MonkeyPa
     assert why is not None
     assert "-10 was refused" in why
     assert "CAP_SYS_NICE" in why
+
+
+def test_the_plan_comes_back_first_and_the_state_is_mirrored_after(
+    tmp_path: Path, policy_text: str, process: PlannerProcess
+) -> None:
+    clock = ManualClock()
+    eng = _engine(tmp_path / "s.db", policy_text, clock, process)
+    remote = eng.state.planner
+    assert isinstance(remote, RemotePlanner)
+    rng = np.random.default_rng(8)
+    last = _step(eng, clock, rng)  # the loop mirrors once it has published
+    previous = remote.local.snapshot().previous
+    assert previous is not None
+    np.testing.assert_allclose(previous.rates_bps, last.rates_bps)
+    n = len(eng.policy.slice_names)
+    history = np.full((2 * n, 300), 5e6)  # a calm history: other rates than the last plan's
+    _, step = remote.plan(history, clock.clock.wall(), 1.0)
+    assert not np.allclose(step.rates_bps, last.rates_bps)
+    held = remote.local.snapshot().previous
+    assert held is not None
+    np.testing.assert_allclose(held.rates_bps, last.rates_bps)  # not mirrored yet
+    remote.settle()
+    mirrored = remote.local.snapshot().previous
+    assert mirrored is not None
+    np.testing.assert_allclose(mirrored.rates_bps, step.rates_bps)
+    assert process.settle(1.0) is None  # taken once
