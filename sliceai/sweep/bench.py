@@ -19,11 +19,12 @@ busy cores; with 30 min traces (the first version of this benchmark, 10 s of cel
 all) they were most of the sweep's time, so it measured Ray's start-up rather than the
 sweep. At 12 h per trace the sequential run takes minutes. The ``sliceai`` allocator (the
 model) takes most of the time, the ``rolling-quantile`` and ``oracle`` most of the rest.
-Target: ratio (sequential time / sweep time) >= 1.7 on 2 cores. Measured 1.55x on the
-2-vCPU machine of BENCHMARKS.md (sequential 245 s, Ray 159 s of which start 4 s, stop
-1.4 s): two cells at once each ran about 1.24x slower than one alone (each worker 151 s in
-cells for 245 s of cells in all), which bounds the ratio near 1.6x there whatever runs
-the cells. Quick: 10 min traces, 2 policies, 3 allocators.
+Target: ratio (sequential time / sweep time) >= 1.7 on 2 cores. On the 2-vCPU machine of
+BENCHMARKS.md, 2026-12-07: 1.55x at 08:59 (sequential 245 s, Ray 159 s; two cells at once
+each ran 1.24x slower than one alone, which bounds the ratio near 1.6x whatever runs the
+cells) and 1.80x at 12:05 (sequential 183 s, Ray 102 s; 1.03x slower two at once, bound
+1.94x): that virtual machine's speed with both cores busy varies with the hour, so the
+note gives each run's bound. Quick: 10 min traces, 2 policies, 3 allocators.
 """
 
 from __future__ import annotations
