@@ -107,6 +107,19 @@ def _step(eng: Engine, clock: ManualClock, rng: np.random.Generator) -> PlanReco
     return plan
 
 
+def _kill_and_wait_for_restart(
+    eng: Engine, clock: ManualClock, rng: np.random.Generator, process: PlannerProcess
+) -> None:
+    """kill -9 the child; the next interval finds it gone and asks for its first restart."""
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    _step(eng, clock, rng)
+    deadline = time.monotonic() + 120
+    while not (process.alive and process.restarts == 1):
+        assert time.monotonic() < deadline, "the planner process was not restarted"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def process() -> Iterator[PlannerProcess]:
     proc = PlannerProcess(pool, start_timeout_s=120)
@@ -216,13 +229,7 @@ def test_a_member_swapped_in_reaches_the_planner_process(tmp_path: Path, policy_
         assert np.median(last[1].quantiles) > 70e6
         assert after.rates_bps.sum() > before.rates_bps.sum()
         # ... and so does a child started after a crash
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGKILL)
-        _step(eng, clock, rng)
-        deadline = time.monotonic() + 120
-        while not (process.alive and process.restarts == 1):
-            assert time.monotonic() < deadline, "the planner process was not restarted"
-            time.sleep(0.2)
+        _kill_and_wait_for_restart(eng, clock, rng, process)
         again = _step(eng, clock, rng)
         assert "server process" not in again.explanation
         last = eng.loop.last_forecast
@@ -291,12 +298,7 @@ def test_the_planner_process_runs_at_the_nice_value_given_restarted_too(
         eng = _engine(tmp_path / "s.db", policy_text, clock, process)
         rng = np.random.default_rng(7)
         _step(eng, clock, rng)
-        os.kill(process.pid, signal.SIGKILL)
-        _step(eng, clock, rng)
-        deadline = time.monotonic() + 120
-        while not (process.alive and process.restarts == 1):
-            assert time.monotonic() < deadline, "the planner process was not restarted"
-            time.sleep(0.2)
+        _kill_and_wait_for_restart(eng, clock, rng, process)
         assert os.getpriority(os.PRIO_PROCESS, process.pid) == target
     finally:
         process.close()
