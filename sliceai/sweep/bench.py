@@ -22,9 +22,11 @@ model) takes most of the time, the ``rolling-quantile`` and ``oracle`` most of t
 Target: ratio (sequential time / sweep time) >= 1.7 on 2 cores. On the 2-vCPU machine of
 BENCHMARKS.md, 2026-12-07: 1.55x at 08:59 (sequential 245 s, Ray 159 s; two cells at once
 each ran 1.24x slower than one alone, which bounds the ratio near 1.6x whatever runs the
-cells) and 1.80x at 12:05 (sequential 183 s, Ray 102 s; 1.03x slower two at once, bound
-1.94x): that virtual machine's speed with both cores busy varies with the hour, so the
-note gives each run's bound. Quick: 10 min traces, 2 policies, 3 allocators.
+cells), 1.80x at 12:05 (sequential 183 s, Ray 102 s; 1.03x slower two at once, bound
+1.94x) and 1.61x at 12:30 (sequential 201 s, Ray 125 s; 1.16x, bound 1.72x): that
+virtual machine's speed with both cores busy varies with the hour, so the note gives each
+run's bound; the sweep reached 93-95 % of it each time. Quick: 10 min traces, 2 policies,
+3 allocators.
 """
 
 from __future__ import annotations
