@@ -21,6 +21,7 @@ intervals, exact mixture quantiles), per site. Run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument(
+        "--proximal-mu", type=float, default=0.0, help="FedProx for the federated model only"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     test = 1440  # the last day at 60 s
@@ -88,7 +92,8 @@ def main() -> None:
     timings = {}
 
     t0 = time.monotonic()
-    fed = simulate(sites, args.rounds, out=args.out / "federated-model", local=opts)
+    fed_opts = dataclasses.replace(opts, proximal_mu=args.proximal_mu)
+    fed = simulate(sites, args.rounds, out=args.out / "federated-model", local=fed_opts)
     timings["federated"] = time.monotonic() - t0
     models = {"bundled": base, "federated": assemble(base, "main", fed.arrays[args.rounds])}
 
@@ -124,6 +129,7 @@ def main() -> None:
             "rounds": args.rounds,
             "steps_per_round": args.steps,
             "batch_size": args.batch_size,
+            "proximal_mu": args.proximal_mu,
         },
         "crps": rows,
         "seconds": timings,
