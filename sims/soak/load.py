@@ -59,9 +59,12 @@ def _creds(pki: Pki, name: str) -> grpc.ChannelCredentials:
     )
 
 
-def _drive(hostile: Hostile, conn: Connection) -> None:
+def _drive(
+    target: str, pki: Pki, scale: float, slices: tuple[str, ...], nice: int, conn: Connection
+) -> None:
     """The driver process: lowered first, then the callers until the soak says stop."""
-    lower_priority(hostile.nice)  # the main thread: every thread started later inherits it
+    lower_priority(nice)  # the main thread: every thread started later inherits it
+    hostile = Hostile(target, pki, scale, slices, nice)
 
     def wait_for_stop() -> None:
         with contextlib.suppress(EOFError, OSError):  # the soak is gone: stop too
@@ -100,7 +103,8 @@ class Hostile:
     def start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing inherited
         self._conn, theirs = ctx.Pipe()
-        self._proc = ctx.Process(target=_drive, args=(self, theirs), name="soak-hostile")
+        args = (self.target, self.pki, self.scale, self.slices, self.nice, theirs)
+        self._proc = ctx.Process(target=_drive, args=args, name="soak-hostile")
         self._proc.start()
         theirs.close()
         if not self._conn.poll(120) or self._conn.recv() != "ready":  # gRPC loaded there
@@ -120,12 +124,6 @@ class Hostile:
             self._proc.kill()
         self._conn.close()
         self._proc = self._conn = None
-
-    def __getstate__(self) -> dict[str, Any]:  # what crosses to the driver process
-        return {k: getattr(self, k) for k in ("target", "pki", "scale", "slices", "nice")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
 
     def _n(self, base: int) -> int:
         return max(1, round(base * self.scale))
