@@ -4,7 +4,8 @@
 the dev traces (:data:`research.forecast.traces.DEV`: the bundled scenarios on seeds
 never used for training or for the held-out scores, and with ``--variants`` randomised
 variants of them) through the baselines and variants of the ``sliceai`` allocator
-(model alone or pooled; risk control off, raising levels only, or both ways), and prints
+(model alone or pooled; risk control off, raising levels only, or both ways; the pool
+without its calibration: ``uncalibrated``), and prints
 per trace each allocator's cost relative to the cheapest baseline and the slices whose
 violation rate is above their risk x 1.5. The held-out family under ``sims/heldout`` is
 never used here.
@@ -18,8 +19,14 @@ import numpy as np
 
 from research.forecast.traces import DEV, generate_variant
 from sliceai.forecast.scenarios import generate_scenario
-from sliceai.planning import PlannerSettings
-from sliceai.planning.loading import pooled
+from sliceai.planning import (
+    EwmaForecaster,
+    Forecaster,
+    PlannerSettings,
+    PooledForecaster,
+    RollingQuantileForecaster,
+)
+from sliceai.planning.loading import POOL_PRIOR, pooled
 from sliceai.policy import load_policy
 from sliceai.policy.bundled import bundled_policy_path
 from sliceai.replay import PlannerAllocator, replay
@@ -42,7 +49,14 @@ def variants() -> list[PlannerAllocator]:
             "pool+drain+risk", lambda: pooled(model), PlannerSettings(risk_lowers=False)
         ),
         PlannerAllocator("pool+drain+risk2", lambda: pooled(model), PlannerSettings()),
+        PlannerAllocator("uncalibrated", lambda: uncalibrated(model), PlannerSettings()),
     ]
+
+
+def uncalibrated(model: Forecaster) -> PooledForecaster:
+    """The shipped pool without its calibration of the pooled quantiles."""
+    members = [model, EwmaForecaster(), RollingQuantileForecaster()]
+    return PooledForecaster(members, POOL_PRIOR, calibration_step=0.0)
 
 
 def main() -> None:

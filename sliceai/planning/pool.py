@@ -16,7 +16,10 @@ per level: on traffic the model knows, its sharper forecasts win the weight; whe
 tails are too thin, the tail levels go to the member whose tail has been right; on
 traffic it does not know at all, the weight moves to what works within tens of
 intervals. A level the pool has not been scored at takes the weights of the nearest
-one it has (in log-odds), or of the average over levels.
+one it has (in log-odds), or of the average over levels. Weighting by loss does not make
+the pooled quantiles calibrated, so a :class:`~sliceai.planning.calibration.QuantileTracker`
+then scales each level by an offset learnt from its own misses (``calibration_step``; 0
+turns it off).
 
 Losses come from the pool's own forecasts once their targets are seen: each call
 remembers the member forecasts of every step of every origin by the epoch s of their
@@ -37,6 +40,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from sliceai.planning.calibration import STEP, QuantileTracker
 from sliceai.planning.forecasters import FloatArray, Forecaster, IntArray
 
 #: Sharpness of the weights: a member whose recent loss is 10 % of the mean below another's
@@ -51,7 +55,8 @@ PENDING = 4096
 class PooledForecaster(Forecaster):
     """Quantile averaging of ``members`` with online weights (module docstring).
 
-    ``prior``: each member's weight before any loss is seen (default equal).
+    ``prior``: each member's weight before any loss is seen (default equal);
+    ``calibration_step``: the :class:`QuantileTracker`'s step (0: no calibration).
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class PooledForecaster(Forecaster):
         prior: Sequence[float] | None = None,
         eta: float = ETA,
         memory: float = MEMORY,
+        calibration_step: float = STEP,
     ) -> None:
         if len(members) < 1:
             raise ValueError("a pool needs at least one member")
@@ -72,6 +78,7 @@ class PooledForecaster(Forecaster):
         self.log_prior = np.log(p / p.sum())
         self.eta = eta
         self.decay = 1.0 - 1.0 / memory
+        self.calibration = QuantileTracker(calibration_step)
         self.name = "pool(" + ", ".join(m.name for m in self.members) + ")"
         self.last_notes: list[str] = []
         self.reset()
@@ -81,8 +88,10 @@ class PooledForecaster(Forecaster):
         # Average pinball losses in bit/s, (n_series, k): over all levels, and by level.
         self.loss: FloatArray | None = None
         self.level_loss: dict[float, FloatArray] = {}
-        # (origin's grid index, step) -> (target epoch s, member quantiles (k, n, Q), levels)
-        self._pending: dict[tuple[int, int], tuple[float, FloatArray, FloatArray]] = {}
+        self.calibration.reset()
+        # (origin's grid index, step) -> (target epoch s, member quantiles (k, n, Q), levels,
+        # pooled quantiles before calibration (n, Q))
+        self._pending: dict[tuple[int, int], tuple[float, FloatArray, FloatArray, FloatArray]] = {}
         self.last_notes = []
 
     def history_length(self, interval_s: float) -> int:
@@ -108,19 +117,23 @@ class PooledForecaster(Forecaster):
         if self.loss is None or self.loss.shape[0] != n_series:
             self.loss = np.zeros((n_series, len(self.members)))
             self.level_loss = {}
+            self.calibration.reset()
             self._pending.clear()
         return self.loss
 
     def online_state(self) -> object:
-        """The losses learnt and the forecasts waiting for their targets (the weights are
-        per member position: a swapped-in member inherits its predecessor's)."""
-        return (self.loss, dict(self.level_loss), dict(self._pending))
+        """The losses learnt, the calibration offsets and the forecasts waiting for their
+        targets (the weights are per member position: a swapped-in member inherits its
+        predecessor's)."""
+        calibration = self.calibration.state()
+        return (self.loss, dict(self.level_loss), calibration, dict(self._pending))
 
     def load_online_state(self, state: object) -> None:
-        loss, level_loss, pending = cast(
-            "tuple[FloatArray | None, dict[float, FloatArray], dict[Any, Any]]", state
+        loss, level_loss, calibration, pending = cast(
+            "tuple[FloatArray | None, dict[float, FloatArray], Any, dict[Any, Any]]", state
         )
         self.loss, self.level_loss, self._pending = loss, dict(level_loss), dict(pending)
+        self.calibration.load_state(calibration)
 
     def for_queries(self, rows: IntArray) -> Forecaster:
         """A read-only view for side queries on the series ``rows`` of those the pool
@@ -149,12 +162,14 @@ class PooledForecaster(Forecaster):
         out = np.empty((len(org), n, horizon, len(lv)))
         for k, o in enumerate(org.tolist()):
             self._learn(history, start_time, interval_s, o)
-            out[k] = self._combine(member_q[:, k], lv)
+            pooled = self._combine(member_q[:, k], lv)
+            out[k] = self.calibration.apply(pooled, lv)
             first = start_time + o * interval_s  # epoch s of the interval forecast first
             grid = round(first / interval_s)
             for h in range(horizon):  # every step is scored once its target is seen
+                target = first + h * interval_s
                 self._pending.setdefault(
-                    (grid, h), (first + h * interval_s, member_q[:, k, :, h, :].copy(), lv)
+                    (grid, h), (target, member_q[:, k, :, h, :].copy(), lv, pooled[:, h, :])
                 )
         self._forget(start_time, interval_s)
         self.last_notes = notes
@@ -204,14 +219,15 @@ class PooledForecaster(Forecaster):
         """Score the pending forecasts whose target is a column of ``history`` before
         ``origin`` (the column a target's epoch s falls on, ``start`` being column 0's)."""
         due = []
-        for key, (t, _, _) in self._pending.items():
+        for key, (t, *_) in self._pending.items():
             col = (t - start) / interval_s
             c = round(col)
             if abs(col - c) < 0.25 and 0 <= c < origin:
                 due.append((t, key, c))
         for _, key, c in sorted(due):
-            _, q, lv = self._pending.pop(key)
+            _, q, lv, pooled = self._pending.pop(key)
             self._score(q, lv, history[:, c])
+            self.calibration.update(pooled, lv, key[1], history[:, c])
 
     def _score(self, q: FloatArray, levels: FloatArray, actual: FloatArray) -> None:
         """Update the losses with one forecast ``q`` ``(k, n, Q)`` of ``actual`` ``(n,)``."""
@@ -245,7 +261,7 @@ class PooledForecaster(Forecaster):
     def _forget(self, start: float, interval_s: float) -> None:
         """Drop forecasts whose target the history no longer reaches, and the oldest
         beyond :data:`PENDING`."""
-        gone = [k for k, (t, _, _) in self._pending.items() if t < start - 0.25 * interval_s]
+        gone = [k for k, (t, *_) in self._pending.items() if t < start - 0.25 * interval_s]
         for key in gone:
             del self._pending[key]
         while len(self._pending) > PENDING:
@@ -267,9 +283,12 @@ class _PoolQuery(Forecaster):
         self.pool = pool
         self.name = pool.name
         loss, level_loss = pool.loss, dict(pool.level_loss)  # one consistent reading
+        offsets = dict(pool.calibration.offset)
+        self.calibration = QuantileTracker(pool.calibration.step, pool.calibration.limit)
         if loss is not None and len(rows) and rows.min() >= 0 and rows.max() < loss.shape[0]:
             self.loss: FloatArray = loss[rows]
             self.level_loss = {lv: v[rows] for lv, v in level_loss.items()}
+            self.calibration.offset = {key: v[rows] for key, v in offsets.items()}
         else:  # nothing learnt for these rows: the prior
             self.loss = np.zeros((len(rows), len(pool.members)))
             self.level_loss = {}
@@ -295,7 +314,8 @@ class _PoolQuery(Forecaster):
         )
         w = _weights(self.pool.log_prior, self.pool.eta, self.loss, self.level_loss, lv)
         self.last_notes = notes
-        return np.stack([_combine(w, member_q[:, k]) for k in range(len(org))])
+        pooled = [_combine(w, member_q[:, k]) for k in range(len(org))]
+        return np.stack([self.calibration.apply(q, lv) for q in pooled])
 
 
 def _weights(

@@ -46,7 +46,8 @@ def _history(n: int, level: float = 1e6, seed: int = 0) -> np.ndarray:
 
 
 def test_the_weight_moves_to_the_member_that_forecasts_the_traffic() -> None:
-    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    # (no calibration: it would scale what the weights give, tested apart)
+    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)], calibration_step=0.0)
     history = _history(300)
     q = pool.quantiles_at(history, np.arange(1, 301), LEVELS, 0.0, 1.0)
     w = pool.weights(2)
@@ -72,7 +73,7 @@ def test_one_origin_at_a_time_learns_what_a_chunk_learns() -> None:
 
 
 def test_a_failing_member_loses_its_weight_and_the_plan_is_told() -> None:
-    pool = PooledForecaster([Broken("model", 0.0), Around("ewma", 1e6)])
+    pool = PooledForecaster([Broken("model", 0.0), Around("ewma", 1e6)], calibration_step=0.0)
     q = pool.quantiles_at(_history(10), np.array([5, 6]), LEVELS, 0.0, 1.0)
     np.testing.assert_allclose(q[:, :, 0, 1], 1e6)
     assert (
@@ -170,7 +171,7 @@ def test_each_level_goes_to_the_member_whose_quantile_there_has_been_right() -> 
 
 def test_a_query_for_some_series_answers_with_their_weights_and_changes_nothing() -> None:
     # The planner's pool has learnt that "near" forecasts series 0-1 and "far" series 2-3.
-    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)])
+    pool = PooledForecaster([Around("far", 3e6), Around("near", 1e6)], calibration_step=0.0)
     history = np.concatenate([_history(300), _history(300, level=3e6, seed=1)])
     pool.quantiles_at(history, np.arange(1, 301), LEVELS, 0.0, 1.0)
     assert pool.loss is not None
