@@ -13,6 +13,14 @@ ensemble with the project's training step and joins it to the bundled four (as
 - ``central``: one model on the pooled training data, ``sites x rounds x steps`` batches
   (the federation's total).
 
+``--mix families`` gives every site traffic the bundled network was not trained on
+instead: a randomised variant of the hospital, factory, campus and campus scenarios
+(seeds 3101-3104) with the generic traffic families laid over each (each site its own
+families: ON/OFF sessions, bursts, steps, phase shifts, full-buffer flows, drawn per
+seed), so that local fine-tuning has something to learn and little data per site to
+learn it from (``--days 2``: one day to train). These are dev-side generators
+(``research/forecast``), never the held-out family of ``sims/heldout``.
+
 Score: scale-free CRPS of the held-out day (``score_crps``: horizon 16, every 16
 intervals, exact mixture quantiles), per site. Run:
 ``python -m research.federated.study --out research/federated/results``.
@@ -38,12 +46,27 @@ from sliceai.traffic import Trace
 from sliceai.traffic.longcsv import write_long_csv
 
 SITES = (("hospital", 3001), ("factory", 3002), ("campus", 3003), ("campus-variant", 3004))
+#: ``--mix families``: (site, scenario, seed), every site a family-widened variant.
+FAMILY_SITES = (
+    ("hospital-families", "hospital", 3101),
+    ("factory-families", "factory", 3102),
+    ("campus-families", "campus", 3103),
+    ("campus-families-2", "campus", 3104),
+)
 
 
-def site_trace(name: str, seed: int, days: float) -> Trace:
-    if name == "campus-variant":
-        return generate_variant("campus", seed, days, 60.0, families=True)
-    return generate_scenario(name, seed, days, 60.0)
+def site_traces(mix: str, days: float) -> dict[str, Trace]:
+    if mix == "families":
+        return {
+            site: generate_variant(name, seed, days, 60.0, families=True)
+            for site, name, seed in FAMILY_SITES
+        }
+    return {
+        name: generate_variant("campus", seed, days, 60.0, families=True)
+        if name == "campus-variant"
+        else generate_scenario(name, seed, days, 60.0)
+        for name, seed in SITES
+    }
 
 
 def split(trace: Trace, test_intervals: int) -> Trace:
@@ -77,10 +100,11 @@ def main() -> None:
     ap.add_argument(
         "--proximal-mu", type=float, default=0.0, help="FedProx for the federated model only"
     )
+    ap.add_argument("--mix", choices=("bundled", "families"), default="bundled")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     test = 1440  # the last day at 60 s
-    full = {name: site_trace(name, seed, args.days) for name, seed in SITES}
+    full = site_traces(args.mix, args.days)
     train = {name: split(t, test) for name, t in full.items()}
     sites = []
     for name, t in train.items():
@@ -122,7 +146,8 @@ def main() -> None:
         r["federated_vs_central"] = r["federated"] / r["central"] - 1.0
     report = {
         "size": {
-            "sites": [n for n, _ in SITES],
+            "mix": args.mix,
+            "sites": list(full),
             "days": args.days,
             "interval_s": 60.0,
             "test": "last day",
