@@ -11,7 +11,9 @@ ensemble with the project's training step and joins it to the bundled four (as
   ``--steps`` batches per site;
 - ``local``: each site alone, the same ``rounds x steps`` batches on its own data;
 - ``central``: one model on the pooled training data, ``sites x rounds x steps`` batches
-  (the federation's total).
+  (the federation's total);
+- ``personalised``: the federated model, then the local-only budget on the site's own
+  data (what a site gets from ``sliceai federate`` followed by ``sliceai train --init``).
 
 ``--mix families`` gives every site traffic the bundled network was not trained on
 instead: a randomised variant of the hospital, factory, campus and campus scenarios
@@ -81,10 +83,16 @@ def score(pipeline: ForecastPipeline, trace: Trace, test_intervals: int) -> floa
 
 
 def train_alone(
-    traces: list[Trace], pipeline: ForecastPipeline, opts: LocalOptions, rounds: int
+    traces: list[Trace],
+    pipeline: ForecastPipeline,
+    opts: LocalOptions,
+    rounds: int,
+    start: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
+    """``rounds`` x ``opts.local_steps`` steps on ``traces`` alone from ``start`` (default
+    network 0 of ``pipeline``)."""
     trainer = SiteTrainer(traces, pipeline, 0, opts)
-    arrays = get_arrays(network(pipeline, "main", 0))
+    arrays = get_arrays(network(pipeline, "main", 0)) if start is None else start
     for r in range(1, rounds + 1):
         arrays = trainer.fit(arrays, r, rounds)
     return arrays
@@ -134,16 +142,19 @@ def main() -> None:
     t0 = time.monotonic()
     for name, t in full.items():
         local = assemble(base, "main", train_alone([train[name]], base, opts, args.rounds))
+        own = train_alone([train[name]], base, opts, args.rounds, fed.arrays[args.rounds])
         rows[name] = {
             "bundled": score(models["bundled"], t, test),
             "local": score(local, t, test),
             "federated": score(models["federated"], t, test),
             "central": score(models["central"], t, test),
+            "personalised": score(assemble(base, "main", own), t, test),
         }
     timings["local+scoring"] = time.monotonic() - t0
     for r in rows.values():
         r["federated_vs_local"] = r["federated"] / r["local"] - 1.0
         r["federated_vs_central"] = r["federated"] / r["central"] - 1.0
+        r["personalised_vs_local"] = r["personalised"] / r["local"] - 1.0
     report = {
         "size": {
             "mix": args.mix,
@@ -162,13 +173,14 @@ def main() -> None:
     }
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     print(
-        f"{'site':16} {'bundled':>8} {'local':>8} {'fed':>8} {'central':>8} fed/local fed/central"
+        f"{'site':16} {'bundled':>8} {'local':>8} {'fed':>8} {'central':>8} {'pers':>8} "
+        "fed/local fed/central pers/local"
     )
     for name, r in rows.items():
         print(
             f"{name:16} {r['bundled']:8.4f} {r['local']:8.4f} {r['federated']:8.4f} "
-            f"{r['central']:8.4f} {100 * r['federated_vs_local']:+7.1f}% "
-            f"{100 * r['federated_vs_central']:+7.1f}%"
+            f"{r['central']:8.4f} {r['personalised']:8.4f} {100 * r['federated_vs_local']:+7.1f}% "
+            f"{100 * r['federated_vs_central']:+7.1f}% {100 * r['personalised_vs_local']:+7.1f}%"
         )
     print(json.dumps(timings))
 
