@@ -26,16 +26,9 @@ from research.forecast.cached import Cached
 from research.forecast.families_study import dev_traces, summary
 from sliceai.forecast.evaluate import EvaluationOptions, baselines, evaluate
 from sliceai.planning import EwmaForecaster, PooledForecaster, RollingQuantileForecaster
-from sliceai.planning.calibration import QuantileTracker
 from sliceai.planning.loading import POOL_PRIOR, load_forecaster
 
 STEPS = (0.0, 0.003, 0.01, 0.03)
-
-
-def threshold_weight(size: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """The alternative weighting: 1 for a forecast at least a tenth of its running mean,
-    else 0 (only forecasts of nearly nothing left out, the others counted equally)."""
-    return (size >= 0.1 * scale).astype(np.float64) * (scale > 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=float, nargs="+", default=list(STEPS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--weighting", choices=("ratio", "threshold"), default="ratio")
     parser.add_argument("--only", nargs="+", metavar="LABEL", help="only these traces")
     args = parser.parse_args(argv)
-    if args.weighting == "threshold":
-        QuantileTracker.weight = staticmethod(threshold_weight)  # type: ignore[method-assign]
     model = Cached(load_forecaster(None, device="cpu", threads=args.threads, pool=False))
     opts = EvaluationOptions(progress=False)
     rows: dict[str, dict[str, Any]] = {}

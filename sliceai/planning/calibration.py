@@ -80,12 +80,15 @@ class QuantileTracker:
 
     def offsets(self, n_series: int, levels: FloatArray, horizon: int) -> FloatArray:
         """``(n_series, horizon, Q)`` offsets (0 where a level has not been scored)."""
-        out = np.zeros((n_series, horizon, len(levels)))
-        for h in range(horizon):
-            for j, level in enumerate(levels.tolist()):
-                theta = self.offset.get((round(level, 9), h))
-                if theta is not None and theta.shape == (n_series,):
-                    out[:, h, j] = theta
+        return np.stack([self._step_offsets(n_series, levels, h) for h in range(horizon)], 1)
+
+    def _step_offsets(self, n_series: int, levels: FloatArray, h: int) -> FloatArray:
+        """Step ``h``'s offsets ``(n_series, Q)``."""
+        out = np.zeros((n_series, len(levels)))
+        for j, level in enumerate(levels.tolist()):
+            theta = self.offset.get((round(level, 9), h))
+            if theta is not None and theta.shape == (n_series,):
+                out[:, j] = theta
         return out
 
     def apply(self, quantiles: FloatArray, levels: FloatArray) -> FloatArray:
@@ -103,7 +106,7 @@ class QuantileTracker:
         if self.step == 0:
             return
         n = len(actual)
-        theta = self.offsets(n, levels, h + 1)[:, h, :]  # (n, Q)
+        theta = self._step_offsets(n, levels, h)  # (n, Q)
         issued = np.where(pooled > 0, pooled * np.exp(theta), pooled)
         seen = np.isfinite(actual)[:, None] & np.isfinite(pooled)
         with np.errstate(invalid="ignore"):
